@@ -1,0 +1,1 @@
+"""Stageflow: promote image tags and feature flags through GitOps stages."""

@@ -1,0 +1,503 @@
+"""The GitOps repository: reads at the remote head, and writes as one commit per operation.
+
+Each process owns one working clone (a numbered slot under ``<data dir>/clones``, held with an
+exclusive ``flock`` for the life of the process, so a restarted process reuses a clone instead of
+leaving a new one behind). Writes are optimistic: the operation is applied on top of the last
+remote head this clone knows, committed and pushed; when the push is rejected because someone else
+pushed first, the clone fetches and the *operation* runs again on the new head (never a stale
+diff), up to a bound. Any failure resets the clone to where it was, so nothing half-written stays.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+from prometheus_client import Histogram
+
+from stageflow.domain.errors import NotFound, StageflowError, Unavailable, WriteConflict
+from stageflow.services.ports import Change, Committed
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PUSH_SECONDS = Histogram("stageflow_git_push_seconds", "Time one `git push` took.", ["outcome"])
+WRITE_SECONDS = Histogram(
+    "stageflow_git_write_seconds", "Time a whole write (apply, render, commit, push) took."
+)
+
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_COMMITTER_NAME": "Stageflow",
+    "GIT_COMMITTER_EMAIL": "stageflow@localhost",
+    "LC_ALL": "C",
+}
+
+
+def redact_url(url: str) -> str:
+    """Return the remote URL without credentials (safe to show to clients)."""
+    parts = urlsplit(url)
+    if parts.scheme and (parts.username or parts.password):
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def _is_local(url: str) -> bool:
+    return ("://" not in url and ":" not in url.split("/", 1)[0]) or url.startswith("file://")
+
+
+def _local_path(url: str) -> Path:
+    return Path(url[len("file://") :] if url.startswith("file://") else url)
+
+
+def seed_bare_remote(seed_dir: Path, bare: Path, branch: str) -> bool:
+    """Create ``bare`` from the files of ``seed_dir`` in one commit, unless it exists already."""
+    if (bare / "HEAD").exists():
+        return False
+    if not (seed_dir / "stageflow.yaml").exists():
+        raise StageflowError(
+            f"cannot seed the embedded Git remote: {seed_dir}/stageflow.yaml is missing; "
+            "set STAGEFLOW_SEED_DIR to a starter repo or STAGEFLOW_GIT_URL to a real remote"
+        )
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **_GIT_ENV,
+        "GIT_AUTHOR_NAME": "Stageflow",
+        "GIT_AUTHOR_EMAIL": "stageflow@localhost",
+    }
+    with tempfile.TemporaryDirectory(prefix="stageflow-seed-") as tmp:
+        work = Path(tmp) / "work"
+        shutil.copytree(seed_dir, work, ignore=shutil.ignore_patterns(".git", "__pycache__"))
+        staging = Path(tmp) / "gitops.git"
+        for args, cwd in (
+            (["git", "init", "-q", "--bare", "-b", branch, str(staging)], tmp),
+            (["git", "init", "-q", "-b", branch], work),
+            (["git", "add", "-A"], work),
+            (["git", "commit", "-q", "-m", "Seed the GitOps repo from the starter overlays"], work),
+            (["git", "push", "-q", str(staging), f"HEAD:refs/heads/{branch}"], work),
+        ):
+            subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
+        # Move into place only when complete, so a crash never leaves a half-seeded remote.
+        shutil.move(str(staging), str(bare))
+    return True
+
+
+@dataclass
+class _Workspace:
+    """The `Workspace` port over the working tree of the clone, at one base revision."""
+
+    root: Path
+    revision: str
+    written: set[str] = field(default_factory=set)
+
+    def _path(self, rel: str) -> Path:
+        path = (self.root / rel).resolve()
+        if self.root.resolve() not in path.parents:
+            raise StageflowError(f"path {rel!r} leaves the repository")
+        return path
+
+    def read(self, path: str) -> str | None:
+        try:
+            return self._path(path).read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write(self, path: str, text: str) -> None:
+        target = self._path(path)
+        if target.exists() and target.read_text(encoding="utf-8") == text:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        self.written.add(path)
+
+    def delete(self, path: str) -> None:
+        target = self._path(path)
+        if target.exists():
+            target.unlink()
+            self.written.add(path)
+
+    def directory(self, path: str) -> Path:
+        return self._path(path)
+
+
+class GitPythonRepo:
+    """The `GitRepo` port over a GitPython working clone of the GitOps remote."""
+
+    def __init__(
+        self,
+        url: str,
+        branch: str,
+        clones_dir: Path,
+        *,
+        head_ttl: float = 0.1,
+        push_attempts: int = 5,
+        cache_size: int = 4096,
+    ) -> None:
+        self.url = url
+        self.branch = branch
+        self.clones_dir = clones_dir
+        self.head_ttl = head_ttl
+        self.push_attempts = push_attempts
+        self._cache_size = cache_size
+        self._lock = threading.RLock()  # one thread at a time touches the clone and its cat-file
+        self._write_lock = threading.Lock()
+        self._head: str | None = None
+        self._head_at = 0.0
+        self._blob_ids: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._last_change: OrderedDict[tuple[str, tuple[str, ...]], str | None] = OrderedDict()
+        self._slot: IO[str] | None = None
+        self._repo: git.Repo | None = None
+        self._clean_at: str | None = None
+        self.workdir: Path | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    def open(self) -> None:
+        """Take a clone slot and make it an exact copy of the remote head."""
+        with self._lock:
+            if self._repo is not None:
+                return
+            self.clones_dir.mkdir(parents=True, exist_ok=True)
+            for n in range(1024):
+                handle = open(self.clones_dir / f"slot-{n}.lock", "w")  # noqa: SIM115
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    continue
+                self._slot = handle
+                self.workdir = self.clones_dir / f"slot-{n}"
+                break
+            else:  # pragma: no cover - 1024 live processes on one data dir
+                raise Unavailable("no free clone slot under " + str(self.clones_dir))
+            assert self.workdir is not None
+            try:
+                if (self.workdir / ".git").exists():
+                    repo = git.Repo(self.workdir)
+                    repo.git.remote("set-url", "origin", self.url)
+                else:
+                    if self.workdir.exists():
+                        shutil.rmtree(self.workdir)
+                    repo = git.Repo.clone_from(
+                        self.url, self.workdir, branch=self.branch, env=_GIT_ENV
+                    )
+                repo.git.update_environment(**_GIT_ENV)
+                repo.git.config("core.quotepath", "off")
+                repo.git.config("gc.auto", "0")
+                self._repo = repo
+                self._fetch()
+                self._reset(self._tracking())
+            except git.GitCommandError as exc:
+                raise Unavailable(
+                    f"cannot clone {self.display_url} (branch {self.branch}): {_stderr(exc)}; "
+                    "check STAGEFLOW_GIT_URL and STAGEFLOW_GIT_BRANCH",
+                    code="git_unavailable",
+                ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._repo is not None:
+                self._repo.close()
+                self._repo = None
+            if self._slot is not None:
+                self._slot.close()
+                self._slot = None
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self.open()
+        assert self._repo is not None
+        return self._repo
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def head(self, *, fresh: bool = False) -> str:
+        """Return the SHA at the head of the tracked branch on the remote."""
+        now = time.monotonic()
+        if not fresh and self._head is not None and now - self._head_at < self.head_ttl:
+            return self._head
+        sha = self._remote_head()
+        with self._lock:
+            if sha != self._head and not self._has_commit(sha):
+                self._fetch()
+            self._head, self._head_at = sha, now
+        return sha
+
+    def _remote_head(self) -> str:
+        ref = f"refs/heads/{self.branch}"
+        try:
+            if _is_local(self.url):
+                out = subprocess.run(
+                    [
+                        "git",
+                        "--git-dir",
+                        str(_local_path(self.url)),
+                        "rev-parse",
+                        "--verify",
+                        "-q",
+                        ref,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env={**os.environ, **_GIT_ENV},
+                )
+                sha = out.stdout.strip()
+                if out.returncode != 0 or not sha:
+                    raise Unavailable(
+                        f"branch {self.branch} not found in {self.display_url}",
+                        code="git_unavailable",
+                    )
+                return sha
+            out_text = self.repo.git.ls_remote(self.url, ref)
+        except git.GitCommandError as exc:
+            raise Unavailable(
+                f"Git remote {self.display_url} is unreachable: {_stderr(exc)}",
+                code="git_unavailable",
+            ) from exc
+        if not out_text.strip():
+            raise Unavailable(
+                f"branch {self.branch} not found in {self.display_url}", code="git_unavailable"
+            )
+        return out_text.split()[0]
+
+    def _has_commit(self, sha: str) -> bool:
+        try:
+            self.repo.odb.info(bytes.fromhex(sha))
+        except (ValueError, Exception):  # gitdb raises BadObject / ValueError
+            return False
+        return True
+
+    def resolve(self, revision: str) -> str:
+        """Return the full SHA of a commit named by a full or unique short SHA."""
+        if (
+            not revision
+            or not all(c in "0123456789abcdefABCDEF" for c in revision)
+            or not 4 <= len(revision) <= 40
+        ):
+            raise NotFound(f"{revision!r} is not a commit SHA; send 4 to 40 hex digits")
+        with self._lock:
+            self.head()
+            try:
+                sha = self.repo.git.rev_parse("--verify", "-q", f"{revision}^{{commit}}")
+            except git.GitCommandError:
+                self._fetch()
+                try:
+                    sha = self.repo.git.rev_parse("--verify", "-q", f"{revision}^{{commit}}")
+                except git.GitCommandError:
+                    raise NotFound(
+                        f"revision {revision} is not a commit of {self.display_url}; send a full "
+                        "or unique short SHA of the tracked branch"
+                    ) from None
+        return sha
+
+    def blob_id(self, revision: str, path: str) -> str | None:
+        """Return the blob SHA of ``path`` at ``revision`` (None when it does not exist)."""
+        key = (revision, path)
+        if key in self._blob_ids:
+            return self._blob_ids[key]
+        with self._lock:
+            try:
+                blob: Any = self.repo.commit(revision).tree / path
+                found: str | None = blob.hexsha if blob.type == "blob" else None
+            except KeyError:
+                found = None
+            self._remember(self._blob_ids, key, found)
+        return found
+
+    def read_blob(self, blob_id: str) -> bytes:
+        with self._lock:
+            return bytes(self.repo.odb.stream(bytes.fromhex(blob_id)).read())
+
+    def read(self, revision: str, path: str) -> str | None:
+        """Return the text of ``path`` at ``revision``, or None when it does not exist."""
+        blob = self.blob_id(revision, path)
+        return None if blob is None else self.read_blob(blob).decode("utf-8")
+
+    def last_change(self, revision: str, paths: Iterable[str]) -> str | None:
+        """Return the newest commit at or before ``revision`` that touched any of ``paths``."""
+        key = (revision, tuple(sorted(paths)))
+        if key in self._last_change:
+            return self._last_change[key]
+        with self._lock:
+            out = self.repo.git.log("-1", "--format=%H", revision, "--", *key[1]).strip()
+        found = out or None
+        self._remember(self._last_change, key, found)
+        return found
+
+    def commit_info(self, revision: str) -> Mapping[str, Any]:
+        with self._lock:
+            commit = self.repo.commit(revision)
+            return {
+                "sha": commit.hexsha,
+                "message": commit.message,
+                "author": commit.author.name,
+                "at": commit.committed_datetime,
+                "trailers": dict(commit.trailers_dict),
+            }
+
+    def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def change(
+        self,
+        operation: Callable[[_Workspace], Change[T]],
+        *,
+        actor: str,
+        trailers: Mapping[str, str],
+    ) -> Committed[T]:
+        """Apply ``operation`` on the remote head and push it as one commit."""
+        started = time.perf_counter()
+        with self._write_lock, self._lock:
+            repo = self.repo
+            base = self._tracking()
+            conflicts: list[str] = []
+            for attempt in range(1, self.push_attempts + 1):
+                self._reset(base)
+                workspace = _Workspace(Path(repo.working_tree_dir or "."), base)
+                try:
+                    change = operation(workspace)
+                    if not workspace.written:
+                        return Committed(revision=base, result=change.result, committed=False)
+                    sha = self._commit(workspace, change, actor, trailers)
+                    pushed, why = self._push(sha)
+                except BaseException:
+                    self._clean_at = None
+                    self._reset(base)
+                    raise
+                if pushed:
+                    self._head, self._head_at = sha, time.monotonic()
+                    WRITE_SECONDS.observe(time.perf_counter() - started)
+                    return Committed(revision=sha, result=change.result, committed=True)
+                self._clean_at = None  # our unpushed commit is in the tree; go back on retry
+                conflicts.append(why)
+                log.info("push rejected (attempt %d), re-applying on the new head", attempt)
+                try:
+                    self._fetch()
+                except BaseException:
+                    self._reset(base)
+                    raise
+                base = self._tracking()
+            self._reset(base)
+            raise WriteConflict(
+                f"the remote kept changing: {self.push_attempts} pushes in a row were rejected "
+                "because others pushed first; nothing was committed — try again",
+                details={"attempts": self.push_attempts, "rejections": conflicts[-3:]},
+            )
+
+    def _commit(
+        self, workspace: _Workspace, change: Change[Any], actor: str, trailers: Mapping[str, str]
+    ) -> str:
+        repo = self.repo
+        paths = sorted(workspace.written)
+        repo.git.add("-A", "--", *paths)
+        lines = [change.message.rstrip(), ""]
+        lines += [f"{key}: {value}" for key, value in trailers.items()]
+        author = actor.replace("<", "").replace(">", "").strip() or "unknown"
+        self._commit_with_message("\n".join(lines) + "\n", author)
+        self._clean_at = None  # HEAD moved; the tree is clean at the new commit
+        sha = str(repo.git.rev_parse("HEAD"))
+        self._clean_at = sha
+        return sha
+
+    def _commit_with_message(self, message: str, author: str) -> None:
+        assert self.workdir is not None
+        subprocess.run(
+            ["git", "commit", "-q", "--no-verify", "-F", "-"],
+            input=message,
+            text=True,
+            cwd=self.workdir,
+            check=True,
+            capture_output=True,
+            env={
+                **os.environ,
+                **_GIT_ENV,
+                "GIT_AUTHOR_NAME": author,
+                "GIT_AUTHOR_EMAIL": "stageflow@localhost",
+            },
+        )
+
+    def _push(self, sha: str) -> tuple[bool, str]:
+        started = time.perf_counter()
+        try:
+            self.repo.git.push("--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
+        except git.GitCommandError as exc:
+            text = f"{exc.stdout or ''} {exc.stderr or ''}"
+            if (
+                "[rejected]" in text
+                or "non-fast-forward" in text
+                or "fetch first" in text
+                or "stale info" in text
+            ):
+                PUSH_SECONDS.labels("rejected").observe(time.perf_counter() - started)
+                return False, _stderr(exc)
+            PUSH_SECONDS.labels("failed").observe(time.perf_counter() - started)
+            raise Unavailable(
+                f"cannot push to {self.display_url}: {_stderr(exc)}; nothing was committed",
+                code="git_unavailable",
+            ) from exc
+        PUSH_SECONDS.labels("ok").observe(time.perf_counter() - started)
+        # A successful push moves refs/remotes/origin/<branch> only for configured refspecs;
+        # set it ourselves so the next write starts from what we just pushed.
+        self.repo.git.update_ref(f"refs/remotes/origin/{self.branch}", sha)
+        return True, ""
+
+    def _fetch(self) -> None:
+        try:
+            self.repo.git.fetch(
+                "-q",
+                "--no-tags",
+                "origin",
+                f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+            )
+        except git.GitCommandError as exc:
+            raise Unavailable(
+                f"cannot fetch from {self.display_url}: {_stderr(exc)}", code="git_unavailable"
+            ) from exc
+
+    def _tracking(self) -> str:
+        return str(self.repo.git.rev_parse(f"refs/remotes/origin/{self.branch}"))
+
+    def _reset(self, revision: str) -> None:
+        # `_clean_at` is the commit the working tree is known to match exactly; skipping the
+        # checkout then saves two subprocesses on every write.
+        if self._clean_at == revision:
+            return
+        self._clean_at = None
+        self.repo.git.checkout("-q", "-f", "--detach", revision)
+        self.repo.git.clean("-q", "-f", "-d", "-x")
+        self._clean_at = revision
+
+
+def _stderr(exc: git.GitCommandError) -> str:
+    text = (exc.stderr or "").strip() or str(exc)
+    for prefix in ("stderr:", "error:", "fatal:"):
+        text = text.replace(prefix, "")
+    return " ".join(text.split())[:500]

@@ -1,0 +1,101 @@
+"""The HTTP API: ``create_app`` builds the Flask app; nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, g, request
+from flask_smorest import Api
+from prometheus_client import Counter, Histogram
+
+from stageflow.api import admin, auth, changes, errors, operate, reads
+
+log = logging.getLogger("stageflow.http")
+
+REQUESTS = Counter(
+    "stageflow_http_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"]
+)
+LATENCY = Histogram(
+    "stageflow_http_request_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class StageflowApi(Api):
+    ERROR_SCHEMA = errors.ErrorSchema
+
+    def _register_error_handlers(self) -> None:
+        errors.register(self._app)
+
+
+def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = None) -> Flask:
+    """Build the Flask app around a composed Stageflow (``bootstrap.build`` when not given)."""
+    if stageflow is None:
+        from stageflow import bootstrap
+
+        settings = settings or bootstrap.Settings.from_env()
+        stageflow, readiness = bootstrap.build(settings)
+    app = Flask("stageflow")
+    app.config.update(
+        API_TITLE="Stageflow",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=getattr(settings, "max_body_bytes", 1024 * 1024),
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["stageflow"] = stageflow
+    app.extensions["stageflow.settings"] = settings
+    app.extensions["stageflow.readiness"] = readiness or {}
+
+    api = StageflowApi(
+        app,
+        spec_kwargs={
+            "info": {
+                "description": "Promote image tags and feature flags through GitOps stages.",
+            },
+        },
+    )
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    api.spec.options["security"] = [{"bearer": []}]
+    for blueprint in (reads.blp, changes.blp, admin.blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(operate.blp)
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request.environ["stageflow.change_id"] = str(uuid.uuid4())
+        auth.authenticate_request()
+
+    @app.after_request
+    def _finish(response):  # type: ignore[no-untyped-def]
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
+        LATENCY.labels(request.method, endpoint).observe(elapsed)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        if request.method != "GET" or response.status_code >= 400:
+            log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "request_id": g.get("request_id"),
+                    "status": response.status_code,
+                    "seconds": round(elapsed, 4),
+                    "actor": getattr(g.get("token"), "owner", None),
+                },
+            )
+        return response
+
+    return app

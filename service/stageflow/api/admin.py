@@ -1,0 +1,105 @@
+"""Administer: API tokens and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from stageflow.api.auth import current_token, requires
+from stageflow.api.schemas import (
+    AuditPageSchema,
+    AuditQuerySchema,
+    TokenCreatedSchema,
+    TokenCreateSchema,
+    TokenSchema,
+)
+from stageflow.domain.identity import ApiToken
+from stageflow.services import audit, tokens
+
+blp = Blueprint("admin", __name__, url_prefix="/api/v1", description="Tokens and the audit log")
+
+
+def _sf():  # type: ignore[no-untyped-def]
+    return current_app.extensions["stageflow"]
+
+
+def token_view(token: ApiToken, now: Any) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "owner": token.owner,
+        "roles": sorted(token.roles),
+        "scope": {"apps": list(token.scope.apps), "stages": list(token.scope.stages)},
+        "created_at": token.created_at,
+        "created_by": token.created_by,
+        "expires_at": token.expires_at,
+        "revoked_at": token.revoked_at,
+        "active": token.active(now),
+    }
+
+
+@blp.route("/tokens")
+class Tokens(MethodView):
+    @requires("admin")
+    @blp.arguments(TokenCreateSchema)
+    @blp.response(201, TokenCreatedSchema)
+    @blp.alt_response(403, response="DEFAULT_ERROR")
+    @blp.alt_response(422, response="DEFAULT_ERROR")
+    def post(self, body: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """Create a token; its secret is in this answer only."""
+        sf = _sf()
+        scope = body.get("scope") or {}
+        token, secret = tokens.create_token(
+            sf,
+            name=body["name"],
+            owner=body["owner"],
+            roles=body["roles"],
+            apps=scope.get("apps", ()),
+            stages=scope.get("stages", ()),
+            expires_at=body.get("expires_at"),
+            created_by=current_token().owner,
+        )
+        return {**token_view(token, sf.clock()), "token": secret}
+
+    @requires("admin")
+    @blp.response(200, TokenSchema(many=True))
+    def get(self):  # type: ignore[no-untyped-def]
+        """List tokens (never their secrets)."""
+        sf = _sf()
+        now = sf.clock()
+        return [token_view(t, now) for t in tokens.list_tokens(sf)]
+
+
+@blp.route("/tokens/<token_id>")
+class TokenById(MethodView):
+    @requires("admin")
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    def delete(self, token_id: str):  # type: ignore[no-untyped-def]
+        """Revoke a token."""
+        sf = _sf()
+        token = tokens.revoke_token(sf, token_id, actor=current_token().owner)
+        return token_view(token, sf.clock()) | {"revoked_at": sf.clock(), "active": False}
+
+
+@blp.route("/audit")
+class Audit(MethodView):
+    @requires("viewer")
+    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.response(200, AuditPageSchema)
+    def get(self, query: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """List who did what, newest first; page with `before`."""
+        limit = query["limit"]
+        entries = audit.list_audit(
+            _sf(),
+            app=query.get("app"),
+            stage=query.get("stage"),
+            actor=query.get("actor"),
+            before_id=query.get("before"),
+            limit=limit,
+        )
+        items = [e.__dict__ for e in entries]
+        return {"items": items, "next": entries[-1].id if len(entries) == limit else None}

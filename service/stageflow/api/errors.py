@@ -1,0 +1,169 @@
+"""The one map from domain errors to HTTP, and the error body of API.md.
+
+Every error leaves as ``{"error": {"code", "message", "details"}}``. Anything unexpected is logged
+with its traceback and answered as a 500 that names the request id, never the exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from marshmallow import Schema, fields
+from werkzeug.exceptions import HTTPException
+
+from stageflow.domain import errors as domain
+
+log = logging.getLogger(__name__)
+
+STATUS: list[tuple[type[domain.StageflowError], int]] = [
+    (domain.NotFound, 404),
+    (domain.Unauthenticated, 401),
+    (domain.Forbidden, 403),
+    (domain.PipelineError, 409),  # the repo's stageflow.yaml is broken: a state, not a request
+    (domain.Invalid, 422),
+    (domain.Conflict, 409),
+    (domain.Unavailable, 503),
+]
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "snake_case error code"})
+    message = fields.String(
+        required=True, metadata={"description": "what is wrong and how to fix it"}
+    )
+    details = fields.Dict(metadata={"description": "structured context, e.g. field errors"})
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+def status_of(exc: domain.StageflowError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    return response
+
+
+def _field_errors_message(messages: Any) -> str:
+    parts: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, list):
+            text = "; ".join(str(v) for v in value if not isinstance(v, dict | list))
+            if text:
+                parts.append(f"{prefix}: {text}")
+            for inner in value:
+                if isinstance(inner, dict | list):
+                    walk(prefix, inner)
+        else:
+            parts.append(f"{prefix}: {value}")
+
+    walk("", messages)
+    return "; ".join(parts)
+
+
+def handle_http_exception(error: HTTPException):  # type: ignore[no-untyped-def]
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    if status == 422 and "messages" in data:
+        messages = data["messages"]
+        # webargs nests by location ("json", "query"); show the fields, not the plumbing.
+        if isinstance(messages, dict) and len(messages) == 1:
+            ((location, inner),) = messages.items()
+            messages = inner
+        else:
+            location = None
+        unknown = [
+            key
+            for key, value in (messages.items() if isinstance(messages, dict) else [])
+            if value == ["Unknown field."]
+        ]
+        text = _field_errors_message(messages)
+        if unknown:
+            message = f"unknown field(s) {', '.join(unknown)}; remove them (see /docs for the body)"
+            code = "unknown_field"
+        else:
+            where = "body" if location == "json" else location or "input"
+            message = f"the request {where} is invalid: {text}"
+            code = "invalid_request"
+        return error_response(422, code, message, {"fields": messages})
+    if status == 400:
+        message = data.get("message") or error.description or "malformed request"
+        if "JSON" in message or request.mimetype == "application/json":
+            message = f"the body is not valid JSON ({message}); send a JSON object"
+            return error_response(400, "malformed_json", message)
+        return error_response(400, "bad_request", message)
+    if status == 404:
+        return error_response(
+            404, "not_found", f"no such endpoint {request.method} {request.path}; see /docs"
+        )
+    if status == 405:
+        return error_response(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path}; allowed: "
+            f"{', '.join(sorted(error.valid_methods or []))}",  # type: ignore[attr-defined]
+        )
+    if status == 413:
+        return error_response(413, "body_too_large", "the request body is too large; send less")
+    if status == 415:
+        return error_response(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+    if status >= 500:
+        return handle_unexpected(error)
+    message = data.get("message") or error.description or error.name
+    return error_response(status, HTTP_CODES.get(status, "error"), str(message))
+
+
+def handle_domain_error(exc: domain.StageflowError):  # type: ignore[no-untyped-def]
+    status = status_of(exc)
+    if status >= 500:
+        log.warning("dependency unavailable: %s", exc.message)
+    return error_response(status, exc.code, exc.message, exc.details)
+
+
+def handle_unexpected(exc: BaseException):  # type: ignore[no-untyped-def]
+    request_id = getattr(g, "request_id", "-")
+    log.exception("unexpected error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response(
+        500,
+        "internal_error",
+        f"Stageflow failed unexpectedly; nothing was committed. Report request id {request_id}.",
+        {"request_id": request_id},
+    )
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(domain.StageflowError, handle_domain_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

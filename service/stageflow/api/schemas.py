@@ -1,0 +1,258 @@
+"""Request and response bodies (marshmallow): the OpenAPI document is built from these."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES
+from stageflow.domain.identity import ROLES
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+        ordered = True
+
+
+class AnyValue(fields.Raw):
+    """Any JSON value (flag variants may be booleans, strings, numbers or objects)."""
+
+
+class RevisionSchema(Schema):
+    revision = fields.String(required=True, metadata={"description": "the pushed commit SHA"})
+
+
+# -- pipeline ---------------------------------------------------------------------------------
+
+
+class MetricGateSchema(Schema):
+    name = fields.String()
+    query = fields.String()
+    min = fields.Float(allow_none=True)
+    max = fields.Float(allow_none=True)
+
+
+class GatesSchema(Schema):
+    checks = fields.List(fields.String())
+    metrics = fields.List(fields.Nested(MetricGateSchema))
+    soak = fields.String(allow_none=True)
+
+
+class StageSchema(Schema):
+    name = fields.String()
+    namespace = fields.String()
+    flags = fields.Dict(metadata={"description": "{allow: [lifecycles that may be ON]}"})
+    gates = fields.Nested(GatesSchema)
+    approvals = fields.Integer()
+    auto_rollback = fields.Boolean()
+
+
+class RepositorySchema(Schema):
+    url = fields.String(metadata={"description": "the remote URL, without credentials"})
+    branch = fields.String()
+
+
+class AppSummarySchema(Schema):
+    name = fields.String()
+    path = fields.String()
+    stages = fields.List(fields.String())
+
+
+class PipelineSchema(Schema):
+    revision = fields.String()
+    repository = fields.Nested(RepositorySchema)
+    stages = fields.List(fields.Nested(StageSchema))
+    apps = fields.List(fields.Nested(AppSummarySchema))
+
+
+# -- app state --------------------------------------------------------------------------------
+
+
+class ImageSchema(Schema):
+    name = fields.String()
+    tag = fields.String(allow_none=True)
+    digest = fields.String(allow_none=True)
+
+
+class FlagStateSchema(Schema):
+    enabled = fields.Boolean()
+    variant = fields.String(allow_none=True)
+    lifecycle = fields.String(allow_none=True)
+
+
+class StageStateSchema(Schema):
+    stage = fields.String()
+    namespace = fields.String()
+    images = fields.List(fields.Nested(ImageSchema))
+    flags = fields.Dict(keys=fields.String(), values=fields.Nested(FlagStateSchema))
+    overlay_revision = fields.String(allow_none=True)
+    deployed = fields.Dict(allow_none=True)
+    checks = fields.List(fields.Dict())
+
+
+class AppStateSchema(Schema):
+    name = fields.String()
+    revision = fields.String()
+    stages = fields.List(fields.Nested(StageStateSchema))
+
+
+# -- flags ------------------------------------------------------------------------------------
+
+flag_key = fields.String(
+    required=True,
+    validate=validate.Regexp(
+        FLAG_KEY_RE,
+        error="flag keys start with a letter and hold up to 128 letters, digits, _ . or -",
+    ),
+)
+
+
+class FlagSchema(Schema):
+    key = fields.String()
+    state = fields.String()
+    variants = fields.Dict()
+    defaultVariant = fields.String(allow_none=True)
+    targeting = fields.Dict()
+    metadata = fields.Dict()
+
+
+class FlagCreateSchema(StrictSchema):
+    key = flag_key
+    description = fields.String(validate=validate.Length(max=1000))
+    lifecycle = fields.String(validate=validate.OneOf(LIFECYCLES))
+    variants = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=128)),
+        values=AnyValue(allow_none=False),
+    )
+    defaultVariant = fields.String()
+
+
+class FlagCreatedSchema(Schema):
+    revision = fields.String()
+    flag = fields.Nested(FlagSchema)
+
+
+class FlagEditSchema(StrictSchema):
+    lifecycle = fields.String(validate=validate.OneOf(LIFECYCLES))
+    description = fields.String(allow_none=True, validate=validate.Length(max=1000))
+
+    @validates_schema
+    def not_empty(self, data: dict, **_: object) -> None:
+        if not data:
+            raise ValidationError("send at least one of lifecycle, description", "_schema")
+
+
+class StageFlagPatchSchema(StrictSchema):
+    enabled = fields.Boolean(truthy={True}, falsy={False})
+    defaultVariant = fields.String(allow_none=True)
+    state = fields.String(validate=validate.OneOf(["ENABLED", "DISABLED"]))
+    targeting = fields.Dict(allow_none=True)
+
+    @validates_schema
+    def not_empty(self, data: dict, **_: object) -> None:
+        if not data:
+            raise ValidationError(
+                "send at least one of enabled, defaultVariant, state, targeting", "_schema"
+            )
+        if "enabled" in data and "defaultVariant" in data:
+            raise ValidationError("send enabled or defaultVariant, not both", "_schema")
+
+
+class FlagMatrixCellSchema(Schema):
+    enabled = fields.Boolean()
+    variant = fields.String(allow_none=True)
+    state = fields.String()
+
+
+class FlagMatrixRowSchema(Schema):
+    lifecycle = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    stages = fields.Dict(
+        keys=fields.String(), values=fields.Nested(FlagMatrixCellSchema, allow_none=True)
+    )
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+class ImageSetSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    tag = fields.String(validate=validate.Length(min=1, max=128))
+    digest = fields.String(validate=validate.Length(min=1, max=100))
+
+    @validates_schema
+    def tag_or_digest(self, data: dict, **_: object) -> None:
+        if "tag" not in data and "digest" not in data:
+            raise ValidationError("send a tag, a digest, or both", "_schema")
+
+
+class ImageSetResultSchema(Schema):
+    revision = fields.String()
+    image = fields.Nested(ImageSchema)
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+class AuditQuerySchema(StrictSchema):
+    app = fields.String()
+    stage = fields.String()
+    actor = fields.String()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    before = fields.Integer(metadata={"description": "page: entries with an id below this one"})
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer()
+    at = fields.DateTime()
+    actor = fields.String()
+    action = fields.String()
+    app = fields.String(allow_none=True)
+    stage = fields.String(allow_none=True)
+    target = fields.String(allow_none=True)
+    before = fields.Raw(allow_none=True)
+    after = fields.Raw(allow_none=True)
+    revision = fields.String(allow_none=True)
+    change_id = fields.String(allow_none=True)
+
+
+class AuditPageSchema(Schema):
+    items = fields.List(fields.Nested(AuditEntrySchema))
+    next = fields.Integer(allow_none=True, metadata={"description": "pass as `before` for more"})
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+class ScopeSchema(StrictSchema):
+    apps = fields.List(fields.String(), load_default=list)
+    stages = fields.List(fields.String(), load_default=list)
+
+
+class TokenCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    owner = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    roles = fields.List(
+        fields.String(validate=validate.OneOf(ROLES)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    scope = fields.Nested(ScopeSchema)
+    expires_at = fields.AwareDateTime(default_timezone=None)
+
+
+class TokenSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    owner = fields.String()
+    roles = fields.List(fields.String())
+    scope = fields.Dict()
+    created_at = fields.DateTime()
+    created_by = fields.String(allow_none=True)
+    expires_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    active = fields.Boolean()
+
+
+class TokenCreatedSchema(TokenSchema):
+    token = fields.String(metadata={"description": "the secret; shown only in this answer"})

@@ -1,0 +1,110 @@
+"""The composition root: settings -> adapters -> services."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Collection
+from typing import Any
+
+from sqlalchemy.orm import sessionmaker
+
+from stageflow.adapters.database.migrate import upgrade
+from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
+from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
+from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
+from stageflow.adapters.kustomization import KustomizationFile
+from stageflow.adapters.kustomize import KubectlKustomize
+from stageflow.adapters.pipeline_file import load_pipeline
+from stageflow.config import Settings
+from stageflow.domain.flags import FlagDocument
+from stageflow.services import tokens
+from stageflow.services.context import Stageflow
+from stageflow.services.ports import Codecs
+
+__all__ = ["Settings", "build", "configure_logging", "prepare"]
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON logs on stderr, one object per line."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("git").setLevel(logging.WARNING)
+
+
+def codecs() -> Codecs:
+    schema = FlagdSchema()
+
+    def validate(doc: FlagDocument, only: Collection[str] | None = None) -> None:
+        validate_flag_document(doc, schema, only=only)
+
+    return Codecs(
+        load_pipeline=load_pipeline,
+        parse_kustomization=lambda text, path: KustomizationFile.parse(text, path=path),
+        validate_flags=validate,
+    )
+
+
+def prepare(settings: Settings) -> str | None:
+    """Seed the embedded remote, migrate the database, ensure an admin token.
+
+    Returns a newly generated admin secret (to print once), or None.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.embedded_remote and seed_bare_remote(
+        settings.seed_dir, settings.data_dir / "gitops.git", settings.git_branch
+    ):
+        log.info("seeded the embedded GitOps remote at %s", settings.git_url)
+    upgrade(settings.database_url)
+    stageflow, _ = build(settings, open_repo=False)
+    return tokens.ensure_admin_token(stageflow, settings.admin_token)
+
+
+def build(
+    settings: Settings, *, open_repo: bool = True
+) -> tuple[Stageflow, dict[str, Callable[[], Any]]]:
+    """Compose the adapters; return the Stageflow context and the readiness probes."""
+    engine = make_engine(settings.database_url)
+    session_factory = sessionmaker(engine, expire_on_commit=False)
+    repo = GitPythonRepo(
+        settings.git_url,
+        settings.git_branch,
+        settings.clones_dir,
+        head_ttl=settings.git_head_ttl,
+        push_attempts=settings.git_push_attempts,
+    )
+    renderer = KubectlKustomize.from_setting(settings.kustomize, timeout=settings.render_timeout)
+    stageflow = Stageflow(
+        repo=repo,
+        renderer=renderer,
+        codecs=codecs(),
+        uow=lambda: SqlUnitOfWork(session_factory),
+    )
+    if open_repo:
+        repo.open()
+
+    def git_probe() -> str:
+        return repo.head(fresh=True)
+
+    def database_probe() -> str:
+        ping(engine)
+        return engine.dialect.name
+
+    readiness: dict[str, Callable[[], Any]] = {
+        "database": database_probe,
+        "git": git_probe,
+        "kustomize": renderer.version,
+    }
+    return stageflow, readiness

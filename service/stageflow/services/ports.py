@@ -1,0 +1,152 @@
+"""Ports: what the use cases need from the outside world, as Protocols named for their role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+from stageflow.domain.flags import FlagDocument
+from stageflow.domain.identity import ApiToken
+from stageflow.domain.images import ImageRef
+from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
+from stageflow.domain.pipeline import Pipeline
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+@dataclass(frozen=True)
+class Change(Generic[T]):
+    """What an operation did to the working tree: the commit message and the use case's result."""
+
+    message: str
+    result: T
+
+
+@dataclass(frozen=True)
+class Committed(Generic[T]):
+    """A pushed (or empty) change: ``revision`` is the new head, or the unchanged base."""
+
+    revision: str
+    result: T
+    committed: bool
+
+
+class Workspace(Protocol):
+    """The files of the GitOps repo at one base revision, for an operation to read and write."""
+
+    revision: str
+
+    def read(self, path: str) -> str | None: ...
+
+    def write(self, path: str, text: str) -> None: ...
+
+    def delete(self, path: str) -> None: ...
+
+    def directory(self, path: str) -> Path: ...
+
+
+class GitRepo(Protocol):
+    display_url: str
+    branch: str
+
+    def head(self, *, fresh: bool = False) -> str: ...
+
+    def resolve(self, revision: str) -> str: ...
+
+    def blob_id(self, revision: str, path: str) -> str | None: ...
+
+    def read_blob(self, blob_id: str) -> bytes: ...
+
+    def read(self, revision: str, path: str) -> str | None: ...
+
+    def last_change(self, revision: str, paths: Iterable[str]) -> str | None: ...
+
+    def change(
+        self,
+        operation: Callable[[Any], Change[T]],
+        *,
+        actor: str,
+        trailers: Mapping[str, str],
+    ) -> Committed[T]: ...
+
+
+class Renderer(Protocol):
+    def render(self, directory: Path) -> str: ...
+
+
+class KustomizationDoc(Protocol):
+    def images(self) -> list[ImageRef]: ...
+
+    def set_image(self, ref: ImageRef, *, clear_other: bool = False) -> bool: ...
+
+    def render(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Codecs:
+    """Parsers and validators that need third-party libraries (YAML, JSON Schema)."""
+
+    load_pipeline: Callable[[str], Pipeline]
+    parse_kustomization: Callable[[str, str], KustomizationDoc]
+    # validate_flags(doc, only): check the named flags (None: all) and the document-level parts
+    validate_flags: Callable[[FlagDocument, Collection[str] | None], None]
+
+
+class AuditLog(Protocol):
+    def add(self, entry: AuditEntry) -> None: ...
+
+    def list(
+        self,
+        *,
+        app: str | None = None,
+        stage: str | None = None,
+        actor: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[AuditEntry]: ...
+
+
+class TokenStore(Protocol):
+    def add(self, token: ApiToken, secret_hash: str) -> None: ...
+
+    def by_hash(self, secret_hash: str) -> ApiToken | None: ...
+
+    def get(self, token_id: str) -> ApiToken | None: ...
+
+    def list(self) -> Sequence[ApiToken]: ...
+
+    def revoke(self, token_id: str, at: datetime) -> bool: ...
+
+    def count_admins(self) -> int: ...
+
+
+class IdempotencyStore(Protocol):
+    def get(self, owner: str, key: str) -> IdempotentAnswer | None: ...
+
+    def begin(self, owner: str, key: str, fingerprint: str, at: datetime) -> bool: ...
+
+    def finish(self, owner: str, key: str, status: int, body: Any, at: datetime) -> None: ...
+
+    def forget(self, owner: str, key: str) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    audit: AuditLog
+    tokens: TokenStore
+    idempotency: IdempotencyStore
+
+    def __enter__(self) -> UnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...

@@ -1,0 +1,206 @@
+"""Read the desired state from Git: the pipeline, flags and images of each stage, at a revision.
+
+Everything here is read at the remote head and cached by the blob SHA it was parsed from, so a
+read after a change costs a parse only for the files that change touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stageflow.domain.errors import NotFound, PipelineError
+from stageflow.domain.flags import FlagDocument, parse_flag_document
+from stageflow.domain.images import ImageRef
+from stageflow.domain.pipeline import App, Pipeline, Stage, format_duration
+from stageflow.services.context import Stageflow
+from stageflow.services.ports import Workspace
+
+PIPELINE_FILE = "stageflow.yaml"
+FLAGS_FILE = "flags.json"
+KUSTOMIZATION_FILE = "kustomization.yaml"
+
+
+def flags_path(app: App, stage: str) -> str:
+    return f"{app.overlay_path(stage)}/{FLAGS_FILE}"
+
+
+def kustomization_path(app: App, stage: str) -> str:
+    return f"{app.overlay_path(stage)}/{KUSTOMIZATION_FILE}"
+
+
+def empty_flag_document(app: str) -> FlagDocument:
+    return FlagDocument(flags={}, metadata={"flagSetId": app})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The desired state at one revision: reads of one request all come from the same commit."""
+
+    sf: Stageflow
+    revision: str
+    pipeline: Pipeline
+
+    def flags(self, app: App, stage: str) -> FlagDocument:
+        blob = self.sf.repo.blob_id(self.revision, flags_path(app, stage))
+        if blob is None:
+            return empty_flag_document(app.name)
+        return self.sf.cache.get(
+            ("flags", blob), lambda: parse_flag_document(self.sf.repo.read_blob(blob))
+        )
+
+    def flags_text(self, app: App, stage: str) -> str | None:
+        return self.sf.repo.read(self.revision, flags_path(app, stage))
+
+    def images(self, app: App, stage: str) -> list[ImageRef]:
+        path = kustomization_path(app, stage)
+        blob = self.sf.repo.blob_id(self.revision, path)
+        if blob is None:
+            return []
+        return self.sf.cache.get(
+            ("images", blob),
+            lambda: self.sf.codecs.parse_kustomization(
+                self.sf.repo.read_blob(blob).decode("utf-8"), path
+            ).images(),
+        )
+
+    def overlay_revision(self, app: App, stage: str) -> str | None:
+        """The last commit that changed what this stage renders (its overlay or the base)."""
+        return self.sf.repo.last_change(self.revision, [app.overlay_path(stage), app.base_path])
+
+
+def snapshot(sf: Stageflow, revision: str | None = None) -> Snapshot:
+    """Return the desired state at ``revision`` (default: the remote head)."""
+    rev = revision or sf.repo.head()
+    blob = sf.repo.blob_id(rev, PIPELINE_FILE)
+    if blob is None:
+        raise PipelineError(
+            f"{PIPELINE_FILE} is missing at revision {rev[:12]}; restore it in the GitOps repo",
+            code="pipeline_missing",
+        )
+    pipeline = sf.cache.get(
+        ("pipeline", blob),
+        lambda: sf.codecs.load_pipeline(sf.repo.read_blob(blob).decode("utf-8")),
+    )
+    return Snapshot(sf, rev, pipeline)
+
+
+def pipeline_in(sf: Stageflow, workspace: Workspace) -> Pipeline:
+    """The pipeline as the working tree of a write has it."""
+    text = workspace.read(PIPELINE_FILE)
+    if text is None:
+        raise PipelineError(f"{PIPELINE_FILE} is missing; restore it in the GitOps repo")
+    return sf.cache.get(("pipeline-text", text), lambda: sf.codecs.load_pipeline(text))
+
+
+def flags_in(sf: Stageflow, workspace: Workspace, app: App, stage: str) -> FlagDocument:
+    text = workspace.read(flags_path(app, stage))
+    if text is None:
+        return empty_flag_document(app.name)
+    return sf.cache.get(("flags-text", text), lambda: parse_flag_document(text))
+
+
+# -- views of the state, as plain data for the API and the CLI ---------------------------------
+
+
+def image_view(ref: ImageRef) -> dict[str, Any]:
+    return {"name": ref.name, "tag": ref.tag, "digest": ref.digest}
+
+
+def pipeline_view(sf: Stageflow) -> dict[str, Any]:
+    snap = snapshot(sf)
+    return {
+        "revision": snap.revision,
+        "repository": {"url": sf.repo.display_url, "branch": sf.repo.branch},
+        "stages": [stage_view(stage) for stage in snap.pipeline.stages],
+        "apps": [
+            {"name": app.name, "path": app.path, "stages": list(snap.pipeline.stage_names)}
+            for app in snap.pipeline.apps.values()
+        ],
+    }
+
+
+def stage_view(stage: Stage) -> dict[str, Any]:
+    return {
+        "name": stage.name,
+        "namespace": stage.namespace,
+        "flags": {"allow": [lc for lc in ("experimental", "beta", "stable") if stage.allows(lc)]},
+        "gates": {
+            "checks": list(stage.gates.checks),
+            "metrics": [
+                {"name": m.name, "query": m.query, "min": m.min, "max": m.max}
+                for m in stage.gates.metrics
+            ],
+            "soak": format_duration(stage.gates.soak) if stage.gates.soak else None,
+        },
+        "approvals": stage.approvals,
+        "auto_rollback": stage.auto_rollback,
+    }
+
+
+def apps_view(sf: Stageflow) -> list[dict[str, Any]]:
+    snap = snapshot(sf)
+    names = list(snap.pipeline.stage_names)
+    return [{"name": app.name, "stages": names} for app in snap.pipeline.apps.values()]
+
+
+def app_view(sf: Stageflow, app_name: str) -> dict[str, Any]:
+    snap = snapshot(sf)
+    app = snap.pipeline.app(app_name)
+    stages = []
+    for stage in snap.pipeline.stages:
+        doc = snap.flags(app, stage.name)
+        stages.append(
+            {
+                "stage": stage.name,
+                "namespace": stage.namespace,
+                "images": [image_view(ref) for ref in snap.images(app, stage.name)],
+                "flags": {
+                    key: {"enabled": f.enabled, "variant": f.variant, "lifecycle": f.lifecycle}
+                    for key, f in doc.flags.items()
+                },
+                "overlay_revision": snap.overlay_revision(app, stage.name),
+                # Deployments and checks arrive with the cluster-feedback and promotion work.
+                "deployed": None,
+                "checks": [],
+            }
+        )
+    return {"name": app.name, "revision": snap.revision, "stages": stages}
+
+
+def flag_matrix(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
+    snap = snapshot(sf)
+    app = snap.pipeline.app(app_name)
+    matrix: dict[str, Any] = {}
+    names = snap.pipeline.stage_names
+    for stage in names:
+        for key, flag in snap.flags(app, stage).flags.items():
+            row = matrix.setdefault(
+                key,
+                {
+                    "lifecycle": flag.lifecycle,
+                    "description": flag.description,
+                    "stages": dict.fromkeys(names),
+                },
+            )
+            row["stages"][stage] = {
+                "enabled": flag.enabled,
+                "variant": flag.variant,
+                "state": flag.state,
+            }
+    return snap.revision, matrix
+
+
+def stage_flags_document(sf: Stageflow, app_name: str, stage_name: str) -> tuple[str, str]:
+    """Return the revision and the committed flagd document of one stage, byte for byte."""
+    snap = snapshot(sf)
+    app = snap.pipeline.app(app_name)
+    snap.pipeline.stage(stage_name)
+    text = snap.flags_text(app, stage_name)
+    if text is None:
+        raise NotFound(
+            f"{flags_path(app, stage_name)} does not exist at {snap.revision[:12]}; create a flag "
+            f"with POST /api/v1/apps/{app.name}/flags",
+            code="flags_not_found",
+        )
+    return snap.revision, text

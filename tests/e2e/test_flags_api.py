@@ -1,0 +1,203 @@
+"""Flags through REST: each change is one rendered commit on the real remote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.builders import (
+    changed_files,
+    commit_message,
+    read_remote,
+    remote_head,
+    remote_log,
+    render_remote,
+    rendered_config_map,
+)
+
+DEV = "apps/demo/overlays/development"
+
+
+def test_toggle_is_one_commit_with_trailers_that_renders_the_new_value(client, gitops_remote: Path):
+    before = remote_head(gitops_remote)
+
+    response = client.patch(
+        "/api/v1/apps/demo/stages/development/flags/beta_api", json={"enabled": False}
+    )
+
+    assert response.status_code == 200, response.get_json()
+    revision = response.get_json()["revision"]
+    assert remote_log(gitops_remote, 2) == [revision, before]
+    message = commit_message(gitops_remote, revision)
+    assert "demo/development: flag beta_api on -> off" in message
+    assert "Stageflow-Actor: admin" in message
+    assert "Stageflow-Change: " in message
+    assert changed_files(gitops_remote, revision) == [f"{DEV}/flags.json"]
+    rendered = render_remote(gitops_remote, revision, DEV)
+    served = json.loads(rendered_config_map(rendered)["data"]["flags.json"])
+    assert served["flags"]["beta_api"]["defaultVariant"] == "off"
+    assert served["flags"]["new_ui"]["defaultVariant"] == "on"
+    assert served == json.loads(read_remote(gitops_remote, revision, f"{DEV}/flags.json"))
+    assert response.get_json()["flag"]["defaultVariant"] == "off"
+
+
+def test_toggle_diff_is_small_and_readable(client, gitops_remote: Path):
+    first = client.patch(
+        "/api/v1/apps/demo/stages/development/flags/beta_api", json={"enabled": False}
+    ).get_json()["revision"]
+    second = client.patch(
+        "/api/v1/apps/demo/stages/development/flags/beta_api", json={"enabled": True}
+    ).get_json()["revision"]
+
+    from tests.conftest import git
+
+    diff = git("--git-dir", str(gitops_remote), "diff", "-U0", first, second)
+    changed = [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    # the flag's defaultVariant and the document's version (the revision it was written at)
+    assert len(changed) == 4, diff
+    assert '-      "defaultVariant": "off",' in changed
+    assert '+      "defaultVariant": "on",' in changed
+
+
+def test_turning_on_a_flag_the_stage_does_not_allow_is_409_and_off_always_works(
+    client, gitops_remote: Path
+):
+    before = remote_head(gitops_remote)
+
+    refused = client.patch(
+        "/api/v1/apps/demo/stages/production/flags/beta_api", json={"enabled": True}
+    )
+
+    assert refused.status_code == 409
+    error = refused.get_json()["error"]
+    assert error["code"] == "flag_not_allowed"
+    assert "production" in error["message"] and "beta" in error["message"]
+    assert remote_head(gitops_remote) == before
+
+    off = client.patch("/api/v1/apps/demo/stages/production/flags/new_ui", json={"enabled": False})
+    assert off.status_code == 200
+    assert remote_head(gitops_remote) == off.get_json()["revision"] != before
+
+
+def test_create_flag_enters_the_first_stage_only_and_twice_is_409(client, gitops_remote: Path):
+    created = client.post(
+        "/api/v1/apps/demo/flags",
+        json={"key": "dark_mode", "description": "Dark theme", "lifecycle": "beta"},
+    )
+
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert body["flag"]["defaultVariant"] == "off"
+    matrix = client.get("/api/v1/apps/demo/flags").get_json()
+    assert matrix["dark_mode"]["stages"] == {
+        "development": {"enabled": False, "variant": "off", "state": "ENABLED"},
+        "staging": None,
+        "production": None,
+    }
+    assert matrix["dark_mode"]["lifecycle"] == "beta"
+    assert changed_files(gitops_remote, body["revision"]) == [f"{DEV}/flags.json"]
+
+    again = client.post("/api/v1/apps/demo/flags", json={"key": "dark_mode"})
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "flag_exists"
+
+
+def test_string_flag_with_variants_and_targeting(client, gitops_remote: Path):
+    created = client.post(
+        "/api/v1/apps/demo/flags",
+        json={
+            "key": "banner.color",
+            "variants": {"red": "#f00", "blue": "#00f"},
+            "defaultVariant": "red",
+            "lifecycle": "experimental",
+        },
+    )
+    assert created.status_code == 201, created.get_json()
+
+    targeting = {"if": [{"ends_with": [{"var": "email"}, "@acme.com"]}, "blue", None]}
+    changed = client.patch(
+        "/api/v1/apps/demo/stages/development/flags/banner.color",
+        json={"defaultVariant": "blue", "targeting": targeting},
+    )
+
+    assert changed.status_code == 200, changed.get_json()
+    committed = json.loads(
+        read_remote(gitops_remote, changed.get_json()["revision"], f"{DEV}/flags.json")
+    )
+    assert committed["flags"]["banner.color"]["defaultVariant"] == "blue"
+    assert committed["flags"]["banner.color"]["targeting"] == targeting
+
+
+def test_edit_lifecycle_everywhere_and_refuse_one_that_breaks_policy(client, gitops_remote: Path):
+    # beta_api is ON in staging; making it experimental would put an experimental flag ON there
+    refused = client.patch("/api/v1/apps/demo/flags/beta_api", json={"lifecycle": "experimental"})
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["code"] == "flag_not_allowed"
+
+    promoted = client.patch("/api/v1/apps/demo/flags/beta_api", json={"lifecycle": "stable"})
+    assert promoted.status_code == 200
+    revision = promoted.get_json()["revision"]
+    assert sorted(changed_files(gitops_remote, revision)) == sorted(
+        f"apps/demo/overlays/{stage}/flags.json"
+        for stage in ("development", "staging", "production")
+    )
+    matrix = client.get("/api/v1/apps/demo/flags").get_json()
+    assert matrix["beta_api"]["lifecycle"] == "stable"
+
+
+def test_delete_flag_from_a_stage(client, gitops_remote: Path):
+    deleted = client.delete("/api/v1/apps/demo/stages/development/flags/experimental_cache")
+
+    assert deleted.status_code == 200
+    matrix = client.get("/api/v1/apps/demo/flags").get_json()
+    assert matrix["experimental_cache"]["stages"]["development"] is None
+    assert matrix["experimental_cache"]["stages"]["staging"] is not None
+    missing = client.delete("/api/v1/apps/demo/stages/development/flags/experimental_cache")
+    assert missing.status_code == 404
+
+
+def test_stage_document_is_the_committed_bytes_with_revision_etag(client, gitops_remote: Path):
+    response = client.get("/api/v1/apps/demo/stages/staging/flags")
+
+    head = remote_head(gitops_remote)
+    assert response.status_code == 200
+    assert response.headers["ETag"] == f'"{head}"'
+    assert response.get_data(as_text=True) == read_remote(
+        gitops_remote, head, "apps/demo/overlays/staging/flags.json"
+    )
+    cached = client.get(
+        "/api/v1/apps/demo/stages/staging/flags", headers={"If-None-Match": f'"{head}"'}
+    )
+    assert cached.status_code == 304
+
+
+def test_same_idempotency_key_returns_the_first_answer_and_commits_once(
+    client, gitops_remote: Path
+):
+    headers = {"Idempotency-Key": "toggle-42"}
+    url = "/api/v1/apps/demo/stages/development/flags/new_ui"
+
+    first = client.patch(url, json={"enabled": False}, headers=headers)
+    second = client.patch(url, json={"enabled": False}, headers=headers)
+
+    assert first.status_code == second.status_code == 200
+    assert first.get_json() == second.get_json()
+    assert second.headers.get("Idempotent-Replayed") == "true"
+    assert remote_log(gitops_remote, 1) == [first.get_json()["revision"]]
+    assert len(remote_log(gitops_remote)) == 2  # the seed and one toggle
+    reused = client.patch(url, json={"enabled": True}, headers=headers)
+    assert reused.status_code == 409
+    assert reused.get_json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_reads_follow_a_change_at_once(client):
+    client.patch("/api/v1/apps/demo/stages/staging/flags/new_ui", json={"enabled": False})
+
+    state = client.get("/api/v1/apps/demo").get_json()
+    staging = next(s for s in state["stages"] if s["stage"] == "staging")
+    assert staging["flags"]["new_ui"] == {"enabled": False, "variant": "off", "lifecycle": "stable"}
+    assert staging["overlay_revision"] == state["revision"]
