@@ -69,7 +69,10 @@ def prepare(settings: Settings) -> str | None:
         log.info("seeded the embedded GitOps remote at %s", settings.git_url)
     upgrade(settings.database_url)
     stageflow, _ = build(settings, open_repo=False)
-    return tokens.ensure_admin_token(stageflow, settings.admin_token)
+    try:
+        return tokens.ensure_admin_token(stageflow, settings.admin_token)
+    finally:
+        stageflow.close()
 
 
 def build(
@@ -91,6 +94,7 @@ def build(
         renderer=renderer,
         codecs=codecs(),
         uow=lambda: SqlUnitOfWork(session_factory),
+        closers=[engine.dispose, repo.close],
     )
     if open_repo:
         repo.open()

@@ -57,15 +57,18 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
     bootstrap.prepare(settings)
     sf, _ = bootstrap.build(settings, open_repo=False)
-    token, secret = tokens.create_token(
-        sf,
-        name=args.name,
-        owner=args.owner,
-        roles=args.role,
-        apps=args.app or (),
-        stages=args.stage or (),
-        created_by="cli",
-    )
+    try:
+        token, secret = tokens.create_token(
+            sf,
+            name=args.name,
+            owner=args.owner,
+            roles=args.role,
+            apps=args.app or (),
+            stages=args.stage or (),
+            created_by="cli",
+        )
+    finally:
+        sf.close()
     _emit(
         args,
         {

@@ -22,7 +22,7 @@ def stageflow(settings: Settings) -> Iterator[tuple[Stageflow, dict[str, Any]]]:
     bootstrap.prepare(settings)
     sf, readiness = bootstrap.build(settings)
     yield sf, readiness
-    sf.repo.close()  # type: ignore[attr-defined]
+    sf.close()
 
 
 @pytest.fixture

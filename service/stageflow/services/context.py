@@ -52,3 +52,10 @@ class Stageflow:
     uow: Callable[[], UnitOfWork]
     clock: Callable[[], datetime] = utcnow
     cache: ParseCache = field(default_factory=ParseCache)
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release what the adapters hold (database pool, clone slot)."""
+        for close in reversed(self.closers):
+            close()
+        self.closers.clear()
