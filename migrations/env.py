@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
 
 from stageflow.adapters.database.records import Base
 from stageflow.adapters.database.unit_of_work import make_engine
@@ -36,7 +35,6 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     engine = make_engine(url)
-    engine.pool = pool.NullPool(engine.pool._creator)  # type: ignore[attr-defined]
     with engine.connect() as connection:
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=True

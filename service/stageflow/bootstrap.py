@@ -11,11 +11,13 @@ from sqlalchemy.orm import sessionmaker
 
 from stageflow.adapters.database.migrate import upgrade
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
+from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
 from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
 from stageflow.adapters.kustomization import KustomizationFile
 from stageflow.adapters.kustomize import KubectlKustomize
 from stageflow.adapters.pipeline_file import load_pipeline
+from stageflow.adapters.prometheus import PrometheusHTTP
 from stageflow.config import Settings
 from stageflow.domain.flags import FlagDocument
 from stageflow.services import tokens
@@ -54,6 +56,8 @@ def codecs() -> Codecs:
         load_pipeline=load_pipeline,
         parse_kustomization=lambda text, path: KustomizationFile.parse(text, path=path),
         validate_flags=validate,
+        flag_evaluator=FlagdEvaluator,
+        trial_evaluate=trial_evaluate,
     )
 
 
@@ -94,6 +98,7 @@ def build(
         renderer=renderer,
         codecs=codecs(),
         uow=lambda: SqlUnitOfWork(session_factory),
+        metrics=PrometheusHTTP(settings.prometheus_url),
         closers=[engine.dispose, repo.close],
     )
     if open_repo:

@@ -17,6 +17,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     bootstrap.configure_logging(settings.log_level)
     secret = bootstrap.prepare(settings)
+    _settle(settings)
     if secret:
         print(
             "\n  Stageflow admin token (shown once; keep it):\n\n"
@@ -44,11 +45,49 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             from stageflow.api import create_app
 
             bootstrap.configure_logging(settings.log_level)
-            return create_app(settings)
+            app = create_app(settings)
+            _start_reevaluator(app.extensions["stageflow"], settings.reevaluate_interval)
+            return app
 
     print(f"Stageflow serving on http://{settings.host}:{settings.port}  (docs: /docs)", flush=True)
     Server().run()
     return 0
+
+
+def _settle(settings: Settings) -> None:
+    """Settle promotions that a crashed process left `applying` (DESIGN.md section 4)."""
+    from stageflow import bootstrap
+    from stageflow.services import promotions
+
+    sf, _ = bootstrap.build(settings)
+    try:
+        for promotion in promotions.settle_all(sf):
+            print(f"settled promotion {promotion.id}: {promotion.status}", flush=True)
+    finally:
+        sf.close()
+
+
+def _start_reevaluator(sf: Any, interval: float) -> None:
+    """Re-run waiting promotions' gates now and then: soak time passes without any report."""
+    if interval <= 0:
+        return
+    import logging
+    import threading
+    import time
+
+    from stageflow.services import promotions
+
+    log = logging.getLogger("stageflow.reevaluate")
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                promotions.reevaluate_waiting(sf)
+            except Exception:  # the loop must outlive one bad round
+                log.exception("re-evaluating waiting promotions failed")
+
+    threading.Thread(target=loop, name="stageflow-reevaluate", daemon=True).start()
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:

@@ -84,6 +84,13 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "(unset)",
         "HMAC key of the Flux `generic-hmac` provider.",
     ),
+    (
+        "reevaluate_interval",
+        "STAGEFLOW_REEVALUATE_INTERVAL",
+        "15",
+        "Seconds between re-evaluations of waiting promotions (soak time passes without a "
+        "report); 0 turns it off.",
+    ),
     ("log_level", "STAGEFLOW_LOG_LEVEL", "INFO", "Log level of the JSON logs."),
     (
         "seed_dir",
@@ -96,6 +103,13 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "STAGEFLOW_MAX_BODY_BYTES",
         "1048576",
         "Largest request body accepted (413 beyond).",
+    ),
+    (
+        "ofrep_rate_limit",
+        "STAGEFLOW_OFREP_RATE_LIMIT",
+        "0",
+        "Requests a second one token may send to `/ofrep/` (bursts of as many), per process; "
+        "beyond that 429 with `Retry-After`. 0: no limit.",
     ),
 )
 
@@ -122,9 +136,11 @@ class Settings:
     admin_token: str | None = None
     prometheus_url: str | None = None
     flux_webhook_secret: str | None = None
+    reevaluate_interval: float = 15.0
     log_level: str = "INFO"
     seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
     max_body_bytes: int = 1024 * 1024
+    ofrep_rate_limit: int = 0
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir).resolve()
@@ -177,7 +193,9 @@ class Settings:
             ("git_head_ttl", "STAGEFLOW_GIT_HEAD_TTL", float, 0, 60),
             ("git_push_attempts", "STAGEFLOW_GIT_PUSH_ATTEMPTS", int, 1, 50),
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
+            ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
+            ("ofrep_rate_limit", "STAGEFLOW_OFREP_RATE_LIMIT", int, 0, 1_000_000),
         ):
             value = number(name, kind, low, high)
             if value is not None:

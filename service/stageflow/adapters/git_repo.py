@@ -26,6 +26,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import git
+from gitdb.exc import ODBError
 from prometheus_client import Histogram
 
 from stageflow.domain.errors import NotFound, StageflowError, Unavailable, WriteConflict
@@ -33,6 +34,7 @@ from stageflow.services.ports import Change, Committed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_MISSING: Any = object()
 
 PUSH_SECONDS = Histogram("stageflow_git_push_seconds", "Time one `git push` took.", ["outcome"])
 WRITE_SECONDS = Histogram(
@@ -71,6 +73,11 @@ def seed_bare_remote(seed_dir: Path, bare: Path, branch: str) -> bool:
     """Create ``bare`` from the files of ``seed_dir`` in one commit, unless it exists already."""
     if (bare / "HEAD").exists():
         return False
+    if bare.is_dir() and any(bare.iterdir()):
+        raise StageflowError(
+            f"cannot seed the embedded Git remote: {bare} exists but is not a Git repository; "
+            "move it away, or set STAGEFLOW_GIT_URL to a real remote"
+        )
     if not (seed_dir / "stageflow.yaml").exists():
         raise StageflowError(
             f"cannot seed the embedded Git remote: {seed_dir}/stageflow.yaml is missing; "
@@ -91,11 +98,24 @@ def seed_bare_remote(seed_dir: Path, bare: Path, branch: str) -> bool:
             (["git", "init", "-q", "--bare", "-b", branch, str(staging)], tmp),
             (["git", "init", "-q", "-b", branch], work),
             (["git", "add", "-A"], work),
-            (["git", "commit", "-q", "-m", "Seed the GitOps repo from the starter overlays"], work),
+            (
+                [
+                    "git",
+                    "commit",
+                    "-q",
+                    "--no-gpg-sign",
+                    "-m",
+                    "Seed the GitOps repo from the starter overlays",
+                ],
+                work,
+            ),
             (["git", "push", "-q", str(staging), f"HEAD:refs/heads/{branch}"], work),
         ):
             subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
-        # Move into place only when complete, so a crash never leaves a half-seeded remote.
+        # Move into place only when complete, so a crash never leaves a half-seeded remote. An
+        # empty directory in the way would make `move` put the repository *inside* it.
+        if bare.is_dir():
+            bare.rmdir()
         shutil.move(str(staging), str(bare))
     return True
 
@@ -179,51 +199,95 @@ class GitPythonRepo:
         with self._lock:
             if self._repo is not None:
                 return
-            self.clones_dir.mkdir(parents=True, exist_ok=True)
-            for n in range(1024):
-                handle = open(self.clones_dir / f"slot-{n}.lock", "w")  # noqa: SIM115
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    handle.close()
-                    continue
-                self._slot = handle
-                self.workdir = self.clones_dir / f"slot-{n}"
-                break
-            else:  # pragma: no cover - 1024 live processes on one data dir
-                raise Unavailable("no free clone slot under " + str(self.clones_dir))
-            assert self.workdir is not None
+            if self._slot is None:
+                self._take_slot()
             try:
-                if (self.workdir / ".git").exists():
-                    repo = git.Repo(self.workdir)
-                    repo.git.remote("set-url", "origin", self.url)
-                else:
-                    if self.workdir.exists():
-                        shutil.rmtree(self.workdir)
-                    repo = git.Repo.clone_from(
-                        self.url, self.workdir, branch=self.branch, env=_GIT_ENV
-                    )
-                repo.git.update_environment(**_GIT_ENV)
-                repo.git.config("core.quotepath", "off")
-                repo.git.config("gc.auto", "0")
+                repo = self._reuse_clone() or self._fresh_clone()
                 self._repo = repo
+                self._clean_at = None
                 self._fetch()
                 self._reset(self._tracking())
             except git.GitCommandError as exc:
+                self._abandon()
                 raise Unavailable(
                     f"cannot clone {self.display_url} (branch {self.branch}): {_stderr(exc)}; "
                     "check STAGEFLOW_GIT_URL and STAGEFLOW_GIT_BRANCH",
                     code="git_unavailable",
                 ) from exc
+            except BaseException:
+                self._abandon()
+                raise
+
+    def _take_slot(self) -> None:
+        self.clones_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(1024):
+            handle = open(self.clones_dir / f"slot-{n}.lock", "w")  # noqa: SIM115
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            self._slot = handle
+            self.workdir = self.clones_dir / f"slot-{n}"
+            return
+        raise Unavailable(  # pragma: no cover - 1024 live processes on one data dir
+            "no free clone slot under " + str(self.clones_dir)
+        )
+
+    def _reuse_clone(self) -> git.Repo | None:
+        """Open the slot's clone left by an earlier process, or None when it cannot be used."""
+        assert self.workdir is not None
+        if not (self.workdir / ".git").is_dir():
+            return None
+        # We hold the slot's lock, so a lock file inside the clone is a leftover of a process
+        # that died mid-command; left there it would fail every later checkout.
+        for stale in (".git/index.lock", ".git/HEAD.lock"):
+            (self.workdir / stale).unlink(missing_ok=True)
+        try:
+            repo = git.Repo(self.workdir)
+            repo.git.update_environment(**_GIT_ENV)
+            repo.git.remote("set-url", "origin", self.url)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
+            log.warning("the clone in %s is unusable; cloning afresh", self.workdir)
+            return None
+        return self._configure(repo)
+
+    def _fresh_clone(self) -> git.Repo:
+        assert self.workdir is not None
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        repo = git.Repo.clone_from(
+            self.url,
+            self.workdir,
+            branch=self.branch,
+            single_branch=True,
+            no_checkout=True,
+            env=_GIT_ENV,
+        )
+        repo.git.update_environment(**_GIT_ENV)
+        return self._configure(repo)
+
+    @staticmethod
+    def _configure(repo: git.Repo) -> git.Repo:
+        repo.git.config("core.quotepath", "off")
+        repo.git.config("gc.auto", "0")
+        repo.git.config("commit.gpgsign", "false")
+        return repo
+
+    def _abandon(self) -> None:
+        """Give the slot back after a failed open, so that a retry takes the same slot."""
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     def close(self) -> None:
+        """Release the clone's processes and its slot (a later use opens it again)."""
         with self._lock:
-            if self._repo is not None:
-                self._repo.close()
-                self._repo = None
-            if self._slot is not None:
-                self._slot.close()
-                self._slot = None
+            self._abandon()
+            self._head = None
 
     @property
     def repo(self) -> git.Repo:
@@ -267,10 +331,7 @@ class GitPythonRepo:
                 )
                 sha = out.stdout.strip()
                 if out.returncode != 0 or not sha:
-                    raise Unavailable(
-                        f"branch {self.branch} not found in {self.display_url}",
-                        code="git_unavailable",
-                    )
+                    raise Unavailable(self._local_remote_problem(), code="git_unavailable")
                 return sha
             out_text = self.repo.git.ls_remote(self.url, ref)
         except git.GitCommandError as exc:
@@ -284,6 +345,27 @@ class GitPythonRepo:
             )
         return out_text.split()[0]
 
+    def _local_remote_problem(self) -> str:
+        path = _local_path(self.url)
+        if not path.exists():
+            return (
+                f"Git remote {self.display_url} is unreachable: {path} does not exist; "
+                "check STAGEFLOW_GIT_URL"
+            )
+        probe = subprocess.run(
+            ["git", "--git-dir", str(path), "rev-parse", "--git-dir"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **_GIT_ENV},
+        )
+        if probe.returncode != 0:
+            return (
+                f"Git remote {self.display_url} is unreachable: {path} is not a Git repository; "
+                "check STAGEFLOW_GIT_URL"
+            )
+        return f"branch {self.branch} not found in {self.display_url}; check STAGEFLOW_GIT_BRANCH"
+
     def _has_commit(self, sha: str) -> bool:
         try:
             self.repo.odb.info(bytes.fromhex(sha))
@@ -292,41 +374,66 @@ class GitPythonRepo:
         return True
 
     def resolve(self, revision: str) -> str:
-        """Return the full SHA of a commit named by a full or unique short SHA."""
+        """Return the full SHA of a commit of the tracked branch named by a full or short SHA."""
         if (
             not revision
             or not all(c in "0123456789abcdefABCDEF" for c in revision)
             or not 4 <= len(revision) <= 40
         ):
             raise NotFound(f"{revision!r} is not a commit SHA; send 4 to 40 hex digits")
+        head = self.head()
         with self._lock:
-            self.head()
-            try:
-                sha = self.repo.git.rev_parse("--verify", "-q", f"{revision}^{{commit}}")
-            except git.GitCommandError:
+            sha = self._rev_parse(revision)
+            if sha is None:  # perhaps pushed since our last fetch
                 self._fetch()
-                try:
-                    sha = self.repo.git.rev_parse("--verify", "-q", f"{revision}^{{commit}}")
-                except git.GitCommandError:
-                    raise NotFound(
-                        f"revision {revision} is not a commit of {self.display_url}; send a full "
-                        "or unique short SHA of the tracked branch"
-                    ) from None
+                sha = self._rev_parse(revision)
+            # The clone also holds commits the remote never took (pushes that lost a race) and
+            # whatever else was fetched; only history of the tracked branch counts.
+            if sha is None or not self._is_ancestor(sha, head):
+                raise NotFound(
+                    f"revision {revision} is not a commit of {self.display_url} (branch "
+                    f"{self.branch}); send a full or unique short SHA of the tracked branch"
+                )
         return sha
+
+    def _rev_parse(self, revision: str) -> str | None:
+        try:
+            return str(self.repo.git.rev_parse("--verify", "-q", f"{revision.lower()}^{{commit}}"))
+        except git.GitCommandError:
+            return None
+
+    def _is_ancestor(self, sha: str, head: str) -> bool:
+        status, _, _ = self.repo.git.merge_base(
+            "--is-ancestor", sha, head, with_extended_output=True, with_exceptions=False
+        )
+        return bool(status == 0)
 
     def blob_id(self, revision: str, path: str) -> str | None:
         """Return the blob SHA of ``path`` at ``revision`` (None when it does not exist)."""
         key = (revision, path)
-        if key in self._blob_ids:
-            return self._blob_ids[key]
+        cached = self._blob_ids.get(key, _MISSING)  # one lookup: another thread may evict
+        if cached is not _MISSING:
+            return cached
         with self._lock:
+            commit = self._commit_at(revision)
             try:
-                blob: Any = self.repo.commit(revision).tree / path
+                blob: Any = commit.tree / path
                 found: str | None = blob.hexsha if blob.type == "blob" else None
             except KeyError:
                 found = None
             self._remember(self._blob_ids, key, found)
         return found
+
+    def _commit_at(self, revision: str) -> git.Commit:
+        try:
+            commit = self.repo.commit(revision)
+            commit.tree  # noqa: B018 - a full SHA is resolved lazily; load it here, inside the try
+        except (ValueError, ODBError):
+            raise NotFound(
+                f"revision {revision} is not in the clone of {self.display_url}",
+                code="revision_not_found",
+            ) from None
+        return commit
 
     def read_blob(self, blob_id: str) -> bytes:
         with self._lock:
@@ -340,17 +447,53 @@ class GitPythonRepo:
     def last_change(self, revision: str, paths: Iterable[str]) -> str | None:
         """Return the newest commit at or before ``revision`` that touched any of ``paths``."""
         key = (revision, tuple(sorted(paths)))
-        if key in self._last_change:
-            return self._last_change[key]
+        cached = self._last_change.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached
         with self._lock:
-            out = self.repo.git.log("-1", "--format=%H", revision, "--", *key[1]).strip()
+            sha = self._commit_at(revision).hexsha
+            pathspecs = [f":(literal){path}" for path in key[1]]
+            out = self.repo.git.log("-1", "--format=%H", sha, "--", *pathspecs).strip()
         found = out or None
         self._remember(self._last_change, key, found)
         return found
 
+    def tree_id(self, revision: str, path: str) -> str | None:
+        """Return the tree SHA of directory ``path`` at ``revision`` (None when absent)."""
+        key = (revision, path + "/")
+        cached = self._blob_ids.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached
+        with self._lock:
+            commit = self._commit_at(revision)
+            try:
+                tree: Any = commit.tree / path
+                found: str | None = tree.hexsha if tree.type == "tree" else None
+            except KeyError:
+                found = None
+            self._remember(self._blob_ids, key, found)
+        return found
+
+    def find_trailer(self, key: str, value: str, *, limit: int = 2000) -> str | None:
+        """Return the newest commit on the remote branch carrying trailer ``key: value``."""
+        with self._lock:
+            self._fetch()
+            out = self.repo.git.log(
+                f"-{limit}",
+                "--format=%H",
+                "--fixed-strings",
+                f"--grep={key}: {value}",
+                f"refs/remotes/origin/{self.branch}",
+            ).split()
+            for sha in out:
+                trailers = self.repo.commit(sha).trailers_dict
+                if value in trailers.get(key, []):
+                    return sha
+        return None
+
     def commit_info(self, revision: str) -> Mapping[str, Any]:
         with self._lock:
-            commit = self.repo.commit(revision)
+            commit = self._commit_at(revision)
             return {
                 "sha": commit.hexsha,
                 "message": commit.message,
@@ -384,13 +527,12 @@ class GitPythonRepo:
                 workspace = _Workspace(Path(repo.working_tree_dir or "."), base)
                 try:
                     change = operation(workspace)
-                    if not workspace.written:
-                        return Committed(revision=base, result=change.result, committed=False)
                     sha = self._commit(workspace, change, actor, trailers)
-                    pushed, why = self._push(sha)
+                    if sha is None:
+                        return Committed(revision=base, result=change.result, committed=False)
+                    pushed, why = self._push(sha, base)
                 except BaseException:
-                    self._clean_at = None
-                    self._reset(base)
+                    self._restore(base)
                     raise
                 if pushed:
                     self._head, self._head_at = sha, time.monotonic()
@@ -402,25 +544,44 @@ class GitPythonRepo:
                 try:
                     self._fetch()
                 except BaseException:
-                    self._reset(base)
+                    self._restore(base)
                     raise
                 base = self._tracking()
-            self._reset(base)
+            self._restore(base)
             raise WriteConflict(
                 f"the remote kept changing: {self.push_attempts} pushes in a row were rejected "
                 "because others pushed first; nothing was committed — try again",
                 details={"attempts": self.push_attempts, "rejections": conflicts[-3:]},
             )
 
+    def _restore(self, base: str) -> None:
+        """Put the clone back at ``base`` after a failed write, without hiding the failure."""
+        self._clean_at = None
+        try:
+            self._reset(base)
+        except Exception:  # the next write resets again; the original error matters more
+            log.exception("cannot reset the clone %s to %s", self.workdir, base)
+
     def _commit(
         self, workspace: _Workspace, change: Change[Any], actor: str, trailers: Mapping[str, str]
-    ) -> str:
+    ) -> str | None:
+        """Commit what the operation wrote; None when that changed nothing."""
+        if not workspace.written:
+            return None
         repo = self.repo
-        paths = sorted(workspace.written)
-        repo.git.add("-A", "--", *paths)
+        # `update-index` takes the paths literally (no pathspec globbing) and accepts a path that
+        # was written and then deleted again, where `git add` would fail on it.
+        repo.git.update_index("--add", "--remove", "--", *sorted(workspace.written))
+        status, _, _ = repo.git.diff(
+            "--cached", "--quiet", with_extended_output=True, with_exceptions=False
+        )
+        if status == 0:  # written back exactly as it was: not worth an empty commit
+            self._clean_at = None
+            return None
         lines = [change.message.rstrip(), ""]
-        lines += [f"{key}: {value}" for key, value in trailers.items()]
-        author = actor.replace("<", "").replace(">", "").strip() or "unknown"
+        # One line per trailer: a newline in a value would forge further trailers.
+        lines += [f"{key}: {_one_line(value)}" for key, value in trailers.items()]
+        author = _one_line(actor.replace("<", "").replace(">", "")) or "unknown"
         self._commit_with_message("\n".join(lines) + "\n", author)
         self._clean_at = None  # HEAD moved; the tree is clean at the new commit
         sha = str(repo.git.rev_parse("HEAD"))
@@ -429,12 +590,12 @@ class GitPythonRepo:
 
     def _commit_with_message(self, message: str, author: str) -> None:
         assert self.workdir is not None
-        subprocess.run(
-            ["git", "commit", "-q", "--no-verify", "-F", "-"],
+        done = subprocess.run(
+            ["git", "commit", "-q", "--no-verify", "--no-gpg-sign", "-F", "-"],
             input=message,
             text=True,
             cwd=self.workdir,
-            check=True,
+            check=False,
             capture_output=True,
             env={
                 **os.environ,
@@ -443,21 +604,29 @@ class GitPythonRepo:
                 "GIT_AUTHOR_EMAIL": "stageflow@localhost",
             },
         )
+        if done.returncode != 0:
+            # Not the client's doing (a hook, a full disk): the API answers 500 with a request id.
+            raise RuntimeError(
+                f"git commit failed in {self.workdir}: {(done.stderr or done.stdout).strip()}"
+            )
 
-    def _push(self, sha: str) -> tuple[bool, str]:
+    def _push(self, sha: str, base: str) -> tuple[bool, str]:
         started = time.perf_counter()
         try:
-            self.repo.git.push("--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
+            # The lease makes the push a compare-and-swap on the remote: it lands only while the
+            # branch is still at our base. A plain push would also take a fast-forward over a
+            # branch someone rewound (force-pushed back), bringing the removed commits back.
+            self.repo.git.push(
+                "--porcelain",
+                f"--force-with-lease=refs/heads/{self.branch}:{base}",
+                "origin",
+                f"{sha}:refs/heads/{self.branch}",
+            )
         except git.GitCommandError as exc:
             text = f"{exc.stdout or ''} {exc.stderr or ''}"
-            if (
-                "[rejected]" in text
-                or "non-fast-forward" in text
-                or "fetch first" in text
-                or "stale info" in text
-            ):
+            if _lost_race(text):
                 PUSH_SECONDS.labels("rejected").observe(time.perf_counter() - started)
-                return False, _stderr(exc)
+                return False, _stderr(exc) or text.strip()[:500]
             PUSH_SECONDS.labels("failed").observe(time.perf_counter() - started)
             raise Unavailable(
                 f"cannot push to {self.display_url}: {_stderr(exc)}; nothing was committed",
@@ -494,6 +663,22 @@ class GitPythonRepo:
         self.repo.git.checkout("-q", "-f", "--detach", revision)
         self.repo.git.clean("-q", "-f", "-d", "-x")
         self._clean_at = revision
+
+
+def _lost_race(text: str) -> bool:
+    """True when a push failed only because someone else moved the branch first."""
+    if "[rejected]" in text:  # "fetch first", "non-fast-forward", "stale info" (the lease)
+        return True
+    # Two pushes that pass the remote's checks at the same moment: the loser cannot take the ref
+    # lock, or finds the ref moved under it ("cannot lock ref ... but expected ...").
+    return "[remote rejected]" in text and any(
+        why in text
+        for why in ("failed to update ref", "failed to lock", "cannot lock ref", "but expected")
+    )
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
 
 
 def _stderr(exc: git.GitCommandError) -> str:

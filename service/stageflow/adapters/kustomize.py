@@ -67,10 +67,10 @@ class KubectlKustomize:
                 check=False,
                 env={**os.environ, "KUBECONFIG": os.devnull},
             )
-        except FileNotFoundError as exc:
+        except OSError as exc:  # missing, not executable, ...
             RENDER_SECONDS.labels("unavailable").observe(time.perf_counter() - started)
             raise Unavailable(
-                f"cannot run {self.command[0]}: {exc.strerror}; check STAGEFLOW_KUSTOMIZE",
+                f"cannot run {self.command[0]}: {exc.strerror or exc}; check STAGEFLOW_KUSTOMIZE",
                 code="kustomize_unavailable",
             ) from exc
         except subprocess.TimeoutExpired as exc:
@@ -100,7 +100,19 @@ class KubectlKustomize:
         args = [self.command[0], "version"]
         if self.command[-1] == "kustomize" and len(self.command) == 2:
             args = [self.command[0], "version", "--client"]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=20, check=False)
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=20, check=False)
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot run {self.command[0]}: {exc.strerror or exc}; check STAGEFLOW_KUSTOMIZE",
+                code="kustomize_unavailable",
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise Unavailable(
+                f"{' '.join(args)} did not answer within 20s", code="kustomize_unavailable"
+            ) from exc
         if done.returncode != 0:
-            raise Unavailable(f"{' '.join(args)} failed: {done.stderr.strip()}")
+            raise Unavailable(
+                f"{' '.join(args)} failed: {done.stderr.strip()}", code="kustomize_unavailable"
+            )
         return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""

@@ -11,7 +11,7 @@ from flask import Flask, g, request
 from flask_smorest import Api
 from prometheus_client import Counter, Histogram
 
-from stageflow.api import admin, auth, changes, errors, operate, reads
+from stageflow.api import admin, auth, changes, errors, ofrep, operate, promotions, reads
 
 log = logging.getLogger("stageflow.http")
 
@@ -65,9 +65,10 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     )
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
-    for blueprint in (reads.blp, changes.blp, admin.blp):
+    for blueprint in (reads.blp, changes.blp, promotions.blp, admin.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(operate.blp)
+    api.register_blueprint(ofrep.blp)  # OFREP: /ofrep/v1/evaluate/flags[/{key}]
 
     @app.before_request
     def _start() -> None:

@@ -17,10 +17,14 @@ OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/api
 
 
 def authenticate_request() -> None:
-    """Resolve the bearer token of an /api/ request into ``g.token`` (401 when it is bad)."""
+    """Resolve the bearer token of an /api/ or /ofrep/ request into ``g.token`` (401 if bad)."""
     g.token = None
     path = request.path
-    if not path.startswith("/api/") or path.startswith(OPEN_PATHS) or request.method == "OPTIONS":
+    if (
+        not path.startswith(("/api/", "/ofrep/"))
+        or path.startswith(OPEN_PATHS)
+        or request.method == "OPTIONS"
+    ):
         return
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")

@@ -171,6 +171,10 @@ class MetricGate:
     query: str
     min: float | None = None
     max: float | None = None
+    # A gate written down but switched off (the starter ships its metric gates this way, ready to
+    # switch on once STAGEFLOW_PROMETHEUS_URL is set). A switched-on gate without a Prometheus is
+    # inconclusive, and inconclusive blocks.
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         if self.min is None and self.max is None:
@@ -675,7 +679,9 @@ def _parse_gates(reader: _Reader, value: object, path: KeyPath) -> Gates:
 
 def _parse_metric(reader: _Reader, value: object, path: KeyPath) -> MetricGate:
     metric = reader.mapping(value, path, "{name: error-rate, query: '...', max: 0.01}")
-    reader.keys(metric, path, ("name", "query", "min", "max"), required=("name", "query"))
+    reader.keys(
+        metric, path, ("name", "query", "min", "max", "enabled"), required=("name", "query")
+    )
     name = reader.string(metric["name"], (*path, "name"), "error-rate")
     if not _METRIC_NAME.match(name):
         reader.fail(
@@ -701,7 +707,10 @@ def _parse_metric(reader: _Reader, value: object, path: KeyPath) -> MetricGate:
             f"min {low:g} is greater than max {high:g}",
             "swap them or fix one of the bounds",
         )
-    return MetricGate(name=name, query=query, min=low, max=high)
+    enabled = True
+    if _optional(metric, "enabled") is not None:
+        enabled = reader.boolean(metric["enabled"], (*path, "enabled"), "enabled: true")
+    return MetricGate(name=name, query=query, min=low, max=high, enabled=enabled)
 
 
 def _parse_freeze_windows(

@@ -39,14 +39,22 @@ class Outcome:
 
 
 def commit_change(
-    sf: Stageflow, actor: Actor, operation: Callable[[Workspace], Change[Outcome]]
+    sf: Stageflow,
+    actor: Actor,
+    operation: Callable[[Workspace], Change[Outcome]],
+    *,
+    trailers: dict[str, str] | None = None,
 ) -> Committed[Outcome]:
     """Run ``operation`` as one commit on the remote, then record it in the audit log."""
     actor = actor.with_change_id()
     done = sf.repo.change(
         operation,
         actor=actor.name,
-        trailers={"Stageflow-Change": actor.change_id, "Stageflow-Actor": actor.name},
+        trailers={
+            "Stageflow-Change": actor.change_id,
+            "Stageflow-Actor": actor.name,
+            **(trailers or {}),
+        },
     )
     if done.committed:
         outcome = done.result

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from stageflow.services.ports import Codecs, GitRepo, Renderer, UnitOfWork
+from stageflow.services.ports import Codecs, GitRepo, MetricsSource, Renderer, UnitOfWork
 
 V = TypeVar("V")
 
@@ -50,6 +50,7 @@ class Stageflow:
     renderer: Renderer
     codecs: Codecs
     uow: Callable[[], UnitOfWork]
+    metrics: MetricsSource | None = None
     clock: Callable[[], datetime] = utcnow
     cache: ParseCache = field(default_factory=ParseCache)
     closers: list[Callable[[], Any]] = field(default_factory=list)

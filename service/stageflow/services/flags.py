@@ -60,7 +60,7 @@ def _state_word(flag: Flag | None) -> str:
     return f"{flag.variant} ({flag.state.lower()})"
 
 
-def _write_flags(
+def write_flags(
     sf: Stageflow, ws: Workspace, app: App, stage: str, doc: FlagDocument, changed: list[str]
 ) -> None:
     doc = doc.with_metadata(flagSetId=app.name, version=ws.revision)
@@ -107,7 +107,7 @@ def create_flag(
             default_variant=default_variant,
         )
         _check_allowed(first, flag)
-        _write_flags(sf, ws, app, first.name, flags_in(sf, ws, app, first.name).put(flag), [key])
+        write_flags(sf, ws, app, first.name, flags_in(sf, ws, app, first.name).put(flag), [key])
         _render(sf, ws, app, [first.name])
         return Change(
             f"{app.name}/{first.name}: add flag {key} ({_state_word(flag)})",
@@ -173,7 +173,10 @@ def update_stage_flag(
         if (flag.enabled and not before.enabled) or (flag.enabled and flag != before):
             _check_allowed(stage, flag)
         if flag != before:
-            _write_flags(sf, ws, app, stage.name, doc.put(flag), [key])
+            write_flags(sf, ws, app, stage.name, doc.put(flag), [key])
+            # The schema judges the rule's shape; only flagd's evaluator shows what it returns.
+            if flag.targeting and flag.targeting != before.targeting and sf.codecs.trial_evaluate:
+                sf.codecs.trial_evaluate(doc.put(flag), key)
             _render(sf, ws, app, [stage.name])
         return Change(
             f"{app.name}/{stage.name}: flag {key} {_state_word(before)} -> {_state_word(flag)}",
@@ -215,7 +218,7 @@ def edit_flag(
             new = with_changes(old, **changes)
             _check_allowed(stage, new) if new.enabled else None
             if new != old:
-                _write_flags(sf, ws, app, stage.name, doc.put(new), [key])
+                write_flags(sf, ws, app, stage.name, doc.put(new), [key])
                 touched.append(stage.name)
                 before[stage.name] = {"lifecycle": old.lifecycle, "description": old.description}
                 after[stage.name] = {"lifecycle": new.lifecycle, "description": new.description}
@@ -247,7 +250,7 @@ def delete_stage_flag(
         stage = pipeline.stage(stage_name)
         doc = flags_in(sf, ws, app, stage.name)
         before = _stage_flag(pipeline, doc, app, stage, key)
-        _write_flags(sf, ws, app, stage.name, doc.remove(key), [])
+        write_flags(sf, ws, app, stage.name, doc.remove(key), [])
         _render(sf, ws, app, [stage.name])
         return Change(
             f"{app.name}/{stage.name}: delete flag {key}",

@@ -9,11 +9,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
+from stageflow.domain.evaluation import Evaluation, EvaluationRequest
 from stageflow.domain.flags import FlagDocument
+from stageflow.domain.gates import CheckResult, Deployment, Freeze, Hold, MetricReading
 from stageflow.domain.identity import ApiToken
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.domain.pipeline import Pipeline
+from stageflow.domain.promotions import Approval, Promotion
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -66,6 +69,10 @@ class GitRepo(Protocol):
 
     def last_change(self, revision: str, paths: Iterable[str]) -> str | None: ...
 
+    def tree_id(self, revision: str, path: str) -> str | None: ...
+
+    def find_trailer(self, key: str, value: str, *, limit: int = 2000) -> str | None: ...
+
     def change(
         self,
         operation: Callable[[Any], Change[T]],
@@ -87,6 +94,18 @@ class KustomizationDoc(Protocol):
     def render(self) -> str: ...
 
 
+class FlagEvaluator(Protocol):
+    """The flags of one committed flagd document, loaded into the reference flagd evaluator."""
+
+    def flag_keys(self) -> Sequence[str]: ...
+
+    def metadata(self) -> Mapping[str, Any]: ...
+
+    def needs_targeting_key(self, key: str) -> bool: ...
+
+    def evaluate(self, key: str, request: EvaluationRequest) -> Evaluation: ...
+
+
 @dataclass(frozen=True)
 class Codecs:
     """Parsers and validators that need third-party libraries (YAML, JSON Schema)."""
@@ -95,6 +114,11 @@ class Codecs:
     parse_kustomization: Callable[[str, str], KustomizationDoc]
     # validate_flags(doc, only): check the named flags (None: all) and the document-level parts
     validate_flags: Callable[[FlagDocument, Collection[str] | None], None]
+    # flag_evaluator(flags.json bytes): the document loaded into the reference flagd evaluator
+    flag_evaluator: Callable[[bytes], FlagEvaluator] | None = None
+    # trial_evaluate(doc, key): evaluate the flag's targeting as flagd would with a few contexts;
+    # raises FlagDocumentError when flagd fails or answers something that is not a variant
+    trial_evaluate: Callable[[FlagDocument, str], None] | None = None
 
 
 class AuditLog(Protocol):
@@ -135,10 +159,83 @@ class IdempotencyStore(Protocol):
     def forget(self, owner: str, key: str) -> None: ...
 
 
+class MetricsSource(Protocol):
+    configured: bool
+
+    def query(self, promql: str) -> MetricReading: ...
+
+
+class Promotions(Protocol):
+    def add(self, promotion: Promotion) -> Promotion: ...
+
+    def get(self, promotion_id: int, *, for_update: bool = False) -> Promotion | None: ...
+
+    def save(self, promotion: Promotion, *, expected_status: str | None = None) -> bool: ...
+
+    def list(
+        self,
+        *,
+        app: str | None = None,
+        target: str | None = None,
+        source: str | None = None,
+        statuses: Sequence[str] = (),
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[Promotion]: ...
+
+    def add_approval(self, promotion_id: int, approval: Approval) -> bool: ...
+
+
+class Checks(Protocol):
+    def add(
+        self, app: str, stage: str, check: CheckResult, details: Any, reported_by: str
+    ) -> CheckResult: ...
+
+    def for_content(self, app: str, stage: str, content: str) -> Sequence[CheckResult]: ...
+
+    def list(
+        self,
+        app: str,
+        stage: str,
+        *,
+        revision: str | None = None,
+        kind: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[tuple[CheckResult, Any, str]]: ...
+
+
+class Deployments(Protocol):
+    def add(self, app: str, stage: str, deployment: Deployment, reported_by: str) -> int: ...
+
+    def recent(self, app: str, stage: str, limit: int = 200) -> Sequence[Deployment]: ...
+
+
+class Freezes(Protocol):
+    def active(self, stage: str) -> Sequence[Freeze]: ...
+
+    def add(self, freeze: Freeze) -> None: ...
+
+    def release(self, stage: str, by: str, at: datetime) -> int: ...
+
+
+class Holds(Protocol):
+    def active(self, app: str, stage: str) -> Hold | None: ...
+
+    def add(self, hold: Hold) -> None: ...
+
+    def release(self, app: str, stage: str, by: str, at: datetime) -> int: ...
+
+
 class UnitOfWork(Protocol):
     audit: AuditLog
     tokens: TokenStore
     idempotency: IdempotencyStore
+    promotions: Promotions
+    checks: Checks
+    deployments: Deployments
+    freezes: Freezes
+    holds: Holds
 
     def __enter__(self) -> UnitOfWork: ...
 

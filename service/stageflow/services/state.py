@@ -6,6 +6,7 @@ read after a change costs a parse only for the files that change touched.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +65,25 @@ class Snapshot:
             ).images(),
         )
 
+    def content(self, app: App, stage: str) -> str:
+        """What this stage renders from, as one id: its overlay's tree and the base's tree."""
+        return content_at(self.sf, self.revision, app, stage)
+
     def overlay_revision(self, app: App, stage: str) -> str | None:
         """The last commit that changed what this stage renders (its overlay or the base)."""
         return self.sf.repo.last_change(self.revision, [app.overlay_path(stage), app.base_path])
+
+
+def content_at(sf: Stageflow, revision: str, app: App, stage: str) -> str:
+    """Identify the state a stage renders at ``revision`` (DESIGN.md section 4).
+
+    Argo CD and Flux sync the branch head, so the revision a deployment or a check names is often
+    a later commit that only touched other stages; it stands for the same state of this stage.
+    Two revisions are the same state of a stage when its overlay and its base are the same trees.
+    """
+    overlay = sf.repo.tree_id(revision, app.overlay_path(stage)) or "-"
+    base = sf.repo.tree_id(revision, app.base_path) or "-"
+    return hashlib.sha1(f"{overlay}:{base}".encode(), usedforsecurity=False).hexdigest()
 
 
 def snapshot(sf: Stageflow, revision: str | None = None) -> Snapshot:
@@ -150,6 +167,35 @@ def app_view(sf: Stageflow, app_name: str) -> dict[str, Any]:
     stages = []
     for stage in snap.pipeline.stages:
         doc = snap.flags(app, stage.name)
+        content = snap.content(app, stage.name)
+        with sf.uow() as uow:
+            reports = uow.deployments.recent(app.name, stage.name, limit=1)
+            checks = uow.checks.for_content(app.name, stage.name, content)
+            hold = uow.holds.active(app.name, stage.name)
+        latest_checks: dict[str, Any] = {}
+        for check in checks:  # newest first: the first per kind wins
+            latest_checks.setdefault(
+                check.kind,
+                {
+                    "id": check.id,
+                    "kind": check.kind,
+                    "status": check.status,
+                    "revision": check.revision,
+                    "at": check.at.isoformat(),
+                    "summary": check.summary,
+                    "url": check.url,
+                },
+            )
+        deployed = None
+        if reports:
+            latest = reports[0]
+            deployed = {
+                "revision": latest.revision,
+                "health": latest.health,
+                "at": latest.at.isoformat(),
+                "source": latest.source,
+                "in_sync": latest.content == content,
+            }
         stages.append(
             {
                 "stage": stage.name,
@@ -160,9 +206,9 @@ def app_view(sf: Stageflow, app_name: str) -> dict[str, Any]:
                     for key, f in doc.flags.items()
                 },
                 "overlay_revision": snap.overlay_revision(app, stage.name),
-                # Deployments and checks arrive with the cluster-feedback and promotion work.
-                "deployed": None,
-                "checks": [],
+                "deployed": deployed,
+                "checks": list(latest_checks.values()),
+                "hold": None if hold is None else {"reason": hold.reason, "by": hold.by},
             }
         )
     return {"name": app.name, "revision": snap.revision, "stages": stages}

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # A naming convention makes constraint names stable across SQLite and PostgreSQL, so Alembic
@@ -72,3 +82,110 @@ class IdempotencyRecord(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_keys_owner_key"),)
+
+
+class PromotionRecord(Base):
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(63))
+    source: Mapped[str] = mapped_column(String(63))
+    target: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
+    selection: Mapped[Any] = mapped_column(JSON)
+    plan: Mapped[Any] = mapped_column(JSON)
+    gates: Mapped[Any] = mapped_column(JSON)
+    diff: Mapped[str] = mapped_column(Text)
+    source_revision: Mapped[str | None] = mapped_column(String(64))
+    source_content: Mapped[str | None] = mapped_column(String(64))
+    base_revision: Mapped[str | None] = mapped_column(String(64))
+    revision: Mapped[str | None] = mapped_column(String(64))
+    rolled_back_revision: Mapped[str | None] = mapped_column(String(64))
+    applier: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_promotions_app_target_status", "app", "target", "status"),
+        Index("ix_promotions_status", "status"),
+    )
+
+
+class ApprovalRecord(Base):
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id", ondelete="CASCADE"))
+    approver: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("promotion_id", "approver", name="uq_approvals_promotion_approver"),
+    )
+
+
+class CheckRecord(Base):
+    __tablename__ = "checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(63))
+    stage: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(63))
+    revision: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    details: Mapped[Any | None] = mapped_column(JSON)
+    reported_by: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_checks_app_stage_content", "app", "stage", "content"),)
+
+
+class DeploymentRecord(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(63))
+    stage: Mapped[str] = mapped_column(String(63))
+    revision: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(String(64))
+    health: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(32))
+    reported_by: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_deployments_app_stage", "app", "stage"),)
+
+
+class FreezeRecord(Base):
+    __tablename__ = "freezes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stage: Mapped[str] = mapped_column(String(63), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class HoldRecord(Base):
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(63))
+    stage: Mapped[str] = mapped_column(String(63))
+    reason: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_holds_app_stage", "app", "stage"),)

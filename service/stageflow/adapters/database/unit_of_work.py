@@ -14,6 +14,13 @@ from stageflow.adapters.database.repositories import (
     SqlIdempotencyStore,
     SqlTokenStore,
 )
+from stageflow.adapters.database.workflow import (
+    SqlChecks,
+    SqlDeployments,
+    SqlFreezes,
+    SqlHolds,
+    SqlPromotions,
+)
 from stageflow.domain.errors import Unavailable
 
 
@@ -53,6 +60,11 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(self.session)
         self.tokens = SqlTokenStore(self.session)
         self.idempotency = SqlIdempotencyStore(self.session)
+        self.promotions = SqlPromotions(self.session)
+        self.checks = SqlChecks(self.session)
+        self.deployments = SqlDeployments(self.session)
+        self.freezes = SqlFreezes(self.session)
+        self.holds = SqlHolds(self.session)
         return self
 
     def __exit__(

@@ -1,0 +1,339 @@
+"""Repositories of the promotion workflow: promotions, approvals, checks, deployments, freezes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from stageflow.adapters.database.records import (
+    ApprovalRecord,
+    CheckRecord,
+    DeploymentRecord,
+    FreezeRecord,
+    HoldRecord,
+    PromotionRecord,
+)
+from stageflow.adapters.database.repositories import _utc
+from stageflow.domain.gates import CheckResult, Deployment, Freeze, GateResult, Hold
+from stageflow.domain.promotions import Approval, Promotion, Selection
+
+
+def _aware(value: datetime) -> datetime:
+    result = _utc(value)
+    assert result is not None
+    return result
+
+
+class SqlPromotions:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _domain(self, row: PromotionRecord) -> Promotion:
+        approvals = self.session.scalars(
+            select(ApprovalRecord)
+            .where(ApprovalRecord.promotion_id == row.id)
+            .order_by(ApprovalRecord.id)
+        )
+        return Promotion(
+            id=row.id,
+            app=row.app,
+            source=row.source,
+            target=row.target,
+            status=row.status,
+            requested_by=row.requested_by,
+            reason=row.reason,
+            message=row.message,
+            selection=Selection.from_json(row.selection or {}),
+            plan=None,
+            plan_json=row.plan or {},
+            gates=tuple(GateResult.from_json(g) for g in row.gates or []),
+            diff=row.diff,
+            source_revision=row.source_revision,
+            source_content=row.source_content,
+            base_revision=row.base_revision,
+            revision=row.revision,
+            rolled_back_revision=row.rolled_back_revision,
+            applier=row.applier,
+            created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+            approvals=tuple(
+                Approval(approver=a.approver, at=_aware(a.at), comment=a.comment) for a in approvals
+            ),
+        )
+
+    @staticmethod
+    def _values(promotion: Promotion) -> dict[str, Any]:
+        return {
+            "app": promotion.app,
+            "source": promotion.source,
+            "target": promotion.target,
+            "status": promotion.status,
+            "requested_by": promotion.requested_by,
+            "reason": promotion.reason,
+            "message": promotion.message,
+            "selection": promotion.selection.to_json(),
+            "plan": dict(promotion.plan_json),
+            "gates": [gate.to_json() for gate in promotion.gates],
+            "diff": promotion.diff,
+            "source_revision": promotion.source_revision,
+            "source_content": promotion.source_content,
+            "base_revision": promotion.base_revision,
+            "revision": promotion.revision,
+            "rolled_back_revision": promotion.rolled_back_revision,
+            "applier": promotion.applier,
+            "created_at": promotion.created_at,
+            "updated_at": promotion.updated_at,
+        }
+
+    def add(self, promotion: Promotion) -> Promotion:
+        row = PromotionRecord(**self._values(promotion))
+        self.session.add(row)
+        self.session.flush()
+        return self._domain(row)
+
+    def get(self, promotion_id: int, *, for_update: bool = False) -> Promotion | None:
+        query = select(PromotionRecord).where(PromotionRecord.id == promotion_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.scalars(query).first()
+        return None if row is None else self._domain(row)
+
+    def save(self, promotion: Promotion, *, expected_status: str | None = None) -> bool:
+        """Write ``promotion``; with ``expected_status`` only if the row still has it (CAS)."""
+        query = update(PromotionRecord).where(PromotionRecord.id == promotion.id)
+        if expected_status is not None:
+            query = query.where(PromotionRecord.status == expected_status)
+        result = self.session.execute(query.values(**self._values(promotion)))
+        return bool(getattr(result, "rowcount", 0))
+
+    def list(
+        self,
+        *,
+        app: str | None = None,
+        target: str | None = None,
+        source: str | None = None,
+        statuses: Sequence[str] = (),
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[Promotion]:
+        query = select(PromotionRecord).order_by(PromotionRecord.id.desc()).limit(limit)
+        if app is not None:
+            query = query.where(PromotionRecord.app == app)
+        if target is not None:
+            query = query.where(PromotionRecord.target == target)
+        if source is not None:
+            query = query.where(PromotionRecord.source == source)
+        if statuses:
+            query = query.where(PromotionRecord.status.in_(list(statuses)))
+        if before_id is not None:
+            query = query.where(PromotionRecord.id < before_id)
+        return [self._domain(row) for row in self.session.scalars(query)]
+
+    def add_approval(self, promotion_id: int, approval: Approval) -> bool:
+        try:
+            with self.session.begin_nested():
+                self.session.add(
+                    ApprovalRecord(
+                        promotion_id=promotion_id,
+                        approver=approval.approver,
+                        comment=approval.comment,
+                        at=approval.at,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+
+class SqlChecks:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @staticmethod
+    def _domain(row: CheckRecord) -> CheckResult:
+        return CheckResult(
+            id=row.id,
+            kind=row.kind,
+            revision=row.revision,
+            content=row.content,
+            status=row.status,
+            at=_aware(row.at),
+            summary=row.summary,
+            url=row.url,
+        )
+
+    def add(
+        self, app: str, stage: str, check: CheckResult, details: Any, reported_by: str
+    ) -> CheckResult:
+        row = CheckRecord(
+            app=app,
+            stage=stage,
+            kind=check.kind,
+            revision=check.revision,
+            content=check.content,
+            status=check.status,
+            summary=check.summary,
+            url=check.url,
+            details=details,
+            reported_by=reported_by,
+            at=check.at,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return self._domain(row)
+
+    def for_content(self, app: str, stage: str, content: str) -> Sequence[CheckResult]:
+        """Checks recorded for one state of a stage, newest first."""
+        rows = self.session.scalars(
+            select(CheckRecord)
+            .where(
+                CheckRecord.app == app, CheckRecord.stage == stage, CheckRecord.content == content
+            )
+            .order_by(CheckRecord.id.desc())
+        )
+        return [self._domain(row) for row in rows]
+
+    def list(
+        self,
+        app: str,
+        stage: str,
+        *,
+        revision: str | None = None,
+        kind: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[tuple[CheckResult, Any, str]]:
+        query = (
+            select(CheckRecord)
+            .where(CheckRecord.app == app, CheckRecord.stage == stage)
+            .order_by(CheckRecord.id.desc())
+            .limit(limit)
+        )
+        if revision is not None:
+            query = query.where(CheckRecord.revision == revision)
+        if kind is not None:
+            query = query.where(CheckRecord.kind == kind)
+        if before_id is not None:
+            query = query.where(CheckRecord.id < before_id)
+        return [(self._domain(r), r.details, r.reported_by) for r in self.session.scalars(query)]
+
+
+class SqlDeployments:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @staticmethod
+    def _domain(row: DeploymentRecord) -> Deployment:
+        return Deployment(
+            revision=row.revision,
+            content=row.content,
+            health=row.health,
+            at=_aware(row.at),
+            source=row.source,
+        )
+
+    def add(self, app: str, stage: str, deployment: Deployment, reported_by: str) -> int:
+        row = DeploymentRecord(
+            app=app,
+            stage=stage,
+            revision=deployment.revision,
+            content=deployment.content,
+            health=deployment.health,
+            source=deployment.source,
+            reported_by=reported_by,
+            at=deployment.at,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def recent(self, app: str, stage: str, limit: int = 200) -> Sequence[Deployment]:
+        """The latest reports for a stage, newest first."""
+        rows = self.session.scalars(
+            select(DeploymentRecord)
+            .where(DeploymentRecord.app == app, DeploymentRecord.stage == stage)
+            .order_by(DeploymentRecord.id.desc())
+            .limit(limit)
+        )
+        return [self._domain(row) for row in rows]
+
+
+class SqlFreezes:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def active(self, stage: str) -> Sequence[Freeze]:
+        rows = self.session.scalars(
+            select(FreezeRecord)
+            .where(FreezeRecord.stage == stage, FreezeRecord.released_at.is_(None))
+            .order_by(FreezeRecord.id.desc())
+        )
+        return [
+            Freeze(
+                stage=r.stage,
+                reason=r.reason,
+                by=r.by,
+                until=_utc(r.until),
+                at=_aware(r.at),
+                id=r.id,
+            )
+            for r in rows
+        ]
+
+    def add(self, freeze: Freeze) -> None:
+        self.session.add(
+            FreezeRecord(
+                stage=freeze.stage,
+                reason=freeze.reason,
+                by=freeze.by,
+                until=freeze.until,
+                at=freeze.at,
+            )
+        )
+
+    def release(self, stage: str, by: str, at: datetime) -> int:
+        result = self.session.execute(
+            update(FreezeRecord)
+            .where(FreezeRecord.stage == stage, FreezeRecord.released_at.is_(None))
+            .values(released_at=at, released_by=by)
+        )
+        return int(getattr(result, "rowcount", 0))
+
+
+class SqlHolds:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def active(self, app: str, stage: str) -> Hold | None:
+        row = self.session.scalars(
+            select(HoldRecord)
+            .where(
+                HoldRecord.app == app, HoldRecord.stage == stage, HoldRecord.released_at.is_(None)
+            )
+            .order_by(HoldRecord.id.desc())
+        ).first()
+        if row is None:
+            return None
+        return Hold(
+            app=row.app, stage=row.stage, reason=row.reason, by=row.by, at=_aware(row.at), id=row.id
+        )
+
+    def add(self, hold: Hold) -> None:
+        self.session.add(
+            HoldRecord(app=hold.app, stage=hold.stage, reason=hold.reason, by=hold.by, at=hold.at)
+        )
+
+    def release(self, app: str, stage: str, by: str, at: datetime) -> int:
+        result = self.session.execute(
+            update(HoldRecord)
+            .where(
+                HoldRecord.app == app, HoldRecord.stage == stage, HoldRecord.released_at.is_(None)
+            )
+            .values(released_at=at, released_by=by)
+        )
+        return int(getattr(result, "rowcount", 0))

@@ -1,0 +1,307 @@
+"""Promote an app's state to the next stage, and the reports that gate it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from stageflow.api.auth import current_token, requires
+from stageflow.api.changes import IDEMPOTENCY_HEADER
+from stageflow.api.idempotency import idempotent
+from stageflow.api.schemas import (
+    ApprovalCreateSchema,
+    CheckCreateSchema,
+    CheckQuerySchema,
+    CheckSchema,
+    DeploymentCreateSchema,
+    DeploymentSchema,
+    FreezeCreateSchema,
+    HoldCreateSchema,
+    PromotionCreateSchema,
+    PromotionPageSchema,
+    PromotionQuerySchema,
+    PromotionSchema,
+)
+from stageflow.domain.gates import verdict
+from stageflow.domain.promotions import Promotion, Selection
+from stageflow.services import holds, promotions, reports
+from stageflow.services.changes import Actor
+
+blp = Blueprint(
+    "promotions",
+    __name__,
+    url_prefix="/api/v1",
+    description="Promotions, their gates, and the checks and deployments that feed them",
+)
+
+
+def _sf():  # type: ignore[no-untyped-def]
+    return current_app.extensions["stageflow"]
+
+
+def _actor() -> Actor:
+    return Actor(current_token().owner, request.environ.get("stageflow.change_id", ""))
+
+
+def promotion_view(promotion: Promotion, *, dry_run: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": promotion.id,
+        "app": promotion.app,
+        "from_": promotion.source,
+        "to": promotion.target,
+        "status": promotion.status,
+        "message": promotion.message,
+        "reason": promotion.reason,
+        "plan": dict(promotion.plan_json),
+        "gates": [gate.to_json() for gate in promotion.gates],
+        "diff": promotion.diff,
+        "revision": promotion.revision,
+        "source_revision": promotion.source_revision,
+        "requested_by": promotion.requested_by,
+        "approvals": [approval.to_json() for approval in promotion.approvals],
+        "created_at": promotion.created_at,
+        "updated_at": promotion.updated_at,
+    }
+    if dry_run:
+        data["dry_run"] = True
+        data["verdict"] = verdict(promotion.gates)
+        data["status"] = "dry_run"
+    return data
+
+
+@blp.route("/apps/<app>/promotions")
+class AppPromotions(MethodView):
+    @requires("promoter")
+    @idempotent
+    @blp.arguments(PromotionCreateSchema)
+    @blp.response(201, PromotionSchema)
+    @blp.alt_response(200, schema=PromotionSchema, description="dry_run: nothing stored")
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="nothing_to_promote")
+    @blp.alt_response(422, response="DEFAULT_ERROR", description="stage_skipped")
+    @blp.doc(parameters=[IDEMPOTENCY_HEADER])
+    def post(self, body: dict[str, Any], app: str):  # type: ignore[no-untyped-def]
+        """Promote the app into `to` from the stage before it, when that stage's gates hold."""
+        current_token().require("promoter", app=app, stage=body["to"])
+        promotion = promotions.promote(
+            _sf(),
+            app,
+            to=body["to"],
+            from_=body.get("from_"),
+            selection=Selection(images=body["images"], flags=body["flags"]),
+            dry_run=body["dry_run"],
+            reason=body.get("reason"),
+            actor=_actor(),
+        )
+        if body["dry_run"]:
+            return promotion_view(promotion, dry_run=True), 200
+        return promotion_view(promotion)
+
+
+@blp.route("/promotions")
+class PromotionList(MethodView):
+    @requires("viewer")
+    @blp.arguments(PromotionQuerySchema, location="query")
+    @blp.response(200, PromotionPageSchema)
+    def get(self, query: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """List promotions, newest first; page with `before`."""
+        limit = query["limit"]
+        items = promotions.list_promotions(
+            _sf(),
+            app=query.get("app"),
+            target=query.get("to"),
+            status=query.get("status"),
+            before_id=query.get("before"),
+            limit=limit,
+        )
+        return {
+            "items": [promotion_view(p) for p in items],
+            "next": items[-1].id if len(items) == limit else None,
+        }
+
+
+@blp.route("/promotions/<int:promotion_id>")
+class PromotionById(MethodView):
+    @requires("viewer")
+    @blp.response(200, PromotionSchema)
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    def get(self, promotion_id: int):  # type: ignore[no-untyped-def]
+        """Show a promotion with its plan, gates, diff and approvals."""
+        return promotion_view(promotions.get_promotion(_sf(), promotion_id))
+
+
+@blp.route("/promotions/<int:promotion_id>/approvals")
+class PromotionApprovals(MethodView):
+    @requires("approver")
+    @idempotent
+    @blp.arguments(ApprovalCreateSchema)
+    @blp.response(201, PromotionSchema)
+    @blp.alt_response(403, response="DEFAULT_ERROR", description="self_approval")
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    @blp.doc(parameters=[IDEMPOTENCY_HEADER])
+    def post(self, body: dict[str, Any], promotion_id: int):  # type: ignore[no-untyped-def]
+        """Approve a promotion (never your own); applies it when the gates hold."""
+        return promotion_view(
+            promotions.approve(_sf(), promotion_id, actor=_actor(), comment=body.get("comment"))
+        )
+
+
+@blp.route("/promotions/<int:promotion_id>/evaluate")
+class PromotionEvaluate(MethodView):
+    @requires("promoter")
+    @idempotent
+    @blp.response(200, PromotionSchema)
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def post(self, promotion_id: int):  # type: ignore[no-untyped-def]
+        """Re-run the gates; apply when they hold."""
+        return promotion_view(promotions.evaluate(_sf(), promotion_id, actor=_actor()))
+
+
+@blp.route("/promotions/<int:promotion_id>/cancel")
+class PromotionCancel(MethodView):
+    @requires("promoter")
+    @blp.response(200, PromotionSchema)
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def post(self, promotion_id: int):  # type: ignore[no-untyped-def]
+        """Cancel a waiting promotion."""
+        return promotion_view(promotions.cancel(_sf(), promotion_id, actor=_actor()))
+
+
+def check_view(check: Any, app: str, stage: str, details: Any, by: str) -> dict[str, Any]:
+    return {
+        "id": check.id,
+        "app": app,
+        "stage": stage,
+        "kind": check.kind,
+        "revision": check.revision,
+        "status": check.status,
+        "summary": check.summary,
+        "url": check.url,
+        "details": details,
+        "reported_by": by,
+        "at": check.at,
+        "rollback": None,
+    }
+
+
+@blp.route("/apps/<app>/stages/<stage>/checks")
+class StageChecks(MethodView):
+    @requires("reporter")
+    @blp.arguments(CheckCreateSchema)
+    @blp.response(201, CheckSchema)
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    @blp.alt_response(422, response="DEFAULT_ERROR", description="unknown_revision")
+    def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+        """Record a check result (smoke, load, ...) for a revision of a stage."""
+        owner = current_token().owner
+        check, details = reports.record_check(
+            _sf(),
+            app,
+            stage,
+            kind=body["kind"],
+            revision=body["revision"],
+            status=body["status"],
+            summary=body.get("summary"),
+            url=body.get("url"),
+            details=body.get("details"),
+            actor=owner,
+        )
+        return check_view(check, app, stage, details, owner)
+
+    @requires("viewer")
+    @blp.arguments(CheckQuerySchema, location="query")
+    @blp.response(200, CheckSchema(many=True))
+    def get(self, query: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+        """List check results of a stage, newest first."""
+        rows = reports.list_checks(
+            _sf(),
+            app,
+            stage,
+            revision=query.get("revision"),
+            kind=query.get("kind"),
+            before_id=query.get("before"),
+            limit=query["limit"],
+        )
+        return [check_view(check, app, stage, details, by) for check, details, by in rows]
+
+
+@blp.route("/apps/<app>/stages/<stage>/deployments")
+class StageDeployments(MethodView):
+    @requires("reporter")
+    @blp.arguments(DeploymentCreateSchema)
+    @blp.response(201, DeploymentSchema)
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    @blp.alt_response(422, response="DEFAULT_ERROR")
+    def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+        """Report what a stage runs (any tool; Flux and Argo CD have their own webhooks)."""
+        deployment = reports.record_deployment(
+            _sf(),
+            app,
+            stage,
+            revision=body["revision"],
+            health=body["health"],
+            actor=current_token().owner,
+        )
+        return {"app": app, "stage": stage, **deployment.__dict__}
+
+    @requires("viewer")
+    @blp.response(200, DeploymentSchema(many=True))
+    def get(self, app: str, stage: str):  # type: ignore[no-untyped-def]
+        """List what a stage reported running, newest first."""
+        return [
+            {"app": app, "stage": stage, **d.__dict__}
+            for d in reports.recent_deployments(_sf(), app, stage)
+        ]
+
+
+@blp.route("/apps/<app>/stages/<stage>/hold")
+class StageHold(MethodView):
+    @requires("admin")
+    @blp.arguments(HoldCreateSchema)
+    @blp.response(201, description="held")
+    def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+        """Put an app's stage on hold: no promotion into it until released."""
+        item = holds.hold(_sf(), app, stage, reason=body["reason"], actor=current_token().owner)
+        return {"app": app, "stage": stage, "reason": item.reason, "by": item.by}
+
+    @requires("admin")
+    @blp.response(200, description="released")
+    def delete(self, app: str, stage: str):  # type: ignore[no-untyped-def]
+        """Release the hold."""
+        holds.release(_sf(), app, stage, actor=current_token().owner)
+        return {"app": app, "stage": stage, "released": True}
+
+
+@blp.route("/stages/<stage>/freeze")
+class StageFreeze(MethodView):
+    @requires("admin")
+    @blp.arguments(FreezeCreateSchema)
+    @blp.response(201, description="frozen")
+    def post(self, body: dict[str, Any], stage: str):  # type: ignore[no-untyped-def]
+        """Freeze a stage for every app (no promotion into it)."""
+        item = holds.freeze(
+            _sf(),
+            stage,
+            reason=body["reason"],
+            until=body.get("until"),
+            actor=current_token().owner,
+        )
+        return {
+            "stage": stage,
+            "reason": item.reason,
+            "by": item.by,
+            "until": item.until.isoformat() if item.until else None,
+        }
+
+    @requires("admin")
+    @blp.response(200, description="thawed")
+    def delete(self, stage: str):  # type: ignore[no-untyped-def]
+        """Thaw a frozen stage."""
+        holds.thaw(_sf(), stage, actor=current_token().owner)
+        return {"stage": stage, "frozen": False}

@@ -1,0 +1,302 @@
+"""Promotions: what moves from a stage to the next (the plan), and the promotion's life."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from stageflow.domain.errors import Conflict, Invalid
+from stageflow.domain.flags import Flag, FlagDocument, set_enabled
+from stageflow.domain.gates import GateResult
+from stageflow.domain.images import ImageRef
+from stageflow.domain.pipeline import Pipeline, Stage
+
+STATUSES = (
+    "blocked",
+    "pending_approval",
+    "applying",
+    "applied",
+    "rolled_back",
+    "failed",
+    "cancelled",
+    "superseded",
+)
+WAITING = ("blocked", "pending_approval")
+FINAL = ("applied", "rolled_back", "failed", "cancelled", "superseded")
+
+# The transitions a promotion may take; anything else is refused by ``Promotion.moved_to``.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "blocked": frozenset(
+        {"blocked", "pending_approval", "applying", "failed", "cancelled", "superseded"}
+    ),
+    "pending_approval": frozenset(
+        {"blocked", "pending_approval", "applying", "failed", "cancelled", "superseded"}
+    ),
+    "applying": frozenset({"applied", "failed"}),
+    "applied": frozenset({"rolled_back"}),
+    "rolled_back": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+    "superseded": frozenset(),
+}
+
+
+class PromotionStageSkipped(Invalid):
+    """A promotion whose ``from`` is not the stage right before ``to`` (API: 422)."""
+
+    code = "stage_skipped"
+
+
+class NothingToPromote(Conflict):
+    code = "nothing_to_promote"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which state a promotion moves: images (all, none, or names) and flags."""
+
+    images: bool | tuple[str, ...] = True
+    flags: str | tuple[str, ...] = "eligible"  # "eligible" | "none" | keys
+
+    def wants_image(self, name: str) -> bool:
+        return self.images if isinstance(self.images, bool) else name in self.images
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "images": self.images if isinstance(self.images, bool) else list(self.images),
+            "flags": self.flags if isinstance(self.flags, str) else list(self.flags),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Selection:
+        images = data.get("images", True)
+        flags = data.get("flags", "eligible")
+        return cls(
+            images=images if isinstance(images, bool) else tuple(images),
+            flags=flags if isinstance(flags, str) else tuple(flags),
+        )
+
+
+@dataclass(frozen=True)
+class ImageMove:
+    name: str
+    before: ImageRef | None
+    after: ImageRef
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "from": _version(self.before), "to": _version(self.after)}
+
+
+@dataclass(frozen=True)
+class FlagMove:
+    key: str
+    before: Flag | None
+    after: Flag
+    held_off: bool = False  # the target stage does not allow its lifecycle ON: it arrives OFF
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "from": flag_word(self.before),
+            "to": flag_word(self.after),
+        }
+        if self.held_off:
+            data["note"] = "arrives OFF: the target stage does not allow its lifecycle ON"
+        return data
+
+
+@dataclass(frozen=True)
+class PromotionPlan:
+    images: tuple[ImageMove, ...] = ()
+    flags: tuple[FlagMove, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.images and not self.flags
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "images": [move.to_json() for move in self.images],
+            "flags": [move.to_json() for move in self.flags],
+        }
+
+    def apply_flags(self, target: FlagDocument) -> FlagDocument:
+        doc = target
+        for move in self.flags:
+            doc = doc.put(move.after)
+        return doc
+
+    def commit_message(self, app: str, source: str, target: str) -> str:
+        lines = [f"{app}: {source} -> {target}", ""]
+        for image in self.images:
+            lines.append(
+                f"images: {image.name} {_version(image.before)} -> {_version(image.after)}"
+            )
+        for flag in self.flags:
+            lines.append(f"flags: {flag.key} {flag_word(flag.before)} -> {flag_word(flag.after)}")
+        return "\n".join(lines)
+
+
+def _version(ref: ImageRef | None) -> str:
+    if ref is None:
+        return "(none)"
+    text = ref.tag or ""
+    if ref.digest:
+        text += f"@{ref.digest[:19]}"
+    return text or "(none)"
+
+
+def flag_word(flag: Flag | None) -> str:
+    if flag is None:
+        return "absent"
+    if flag.is_boolean:
+        return "on" if flag.enabled else "off"
+    return f"{flag.variant}" + ("" if flag.state == "ENABLED" else " (disabled)")
+
+
+def plan_promotion(
+    *,
+    source_images: Sequence[ImageRef],
+    target_images: Sequence[ImageRef],
+    source_flags: FlagDocument,
+    target_flags: FlagDocument,
+    target: Stage,
+    selection: Selection,
+) -> PromotionPlan:
+    """Compute what moves from the source stage into ``target``."""
+    image_moves: list[ImageMove] = []
+    current = {ref.name: ref for ref in target_images}
+    if isinstance(selection.images, tuple):
+        known = {ref.name for ref in source_images}
+        unknown = [name for name in selection.images if name not in known]
+        if unknown:
+            raise Invalid(
+                f"image(s) {', '.join(unknown)} are not in the source stage; it has "
+                f"{', '.join(sorted(known)) or 'no images'}",
+                code="unknown_image",
+            )
+    for ref in source_images:
+        if not selection.wants_image(ref.name):
+            continue
+        before = current.get(ref.name)
+        if before is None or (before.tag, before.digest) != (ref.tag, ref.digest):
+            after = ImageRef(
+                name=ref.name,
+                tag=ref.tag,
+                digest=ref.digest,
+                new_name=before.new_name if before else ref.new_name,
+            )
+            image_moves.append(ImageMove(ref.name, before, after))
+
+    flag_moves: list[FlagMove] = []
+    if selection.flags != "none":
+        if isinstance(selection.flags, tuple):
+            unknown = [key for key in selection.flags if key not in source_flags.flags]
+            if unknown:
+                raise Invalid(
+                    f"flag(s) {', '.join(unknown)} are not defined in the source stage",
+                    code="unknown_flag",
+                )
+            keys: Sequence[str] = selection.flags
+        else:
+            keys = list(source_flags.flags)
+        for key in keys:
+            wanted = source_flags.flags[key]
+            held_off = False
+            lifecycle = wanted.lifecycle or "experimental"
+            if wanted.enabled and not target.allows(lifecycle):
+                wanted = set_enabled(wanted, False)
+                held_off = True
+            present = target_flags.flags.get(key)
+            if present != wanted:
+                flag_moves.append(FlagMove(key, present, wanted, held_off))
+    return PromotionPlan(tuple(image_moves), tuple(flag_moves))
+
+
+def source_stage(pipeline: Pipeline, to: str, from_: str | None) -> Stage:
+    """The stage a promotion into ``to`` leaves: always the one right before it."""
+    target = pipeline.stage(to)
+    previous = pipeline.previous_stage(target.name)
+    if previous is None:
+        raise PromotionStageSkipped(
+            f"{target.name} is the first stage: nothing is promoted into it; set images and "
+            "flags there directly",
+            details={"to": target.name},
+        )
+    if from_ is not None and from_ != previous.name:
+        pipeline.stage(from_)
+        raise PromotionStageSkipped(
+            f"promotions into {target.name} come from {previous.name}, the stage before it; "
+            f"{from_} -> {target.name} would skip a stage. Promote one stage at a time.",
+            details={"from": from_, "to": target.name, "expected_from": previous.name},
+        )
+    return previous
+
+
+def unified_diff(before: str, after: str, label: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"{label} (before)",
+            tofile=f"{label} (after)",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Approval:
+    approver: str
+    at: datetime
+    comment: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"approver": self.approver, "at": self.at.isoformat(), "comment": self.comment}
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A request to move one app's state from ``source`` to ``target``; owns its transitions."""
+
+    app: str
+    source: str
+    target: str
+    status: str
+    requested_by: str
+    selection: Selection
+    plan: PromotionPlan | None
+    plan_json: Mapping[str, Any]
+    gates: tuple[GateResult, ...]
+    diff: str
+    created_at: datetime
+    updated_at: datetime
+    id: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    source_revision: str | None = None
+    source_content: str | None = None
+    base_revision: str | None = None
+    revision: str | None = None
+    approvals: tuple[Approval, ...] = field(default=())
+    applier: str | None = None
+    rolled_back_revision: str | None = None
+
+    def moved_to(self, status: str, now: datetime, **changes: Any) -> Promotion:
+        """Return this promotion in ``status``; an illegal transition is a 409."""
+        if status not in TRANSITIONS[self.status]:
+            raise Conflict(
+                f"promotion {self.id} is {self.status}; it cannot become {status}",
+                code="invalid_transition",
+                details={"status": self.status, "wanted": status},
+            )
+        return replace(self, status=status, updated_at=now, **changes)
+
+    @property
+    def waiting(self) -> bool:
+        return self.status in WAITING
+
+    def approvers(self) -> set[str]:
+        return {approval.approver for approval in self.approvals}

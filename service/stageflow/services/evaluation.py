@@ -1,0 +1,232 @@
+"""Use cases of flag evaluation (OFREP): pick the flag set a token reads, evaluate, rate-limit.
+
+Answers come from the flags file at the head revision, loaded once per blob into the reference
+flagd evaluator and kept in ``sf.cache``: a request costs the (TTL-cached) head lookup and an
+in-memory evaluation, never a Git read or a database query beyond token authentication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from stageflow.domain.errors import FlagDocumentError, Forbidden, Unavailable
+from stageflow.domain.evaluation import (
+    FLAG_NOT_FOUND,
+    GENERAL,
+    PARSE_ERROR,
+    TARGETING_KEY_MISSING,
+    Evaluation,
+    EvaluationRequest,
+    EvaluationRequestError,
+)
+from stageflow.domain.flags import render_flag_document
+from stageflow.domain.identity import ApiToken
+from stageflow.domain.pipeline import App
+from stageflow.services.context import Stageflow
+from stageflow.services.ports import FlagEvaluator
+from stageflow.services.state import empty_flag_document, flags_path, snapshot
+
+__all__ = [
+    "APP_HEADER",
+    "READ_ROLE",
+    "STAGE_HEADER",
+    "BulkEvaluation",
+    "FlagSet",
+    "RateLimiter",
+    "evaluate_flag",
+    "evaluate_flags",
+    "flag_set",
+]
+
+# Headers that pick the app and stage when a token's scope leaves more than one.
+APP_HEADER: Final = "X-Stageflow-App"
+STAGE_HEADER: Final = "X-Stageflow-Stage"
+READ_ROLE: Final = "client"
+
+
+@dataclass(frozen=True)
+class FlagSet:
+    """The flags one app has in one stage at one revision, ready to evaluate."""
+
+    app: str
+    stage: str
+    revision: str
+    path: str
+    evaluator: FlagEvaluator
+
+
+@dataclass(frozen=True)
+class BulkEvaluation:
+    """Every flag of a flag set evaluated for one context, with the ETag of that answer."""
+
+    flags: Sequence[Evaluation]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the OFREP ``bulkEvaluationSuccess`` object."""
+        return {
+            "flags": [answer.to_json() for answer in self.flags],
+            "metadata": dict(self.metadata),
+        }
+
+    @property
+    def etag(self) -> str:
+        """Return a strong ETag of the answer itself.
+
+        It covers the flags and the context alike (the same context against the same flags
+        gives the same answer), and also time-based rules, which a tag of the revision would miss.
+        """
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return '"' + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32] + '"'
+
+
+def _choose(
+    token: ApiToken,
+    kind: str,
+    asked: str | None,
+    scoped: Sequence[str],
+    known: Sequence[str],
+    header: str,
+) -> str:
+    if asked is not None:
+        if asked not in known:
+            raise EvaluationRequestError(
+                f"{header}: there is no {kind} {asked!r} in stageflow.yaml; the {kind}s are "
+                f"{', '.join(known)}",
+                error_code=GENERAL,
+                details={kind: asked, "known": list(known)},
+            )
+        return asked
+    candidates = [name for name in known if not scoped or name in scoped]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise Forbidden(
+            f"token {token.name!r} is scoped to the {kind}s {', '.join(scoped)}, none of which "
+            f"stageflow.yaml has (it has {', '.join(known)}); ask an admin for a token scoped to "
+            f"one of those",
+            code="out_of_scope",
+        )
+    raise EvaluationRequestError(
+        f"token {token.name!r} may read the {kind}s {', '.join(candidates)}; say which one with "
+        f"the header `{header}: <{kind}>`, or use a token scoped to exactly one {kind}",
+        error_code=GENERAL,
+        details={"header": header, "choices": candidates},
+    )
+
+
+def flag_set(
+    sf: Stageflow, token: ApiToken, *, app: str | None = None, stage: str | None = None
+) -> FlagSet:
+    """Return the flag set a token evaluates: its scope (or the headers) pick app and stage.
+
+    The token needs the ``client`` role (admins have every role). When its scope, read against
+    stageflow.yaml, leaves exactly one app and one stage, those are used; otherwise ``app`` and
+    ``stage`` (the ``X-Stageflow-App`` / ``X-Stageflow-Stage`` headers) must say which.
+    """
+    token.require(READ_ROLE)
+    revision = sf.repo.head()
+    pipeline = snapshot(sf, revision).pipeline
+    app_name = _choose(token, "app", app, token.scope.apps, list(pipeline.apps), APP_HEADER)
+    stage_name = _choose(
+        token, "stage", stage, token.scope.stages, pipeline.stage_names, STAGE_HEADER
+    )
+    token.require(READ_ROLE, app=app_name, stage=stage_name)
+    chosen = pipeline.app(app_name)
+    return sf.cache.get(
+        ("ofrep-flag-set", revision, app_name, stage_name),
+        lambda: FlagSet(
+            app_name,
+            stage_name,
+            revision,
+            flags_path(chosen, stage_name),
+            _evaluator(sf, revision, chosen, stage_name),
+        ),
+    )
+
+
+def _evaluator(sf: Stageflow, revision: str, app: App, stage: str) -> FlagEvaluator:
+    load = sf.codecs.flag_evaluator
+    if load is None:
+        raise Unavailable("flag evaluation is not configured in this Stageflow (no evaluator)")
+    path = flags_path(app, stage)
+    blob = sf.repo.blob_id(revision, path)
+    if blob is None:
+        empty = render_flag_document(empty_flag_document(app.name)).encode("utf-8")
+        return sf.cache.get(("flagd-empty", app.name), lambda: load(empty))
+    try:
+        return sf.cache.get(("flagd", blob), lambda: load(sf.repo.read_blob(blob)))
+    except FlagDocumentError as exc:
+        raise EvaluationRequestError(
+            f"{path} at revision {revision[:12]}: {exc.message}; fix the file in the GitOps repo "
+            f"(GET /api/v1/apps/{app.name}/stages/{stage}/flags shows it as committed)",
+            error_code=PARSE_ERROR,
+        ) from None
+
+
+def evaluate_flag(flags: FlagSet, key: str, request: EvaluationRequest) -> Evaluation:
+    """Evaluate one flag for one context, as flagd would from the committed file."""
+    answer = flags.evaluator.evaluate(key, request)
+    if answer.error_code == FLAG_NOT_FOUND:
+        return Evaluation.failure(
+            key,
+            FLAG_NOT_FOUND,
+            f"flag {key!r} is not defined in {flags.app}/{flags.stage} ({flags.path} at "
+            f"{flags.revision[:12]}); POST /ofrep/v1/evaluate/flags lists the flags there",
+        )
+    if (
+        not answer.failed
+        and request.targeting_key is None
+        and answer.reason == "DEFAULT"
+        and flags.evaluator.needs_targeting_key(key)
+    ):
+        # flagd would quietly serve the default variant to everyone; say why instead.
+        return Evaluation.failure(
+            key,
+            TARGETING_KEY_MISSING,
+            f"flag {key!r} splits users by targetingKey (a fractional rollout) and the context "
+            "has none; send context.targetingKey (a stable user or session id)",
+        )
+    return answer
+
+
+def evaluate_flags(flags: FlagSet, request: EvaluationRequest) -> BulkEvaluation:
+    """Evaluate every flag of the flag set for one context."""
+    return BulkEvaluation(
+        [evaluate_flag(flags, key, request) for key in flags.evaluator.flag_keys()],
+        flags.evaluator.metadata(),
+    )
+
+
+class RateLimiter:
+    """A token bucket per API token: ``rate`` requests a second, in bursts of up to ``rate``.
+
+    Per process: with several workers, each allows ``rate``. ``rate`` 0 turns it off.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, who: str) -> int:
+        """Take one request from ``who``'s bucket; return 0, or the seconds to wait (>= 1)."""
+        if self.rate <= 0:
+            return 0
+        now = self.clock()
+        with self._lock:
+            tokens, since = self._buckets.get(who, (self.rate, now))
+            tokens = min(self.rate, tokens + (now - since) * self.rate)
+            if tokens >= 1:
+                self._buckets[who] = (tokens - 1, now)
+                return 0
+            self._buckets[who] = (tokens, now)
+        return max(1, math.ceil((1 - tokens) / self.rate))

@@ -1,0 +1,151 @@
+"""Two Stageflow processes (each its own clone and app) and a person pushing by hand, all at
+once: every acknowledged change is on the remote, and nobody's change is lost."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stageflow import bootstrap
+from stageflow.api import create_app
+from stageflow.config import Settings
+from tests.builders import commit_message, read_remote, remote_head, remote_log
+from tests.conftest import git
+from tests.e2e.conftest import ADMIN
+
+DEV_FLAGS = "apps/demo/overlays/development/flags.json"
+TOGGLES = 10
+# Both writers and the third party race for the same branch; a generous bound keeps a writer
+# that loses many races in a row from answering 409 (the bound itself is tested in
+# tests/integration/test_git_repo.py).
+ATTEMPTS = 50
+
+
+@pytest.fixture
+def processes(settings: Settings) -> Iterator[list[Any]]:
+    """Two composed Stageflows on one data dir and remote, each with its own Flask app."""
+    settings = settings.with_overrides(git_push_attempts=ATTEMPTS)
+    bootstrap.prepare(settings)
+    built = [bootstrap.build(settings) for _ in range(2)]
+    clients = []
+    for sf, readiness in built:
+        app = create_app(settings, sf, readiness)
+        app.config["TESTING"] = True
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN}"
+        clients.append(client)
+    yield [(sf, client) for (sf, _), client in zip(built, clients, strict=True)]
+    for sf, _ in built:
+        sf.close()
+
+
+def hand_edit(bare: Path, path: str, text: str) -> str:
+    """Push a commit the way a person would, rebasing when Stageflow pushed first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "w"
+        git("clone", "-q", str(bare), str(work))
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", f"hand edit of {path}", cwd=work)
+        for _ in range(50):
+            try:
+                git("push", "-q", "origin", "HEAD:main", cwd=work)
+            except Exception:
+                git("pull", "-q", "--rebase", "origin", "main", cwd=work)
+                continue
+            return git("rev-parse", "HEAD", cwd=work).strip()
+    raise AssertionError("the third party never got its push in")
+
+
+def test_two_processes_and_a_third_party_lose_nothing(processes, gitops_remote: Path):
+    (sf_a, client_a), (sf_b, client_b) = processes
+    assert sf_a.repo.workdir != sf_b.repo.workdir  # two clones, like two replicas
+    base = remote_head(gitops_remote)
+    plan = {"a": (client_a, "new_ui"), "b": (client_b, "beta_api")}
+    answers: dict[str, list[tuple[bool, int, dict]]] = {"a": [], "b": []}
+    progress = {name: threading.Semaphore(0) for name in plan}
+    third_party: list[str] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def toggler(name: str) -> None:
+        client, key = plan[name]
+        try:
+            start.wait(timeout=30)
+            for i in range(TOGGLES):
+                enabled = i % 2 == 1  # both flags start ON: off, on, off, ...
+                response = client.patch(
+                    f"/api/v1/apps/demo/stages/development/flags/{key}", json={"enabled": enabled}
+                )
+                answers[name].append((enabled, response.status_code, response.get_json()))
+                progress[name].release()
+        except BaseException as exc:
+            failures.append(exc)
+            progress[name].release(TOGGLES)
+
+    def person() -> None:
+        try:
+            start.wait(timeout=30)
+            # push in between Stageflow's writes: after some of each process's answers
+            for name, after in (("a", 2), ("b", 3), ("a", 3)):
+                for _ in range(after):
+                    progress[name].acquire(timeout=60)
+                third_party.append(
+                    hand_edit(gitops_remote, f"hand/{len(third_party)}.txt", f"{name}{after}\n")
+                )
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=toggler, args=(n,)) for n in plan]
+    threads.append(threading.Thread(target=person))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not failures, failures
+
+    history = remote_log(gitops_remote, 200)
+    assert history[-1] == base
+    acknowledged: dict[str, list[str]] = {}
+    for name, results in answers.items():
+        key = plan[name][1]
+        assert [status for _, status, _ in results] == [200] * TOGGLES, results
+        acknowledged[name] = [body["revision"] for _, _, body in results]
+        for enabled, _, body in results:
+            revision = body["revision"]
+            assert revision in history  # on the branch, not only in some clone
+            assert body["flag"]["defaultVariant"] == ("on" if enabled else "off")
+            committed = json.loads(read_remote(gitops_remote, revision, DEV_FLAGS))
+            assert committed["flags"][key]["defaultVariant"] == body["flag"]["defaultVariant"]
+            assert f"flag {key} " in commit_message(gitops_remote, revision)
+    # one commit per acknowledged toggle plus the hand edits, and nothing else
+    assert len(third_party) == 3
+    mine = acknowledged["a"] + acknowledged["b"]
+    assert len(set(mine)) == 2 * TOGGLES
+    assert sorted(history[:-1]) == sorted(mine + third_party)
+    # the final state holds the last acknowledged value of both flags and every hand edit
+    final = json.loads(read_remote(gitops_remote, "main", DEV_FLAGS))
+    for name, results in answers.items():
+        last_enabled = results[-1][0]
+        assert final["flags"][plan[name][1]]["defaultVariant"] == ("on" if last_enabled else "off")
+    for n, sha in enumerate(third_party):
+        assert read_remote(gitops_remote, "main", f"hand/{n}.txt")
+        assert sha in history
+    # each process's audit log (one shared ledger) has every acknowledged revision exactly once
+    audit = client_a.get("/api/v1/audit?limit=1000").get_json()["items"]
+    audited = [e["revision"] for e in audit if e["action"] == "flag.update"]
+    assert sorted(audited) == sorted(mine)
+    # and both processes read the same, newest state
+    for client in (client_a, client_b):
+        matrix = client.get("/api/v1/apps/demo/flags").get_json()
+        for name, results in answers.items():
+            cell = matrix[plan[name][1]]["stages"]["development"]
+            assert cell["enabled"] is results[-1][0]
