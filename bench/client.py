@@ -77,6 +77,9 @@ class Client:
                 if attempt == 2:
                     raise
                 continue
+            except BaseException:
+                self.close()
+                raise
             elapsed = time.perf_counter() - started
             answer = Answer(
                 response.status, payload, {k.lower(): v for k, v in response.getheaders()}, elapsed

@@ -36,7 +36,9 @@ def _values(texts: list[str | None], keys: list[str]) -> list[dict[str, bool | N
     out = []
     for text in texts:
         flags = json.loads(text)["flags"] if text else {}
-        out.append({key: (flags[key]["defaultVariant"] == "on") if key in flags else None for key in keys})
+        out.append(
+            {key: (flags[key]["defaultVariant"] == "on") if key in flags else None for key in keys}
+        )
     return out
 
 
@@ -89,7 +91,11 @@ def run(
 
     final = remote_head(server.remote)
     revisions = git(
-        "--git-dir", str(server.remote), "rev-list", "--first-parent", "--reverse",
+        "--git-dir",
+        str(server.remote),
+        "rev-list",
+        "--first-parent",
+        "--reverse",
         f"{start}..{final}",
     ).split()
     history = _values(read_many(server.remote, [f"{r}:{path}" for r in revisions]), keys)

@@ -50,7 +50,7 @@ def _script(request: Request) -> str:
         lines.append(f"wrk.body = {_lua_string(request.body)}")
         lines.append('wrk.headers["Content-Type"] = "application/json"')
     for name, value in request.headers.items():
-        lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
+        lines.append(f"wrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}")
     return "\n".join(lines) + "\n"
 
 

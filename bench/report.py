@@ -32,7 +32,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "target",
         "verdict",
     ),
-    "scale": ("row", "n", "median", "p95", "floor median", "vs floor", "vs base", "target", "verdict"),
+    "scale": (
+        "row",
+        "n",
+        "median",
+        "p95",
+        "floor median",
+        "vs floor",
+        "vs base",
+        "target",
+        "verdict",
+    ),
     "concurrency": ("row", "value", "reference", "ratio", "target", "verdict"),
     "resources": ("row", "value", "reference", "ratio", "target", "verdict"),
     "peers": ("row", "ours", "Unleash", "ours/Unleash", "target", "verdict"),
@@ -49,7 +59,7 @@ TITLES = {
 
 def ms(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     if value >= 100:
         return f"{value:.0f} ms"
     return f"{value:.1f} ms"
@@ -57,13 +67,13 @@ def ms(value: float | None) -> str:
 
 def times(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.2f}×"
+        return "-"
+    return f"{value:.2f}x"
 
 
 def number(value: float | None, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
     return f"{text} {unit}".strip()
 
@@ -128,8 +138,12 @@ def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     memory_kb = _first_line(Path("/proc/meminfo"), "MemTotal").split()[0]
     git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain"], capture_output=True, text=True, check=False
+    ).stdout
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
@@ -137,7 +151,11 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(int(memory_kb) / 1024 / 1024, 1) if memory_kb.isdigit() else None,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "git": (subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()),
+        "git": (
+            subprocess.run(
+                ["git", "--version"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+        ),
         "commit": head.strip(),
         "working_tree_dirty": bool(dirty.strip()),
     }

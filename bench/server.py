@@ -68,9 +68,7 @@ class StubPrometheus:
 class StageflowServer:
     """One `stageflow serve` on a free port, its data dir (and embedded remote) in ``root``."""
 
-    def __init__(
-        self, root: Path, shape: RepoShape, *, prometheus_url: str | None = None
-    ) -> None:
+    def __init__(self, root: Path, shape: RepoShape, *, prometheus_url: str | None = None) -> None:
         self.root = root
         self.shape = shape
         self.data_dir = root / "data"
@@ -120,7 +118,9 @@ class StageflowServer:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"stageflow serve not ready in {timeout:.0f}s: {self.log_tail()}")
+                raise RuntimeError(
+                    f"stageflow serve not ready in {timeout:.0f}s: {self.log_tail()}"
+                )
             time.sleep(0.1)
         self.memory = MemorySampler(self.server_pids).start()
         return self

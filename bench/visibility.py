@@ -36,9 +36,7 @@ def once(
                 value = None
             seen[name].append((time.perf_counter(), value))
 
-    threads = [
-        threading.Thread(target=poll, args=item, daemon=True) for item in readers.items()
-    ]
+    threads = [threading.Thread(target=poll, args=item, daemon=True) for item in readers.items()]
     for thread in threads:
         thread.start()
     time.sleep(0.05)

@@ -130,7 +130,9 @@ def rollback_available(paths: set[str]) -> bool:
 def _ready_first_stage(server: StageflowServer, client: Client, tag: str, paths: set[str]) -> str:
     """Put something new in the first stage and report it deployed, healthy and smoke-tested."""
     answer = client.request(
-        "PUT", f"/api/v1/apps/{APP}/stages/{FIRST}/images", {"name": "ghcr.io/acme/demo", "tag": tag}
+        "PUT",
+        f"/api/v1/apps/{APP}/stages/{FIRST}/images",
+        {"name": "ghcr.io/acme/demo", "tag": tag},
     )
     revision = str(expect(answer, 200, what="image set before a promotion")["revision"])
     if DEPLOYMENTS in paths:
@@ -177,9 +179,7 @@ def _promote(client: Client, target: str) -> tuple[dict[str, Any], float]:
     return promotion, elapsed
 
 
-def promotions(
-    server: StageflowServer, floor: Floor, *, reps: int, warmup: int = 1
-) -> Series:
+def promotions(server: StageflowServer, floor: Floor, *, reps: int, warmup: int = 1) -> Series:
     """Promote development to staging with all gates passing, until ``applied``."""
     series = Series()
     paths = server.paths()
@@ -202,9 +202,7 @@ def promotions(
     return series
 
 
-def rollbacks(
-    server: StageflowServer, floor: Floor, *, reps: int, warmup: int = 1
-) -> Series:
+def rollbacks(server: StageflowServer, floor: Floor, *, reps: int, warmup: int = 1) -> Series:
     """A failed smoke report for a promoted revision, until the revert is on the remote."""
     series = Series()
     paths = server.paths()
@@ -222,6 +220,8 @@ def rollbacks(
             )
             report = expect(answer, 200, 201, what="report a failed smoke check")
             elapsed = _wait_for_revert(server, promoted, started, answer.seconds, report)
+            # An automatic rollback puts the stage on hold until a person releases it.
+            client.request("DELETE", f"/api/v1/apps/{APP}/stages/{target}/hold")
             if elapsed is None:
                 series.rejected.append("no revert reached the remote within 60 s")
             elif i >= warmup:

@@ -44,6 +44,9 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("git").setLevel(logging.WARNING)
+    # flagd's evaluator logs an error per evaluation whose context lacks what a rule reads (no
+    # targetingKey, a bad version string): client input at request rate. OFREP answers say it.
+    logging.getLogger("openfeature").setLevel(logging.CRITICAL)
 
 
 def codecs() -> Codecs:

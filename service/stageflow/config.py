@@ -213,6 +213,24 @@ class Settings:
             value = text(name)
             if value is not None:
                 values[attr] = value
+        if (url := values.get("database_url")) is not None:
+            from sqlalchemy.engine import make_url
+
+            try:
+                make_url(url).get_dialect()
+            except Exception:  # never echo the URL: it may carry a password
+                raise SettingsError(
+                    "STAGEFLOW_DATABASE_URL is not a SQLAlchemy URL of a known database; use "
+                    "e.g. sqlite:////srv/stageflow/stageflow.db or "
+                    "postgresql+psycopg://user:password@host/stageflow"
+                ) from None
+        if (url := values.get("prometheus_url")) is not None and not url.startswith(
+            ("http://", "https://")
+        ):
+            raise SettingsError(
+                f"STAGEFLOW_PROMETHEUS_URL={url!r} is not an http(s) URL; use e.g. "
+                "http://prometheus:9090"
+            )
         if (raw := text("STAGEFLOW_DATA_DIR")) is not None:
             values["data_dir"] = Path(raw)
         if (raw := text("STAGEFLOW_SEED_DIR")) is not None:

@@ -83,7 +83,7 @@ def test_readyz_names_every_dependency(anonymous):
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"database", "git", "kustomize"} | set(body["checks"])
+    assert set(body["checks"]) >= {"database", "git", "kustomize"}
     for name in ("database", "git", "kustomize"):
         assert body["checks"][name]["ok"] is True, body
     assert re.fullmatch(r"[0-9a-f]{40}", body["checks"]["git"]["detail"])

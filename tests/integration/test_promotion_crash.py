@@ -36,7 +36,7 @@ CRASHING_PROCESS = textwrap.dedent(
         os._exit(9)  # no cleanup, no database update: a kill -9 at this point
 
     if options["when"] == "after_push":
-        promotions._finish = die      # the commit is on the remote; the row still says applying
+        promotions.finish = die       # the commit is on the remote; the row still says applying
     else:
         sf.repo._push = die           # the commit exists locally; the push never happens
     promotions.promote(sf, "demo", to="staging", actor=Actor("alice"))

@@ -491,6 +491,12 @@ class GitPythonRepo:
                     return sha
         return None
 
+    def parent_of(self, revision: str) -> str | None:
+        """Return the first parent of a commit (None for the root commit)."""
+        with self._lock:
+            parents = self._commit_at(revision).parents
+            return parents[0].hexsha if parents else None
+
     def commit_info(self, revision: str) -> Mapping[str, Any]:
         with self._lock:
             commit = self._commit_at(revision)

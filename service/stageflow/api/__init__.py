@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -10,8 +11,20 @@ from typing import Any
 from flask import Flask, g, request
 from flask_smorest import Api
 from prometheus_client import Counter, Histogram
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
 
-from stageflow.api import admin, auth, changes, errors, ofrep, operate, promotions, reads
+from stageflow.api import (
+    admin,
+    auth,
+    changes,
+    errors,
+    ofrep,
+    operate,
+    promotions,
+    reads,
+    webhooks,
+)
 
 log = logging.getLogger("stageflow.http")
 
@@ -24,6 +37,29 @@ LATENCY = Histogram(
     ["method", "endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` path ids that fit an INTEGER column: a larger one is a 404, not a 500."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def refuse_deeply_nested_json() -> None:
+    """Answer 400 for a JSON body nested beyond what the parser can recurse into.
+
+    Python's json raises RecursionError (not ValueError) there, which every parser downstream
+    (webargs, the idempotency fingerprint, the views) would let through as a 500.
+    """
+    if request.method in {"POST", "PUT", "PATCH", "DELETE"} and request.is_json:
+        try:
+            json.loads(request.get_data(cache=True) or b"null")
+        except RecursionError:
+            raise BadRequest("the JSON body is nested too deeply; send a flat object") from None
+        except ValueError:
+            pass  # malformed: the view's parser answers 400 with the details
 
 
 class StageflowApi(Api):
@@ -41,6 +77,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         settings = settings or bootstrap.Settings.from_env()
         stageflow, readiness = bootstrap.build(settings)
     app = Flask("stageflow")
+    app.url_map.converters["int"] = DatabaseId
     app.config.update(
         API_TITLE="Stageflow",
         API_VERSION="v1",
@@ -65,7 +102,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     )
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
-    for blueprint in (reads.blp, changes.blp, promotions.blp, admin.blp):
+    for blueprint in (reads.blp, changes.blp, promotions.blp, webhooks.blp, admin.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(operate.blp)
     api.register_blueprint(ofrep.blp)  # OFREP: /ofrep/v1/evaluate/flags[/{key}]
@@ -75,6 +112,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         g.started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         request.environ["stageflow.change_id"] = str(uuid.uuid4())
+        refuse_deeply_nested_json()
         auth.authenticate_request()
 
     @app.after_request

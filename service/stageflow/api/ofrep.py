@@ -50,7 +50,7 @@ def _make_limiter(state: Any) -> None:
     state.app.extensions[LIMITER] = RateLimiter(getattr(settings, "ofrep_rate_limit", 0) or 0)
 
 
-# -- OpenAPI: the OFREP schemas, inline so that the document stays self-contained ----------------
+# -- OpenAPI: the OFREP schemas, inline so that the document stays self-contained -----------------
 
 _CONTEXT = {
     "type": "object",
@@ -190,7 +190,7 @@ def _unexpected(exc: BaseException) -> ResponseReturnValue:
     ), 500
 
 
-# -- rate limit and CORS ---------------------------------------------------------------------------
+# -- rate limit and CORS --------------------------------------------------------------------------
 
 
 @blp.before_request
@@ -226,7 +226,7 @@ def _cors(response: Response) -> Response:
     return response
 
 
-# -- the two endpoints -----------------------------------------------------------------------------
+# -- the two endpoints ----------------------------------------------------------------------------
 
 
 def _flag_set() -> FlagSet:
@@ -281,7 +281,7 @@ def evaluate_flag(key: str) -> ResponseReturnValue:
                     "required": ["flags"],
                     "properties": {
                         "flags": {"type": "array", "items": {"oneOf": [_SUCCESS, _FAILURE]}},
-                        "metadata": _METADATA,
+                        "metadata": {**_METADATA, "description": "flag-set metadata"},
                     },
                 },
                 "every flag of the app in the stage, evaluated",

@@ -24,10 +24,11 @@ from stageflow.api.schemas import (
     PromotionPageSchema,
     PromotionQuerySchema,
     PromotionSchema,
+    RollbackSchema,
 )
 from stageflow.domain.gates import verdict
 from stageflow.domain.promotions import Promotion, Selection
-from stageflow.services import holds, promotions, reports
+from stageflow.services import holds, promotions, reports, rollbacks
 from stageflow.services.changes import Actor
 
 blp = Blueprint(
@@ -200,7 +201,7 @@ class StageChecks(MethodView):
     def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
         """Record a check result (smoke, load, ...) for a revision of a stage."""
         owner = current_token().owner
-        check, details = reports.record_check(
+        check, details, rolled = reports.record_check(
             _sf(),
             app,
             stage,
@@ -212,7 +213,10 @@ class StageChecks(MethodView):
             details=body.get("details"),
             actor=owner,
         )
-        return check_view(check, app, stage, details, owner)
+        view = check_view(check, app, stage, details, owner)
+        if rolled is not None:
+            view["rollback"] = {"promotion": rolled.id, "revision": rolled.rolled_back_revision}
+        return view
 
     @requires("viewer")
     @blp.arguments(CheckQuerySchema, location="query")
@@ -305,3 +309,41 @@ class StageFreeze(MethodView):
         """Thaw a frozen stage."""
         holds.thaw(_sf(), stage, actor=current_token().owner)
         return {"stage": stage, "frozen": False}
+
+
+@blp.route("/promotions/<int:promotion_id>/rollback")
+class PromotionRollback(MethodView):
+    @requires("promoter")
+    @idempotent
+    @blp.arguments(RollbackSchema)
+    @blp.response(200, PromotionSchema)
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="rollback_conflict")
+    @blp.doc(parameters=[IDEMPOTENCY_HEADER])
+    def post(self, body: dict[str, Any], promotion_id: int):  # type: ignore[no-untyped-def]
+        """Restore the target overlay as before this promotion, in a new commit."""
+        rolled = rollbacks.rollback(_sf(), promotion_id, actor=_actor(), reason=body.get("reason"))
+        view = promotion_view(rolled)
+        view["revision"] = rolled.rolled_back_revision
+        view["promoted_revision"] = rolled.revision
+        return view
+
+
+@blp.route("/apps/<app>/rejections")
+class AppRejections(MethodView):
+    @requires("viewer")
+    @blp.response(200, description="image versions that may not be promoted")
+    def get(self, app: str):  # type: ignore[no-untyped-def]
+        """List the rejected (rolled-back) image versions of an app."""
+        return [r.to_json() for r in rollbacks.rejections(_sf(), app)]
+
+
+@blp.route("/apps/<app>/rejections/<int:rejection_id>")
+class AppRejection(MethodView):
+    @requires("promoter")
+    @blp.response(200, description="released")
+    @blp.alt_response(404, response="DEFAULT_ERROR")
+    def delete(self, app: str, rejection_id: int):  # type: ignore[no-untyped-def]
+        """Allow a rejected image version to be promoted again."""
+        rollbacks.release_rejection(_sf(), app, rejection_id, actor=current_token().owner)
+        return {"released": rejection_id}

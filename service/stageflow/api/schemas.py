@@ -86,8 +86,12 @@ class StageStateSchema(Schema):
     images = fields.List(fields.Nested(ImageSchema))
     flags = fields.Dict(keys=fields.String(), values=fields.Nested(FlagStateSchema))
     overlay_revision = fields.String(allow_none=True)
-    deployed = fields.Dict(allow_none=True)
-    checks = fields.List(fields.Dict())
+    deployed = fields.Dict(
+        allow_none=True,
+        metadata={"description": "{revision, health, at, source, in_sync}: what runs"},
+    )
+    checks = fields.List(fields.Dict(), metadata={"description": "latest result per kind"})
+    hold = fields.Dict(allow_none=True, metadata={"description": "{reason, by} when on hold"})
 
 
 class AppStateSchema(Schema):
@@ -430,3 +434,7 @@ class HoldCreateSchema(StrictSchema):
 class FreezeCreateSchema(StrictSchema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
     until = fields.AwareDateTime()
+
+
+class RollbackSchema(StrictSchema):
+    reason = fields.String(validate=validate.Length(max=2000))

@@ -300,3 +300,38 @@ class Promotion:
 
     def approvers(self) -> set[str]:
         return {approval.approver for approval in self.approvals}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An image version that was rolled back; promotions refuse it until it is released."""
+
+    app: str
+    image: str
+    tag: str | None
+    digest: str | None
+    reason: str
+    by: str
+    at: datetime
+    promotion_id: int | None = None
+    id: int | None = None
+
+    def matches(self, ref: ImageRef) -> bool:
+        if ref.name != self.image:
+            return False
+        if self.digest and ref.digest:
+            return self.digest == ref.digest
+        return self.tag is not None and self.tag == ref.tag
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "app": self.app,
+            "image": self.image,
+            "tag": self.tag,
+            "digest": self.digest,
+            "reason": self.reason,
+            "by": self.by,
+            "at": self.at.isoformat(),
+            "promotion": self.promotion_id,
+        }

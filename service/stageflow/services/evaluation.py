@@ -133,7 +133,8 @@ def flag_set(
     """
     token.require(READ_ROLE)
     revision = sf.repo.head()
-    pipeline = snapshot(sf, revision).pipeline
+    # Keyed by revision: while the head stays put, a request reads nothing from the clone.
+    pipeline = sf.cache.get(("ofrep-pipeline", revision), lambda: snapshot(sf, revision).pipeline)
     app_name = _choose(token, "app", app, token.scope.apps, list(pipeline.apps), APP_HEADER)
     stage_name = _choose(
         token, "stage", stage, token.scope.stages, pipeline.stage_names, STAGE_HEADER
@@ -213,6 +214,7 @@ class RateLimiter:
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
+        self.burst = max(1.0, rate)
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
@@ -223,8 +225,8 @@ class RateLimiter:
             return 0
         now = self.clock()
         with self._lock:
-            tokens, since = self._buckets.get(who, (self.rate, now))
-            tokens = min(self.rate, tokens + (now - since) * self.rate)
+            tokens, since = self._buckets.get(who, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - since) * self.rate)
             if tokens >= 1:
                 self._buckets[who] = (tokens - 1, now)
                 return 0

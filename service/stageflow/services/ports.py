@@ -16,7 +16,7 @@ from stageflow.domain.identity import ApiToken
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.domain.pipeline import Pipeline
-from stageflow.domain.promotions import Approval, Promotion
+from stageflow.domain.promotions import Approval, Promotion, Rejection
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -72,6 +72,8 @@ class GitRepo(Protocol):
     def tree_id(self, revision: str, path: str) -> str | None: ...
 
     def find_trailer(self, key: str, value: str, *, limit: int = 2000) -> str | None: ...
+
+    def parent_of(self, revision: str) -> str | None: ...
 
     def change(
         self,
@@ -227,6 +229,14 @@ class Holds(Protocol):
     def release(self, app: str, stage: str, by: str, at: datetime) -> int: ...
 
 
+class Rejections(Protocol):
+    def add(self, rejection: Rejection) -> None: ...
+
+    def active(self, app: str) -> Sequence[Rejection]: ...
+
+    def release(self, rejection_id: int, app: str, by: str, at: datetime) -> int: ...
+
+
 class UnitOfWork(Protocol):
     audit: AuditLog
     tokens: TokenStore
@@ -236,6 +246,7 @@ class UnitOfWork(Protocol):
     deployments: Deployments
     freezes: Freezes
     holds: Holds
+    rejections: Rejections
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -38,6 +38,7 @@ from stageflow.domain.promotions import (
     NothingToPromote,
     Promotion,
     PromotionPlan,
+    Rejection,
     Selection,
     plan_promotion,
     source_stage,
@@ -111,6 +112,7 @@ def _operation(
     expected_source: str | None,
     preview: bool,
     promotion_id: int | None = None,
+    rejected: Sequence[Rejection] = (),
 ) -> Any:
     def operation(ws: Workspace) -> Change[Outcome]:
         pipeline = pipeline_in(sf, ws)
@@ -137,6 +139,21 @@ def _operation(
             target=target,
             selection=selection,
         )
+        refused = [
+            (move.after, rejection)
+            for move in plan.images
+            for rejection in rejected
+            if rejection.matches(move.after)
+        ]
+        if refused:
+            ref, rejection = refused[0]
+            raise Conflict(
+                f"{ref.describe()} was rolled back ({rejection.reason}) and is rejected; "
+                f"promote another version, or release it with DELETE /api/v1/apps/{app.name}/"
+                f"rejections/{rejection.id}",
+                code="image_rejected",
+                details={"rejection": rejection.to_json()},
+            )
         if plan.empty:
             raise NothingToPromote(
                 f"{target.name} already has what {source.name} would promote for {app.name}; "
@@ -179,10 +196,23 @@ def _kustomization(sf: Stageflow, ws: Workspace, app: App, stage: str) -> Any:
     return sf.codecs.parse_kustomization(text, path)
 
 
+def _rejections(sf: Stageflow, app: str) -> Sequence[Rejection]:
+    with sf.uow() as uow:
+        return uow.rejections.active(app)
+
+
 def _preview(sf: Stageflow, app: str, to: str, selection: Selection) -> tuple[PromotionPlan, str]:
     try:
         sf.repo.change(
-            _operation(sf, app, to, selection, expected_source=None, preview=True),
+            _operation(
+                sf,
+                app,
+                to,
+                selection,
+                expected_source=None,
+                preview=True,
+                rejected=_rejections(sf, app),
+            ),
             actor="preview",
             trailers={},
         )
@@ -313,6 +343,7 @@ def _apply(sf: Stageflow, promotion: Promotion, actor: Actor) -> Promotion:
         expected_source=promotion.source_content,
         preview=False,
         promotion_id=promotion.id,
+        rejected=_rejections(sf, promotion.app),
     )
     trailers = {"Stageflow-Promotion": str(promotion.id)}
     if promotion.source_revision:
@@ -323,9 +354,9 @@ def _apply(sf: Stageflow, promotion: Promotion, actor: Actor) -> Promotion:
         # The push may or may not have landed: the remote's history decides.
         return settle(sf, promotion.id, force=True)
     except StageflowError as exc:
-        return _finish(sf, promotion, "failed", actor.name, message=exc.message)
+        return finish(sf, promotion, "failed", actor.name, message=exc.message)
     plan, diff = done.result.value
-    return _finish(
+    return finish(
         sf,
         promotion,
         "applied",
@@ -337,7 +368,7 @@ def _apply(sf: Stageflow, promotion: Promotion, actor: Actor) -> Promotion:
     )
 
 
-def _finish(
+def finish(
     sf: Stageflow, promotion: Promotion, status: str, actor: str, **changes: Any
 ) -> Promotion:
     with sf.uow() as uow:
@@ -361,7 +392,7 @@ def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotio
     except Unavailable:
         return promotion  # cannot tell yet; stays applying until the remote answers
     if sha is not None:
-        return _finish(
+        return finish(
             sf,
             promotion,
             "applied",
@@ -369,7 +400,7 @@ def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotio
             revision=sha,
             message=f"applied as {sha[:12]} (settled from the remote's history)",
         )
-    return _finish(
+    return finish(
         sf,
         promotion,
         "failed",

@@ -10,7 +10,8 @@ from typing import Any
 from stageflow.domain.errors import Invalid, NotFound
 from stageflow.domain.gates import CheckResult, Deployment
 from stageflow.domain.ledger import AuditEntry
-from stageflow.services import promotions
+from stageflow.domain.promotions import Promotion
+from stageflow.services import promotions, rollbacks
 from stageflow.services.context import Stageflow
 from stageflow.services.state import content_at, snapshot
 
@@ -39,7 +40,7 @@ def record_check(
     summary: str | None = None,
     url: str | None = None,
     details: Any = None,
-) -> tuple[CheckResult, Any]:
+) -> tuple[CheckResult, Any, Promotion | None]:
     """Record a smoke / load / custom check result for a revision of a stage."""
     if not CHECK_KIND.match(kind):
         raise Invalid(
@@ -78,8 +79,17 @@ def record_check(
             )
         )
         uow.commit()
+    rolled = None
+    if status == "failed" and kind == "smoke":
+        rolled = rollbacks.on_failure(
+            sf,
+            app,
+            snap.pipeline.stage(stage_name),
+            sha,
+            f"smoke check failed for {sha[:12]}" + (f": {summary}" if summary else ""),
+        )
     promotions.reevaluate_waiting(sf, app=app.name, source=stage_name)
-    return stored, details
+    return stored, details, rolled
 
 
 def list_checks(
@@ -129,6 +139,14 @@ def record_deployment(
     with sf.uow() as uow:
         uow.deployments.add(app.name, stage_name, deployment, actor)
         uow.commit()
+    if health == "degraded":
+        rollbacks.on_failure(
+            sf,
+            app,
+            snap.pipeline.stage(stage_name),
+            sha,
+            f"{stage_name} reported degraded at {sha[:12]} ({source})",
+        )
     promotions.reevaluate_waiting(sf, app=app.name, source=stage_name)
     return deployment
 

@@ -7,6 +7,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from stageflow.domain.errors import Unavailable
 
 MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
 
@@ -21,7 +24,14 @@ def alembic_config(url: str, connection: Connection | None = None) -> Config:
 
 
 def upgrade(url: str, connection: Connection | None = None, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url, connection), revision)
+    try:
+        command.upgrade(alembic_config(url, connection), revision)
+    except OperationalError as exc:  # start-up says what is wrong instead of a traceback
+        raise Unavailable(
+            f"cannot migrate the database: it is unreachable ({exc.orig}); check "
+            "STAGEFLOW_DATABASE_URL and that the server is up",
+            code="database_unavailable",
+        ) from exc
 
 
 def downgrade(url: str, revision: str = "base") -> None:

@@ -189,3 +189,23 @@ class HoldRecord(Base):
     released_by: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_holds_app_stage", "app", "stage"),)
+
+
+class RejectionRecord(Base):
+    """An image version that was rolled back: it may not be promoted again until released."""
+
+    __tablename__ = "rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(63))
+    image: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str | None] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    promotion_id: Mapped[int | None] = mapped_column(Integer)
+    by: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_rejections_app_image", "app", "image"),)

@@ -6,7 +6,7 @@ from types import TracebackType
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from stageflow.adapters.database.repositories import (
@@ -20,8 +20,9 @@ from stageflow.adapters.database.workflow import (
     SqlFreezes,
     SqlHolds,
     SqlPromotions,
+    SqlRejections,
 )
-from stageflow.domain.errors import Unavailable
+from stageflow.domain.errors import Invalid, Unavailable
 
 
 def make_engine(url: str) -> Engine:
@@ -65,6 +66,7 @@ class SqlUnitOfWork:
         self.deployments = SqlDeployments(self.session)
         self.freezes = SqlFreezes(self.session)
         self.holds = SqlHolds(self.session)
+        self.rejections = SqlRejections(self.session)
         return self
 
     def __exit__(
@@ -78,6 +80,15 @@ class SqlUnitOfWork:
         if isinstance(exc, OperationalError):
             raise Unavailable(
                 f"the database is unreachable: {exc.orig}", code="database_unavailable"
+            ) from exc
+        if isinstance(exc, DataError):
+            # A value the database cannot hold (a NUL byte in PostgreSQL text, a string longer
+            # than its column, a number out of range): the client sent it, so a 422, not a 500.
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid value"
+            raise Invalid(
+                f"a value in the request cannot be stored: {reason}; remove control characters "
+                "and keep names and texts within their documented lengths",
+                code="invalid_value",
             ) from exc
 
     def commit(self) -> None:

@@ -17,10 +17,11 @@ from stageflow.adapters.database.records import (
     FreezeRecord,
     HoldRecord,
     PromotionRecord,
+    RejectionRecord,
 )
 from stageflow.adapters.database.repositories import _utc
 from stageflow.domain.gates import CheckResult, Deployment, Freeze, GateResult, Hold
-from stageflow.domain.promotions import Approval, Promotion, Selection
+from stageflow.domain.promotions import Approval, Promotion, Rejection, Selection
 
 
 def _aware(value: datetime) -> datetime:
@@ -333,6 +334,58 @@ class SqlHolds:
             update(HoldRecord)
             .where(
                 HoldRecord.app == app, HoldRecord.stage == stage, HoldRecord.released_at.is_(None)
+            )
+            .values(released_at=at, released_by=by)
+        )
+        return int(getattr(result, "rowcount", 0))
+
+
+class SqlRejections:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, rejection: Rejection) -> None:
+        self.session.add(
+            RejectionRecord(
+                app=rejection.app,
+                image=rejection.image,
+                tag=rejection.tag,
+                digest=rejection.digest,
+                reason=rejection.reason,
+                promotion_id=rejection.promotion_id,
+                by=rejection.by,
+                at=rejection.at,
+            )
+        )
+
+    def active(self, app: str) -> Sequence[Rejection]:
+        rows = self.session.scalars(
+            select(RejectionRecord)
+            .where(RejectionRecord.app == app, RejectionRecord.released_at.is_(None))
+            .order_by(RejectionRecord.id.desc())
+        )
+        return [
+            Rejection(
+                id=r.id,
+                app=r.app,
+                image=r.image,
+                tag=r.tag,
+                digest=r.digest,
+                reason=r.reason,
+                by=r.by,
+                at=_aware(r.at),
+                promotion_id=r.promotion_id,
+            )
+            for r in rows
+        ]
+
+    def release(self, rejection_id: int, app: str, by: str, at: datetime) -> int:
+        result = self.session.execute(
+            update(RejectionRecord)
+            .where(
+                RejectionRecord.id == rejection_id,
+                RejectionRecord.app == app,
+                RejectionRecord.released_at.is_(None),
             )
             .values(released_at=at, released_by=by)
         )
