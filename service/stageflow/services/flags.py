@@ -170,7 +170,7 @@ def update_stage_flag(
             changes["targeting"] = targeting or None
         if changes:
             flag = with_changes(flag, **changes)
-        if (flag.enabled and not before.enabled) or (flag.enabled and flag != before):
+        if flag.enabled and flag != before:
             _check_allowed(stage, flag)
         if flag != before:
             write_flags(sf, ws, app, stage.name, doc.put(flag), [key])
@@ -202,6 +202,7 @@ def edit_flag(
     def operation(ws: Workspace) -> Change[Outcome]:
         pipeline = pipeline_in(sf, ws)
         app = pipeline.app(app_name)
+        found = False
         touched: list[str] = []
         before: dict[str, Any] = {}
         after: dict[str, Any] = {}
@@ -209,6 +210,7 @@ def edit_flag(
             doc = flags_in(sf, ws, app, stage.name)
             if key not in doc.flags:
                 continue
+            found = True
             old = doc.flags[key]
             changes: dict[str, Any] = {}
             if lifecycle is not None:
@@ -216,17 +218,14 @@ def edit_flag(
             if description is not UNSET:
                 changes["description"] = description
             new = with_changes(old, **changes)
-            _check_allowed(stage, new) if new.enabled else None
+            if new.lifecycle != old.lifecycle:
+                _check_allowed(stage, new)
             if new != old:
                 write_flags(sf, ws, app, stage.name, doc.put(new), [key])
                 touched.append(stage.name)
                 before[stage.name] = {"lifecycle": old.lifecycle, "description": old.description}
                 after[stage.name] = {"lifecycle": new.lifecycle, "description": new.description}
-            elif not before:
-                pass
-        if not touched and not any(
-            key in flags_in(sf, ws, app, s.name).flags for s in pipeline.stages
-        ):
+        if not found:
             raise NotFound(
                 f"flag {key} is not defined in any stage of {app.name}", code="flag_not_found"
             )
