@@ -15,6 +15,7 @@ import pytest
 from stageflow import bootstrap
 from stageflow.api import create_app
 from stageflow.config import Settings
+from stageflow.services import tokens
 from tests.builders import commit_message, read_remote, remote_head, remote_log
 from tests.conftest import git
 from tests.e2e.conftest import ADMIN
@@ -149,3 +150,24 @@ def test_two_processes_and_a_third_party_lose_nothing(processes, gitops_remote: 
         for name, results in answers.items():
             cell = matrix[plan[name][1]]["stages"]["development"]
             assert cell["enabled"] is results[-1][0]
+
+
+def test_two_stageflows_in_one_process_keep_their_own_tokens(settings: Settings, tmp_path: Path):
+    # One secret, two databases (as when a process hosts two apps, or a test suite many): each
+    # Stageflow must authenticate against its own ledger, also within the token cache's life.
+    other = settings.with_overrides(
+        data_dir=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"
+    )
+    built = []
+    for each in (settings, other):
+        bootstrap.prepare(each)
+        built.append(bootstrap.build(each)[0])
+    try:
+        ids = [tokens.authenticate(sf, ADMIN).id for sf in built]
+        assert ids[0] != ids[1]
+        assert [tokens.authenticate(sf, ADMIN).id for sf in built] == ids
+        for sf, token_id in zip(built, ids, strict=True):
+            assert [t.id for t in tokens.list_tokens(sf)] == [token_id]
+    finally:
+        for sf in built:
+            sf.close()

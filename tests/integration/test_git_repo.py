@@ -294,6 +294,25 @@ def test_reads_see_a_third_party_push_at_once(open_repo, gitops_remote: Path):
     assert repo.resolve(third[:12].upper()) == third
 
 
+def test_a_slow_read_does_not_cache_a_head_older_than_a_write(open_repo, gitops_remote: Path):
+    repo = open_repo(head_ttl=60.0)
+    ask_remote = repo._remote_head
+    written: list[str] = []
+
+    def remote_head_then_a_write_lands() -> str:
+        # a reader asks the remote; before it caches the answer, a write of this process lands
+        old = ask_remote()
+        written.append(repo.change(write(NOTES, "x\n"), actor="a", trailers=TRAILERS).revision)
+        return old
+
+    repo._remote_head = remote_head_then_a_write_lands  # type: ignore[method-assign]
+    seed = repo.head(fresh=True)
+    repo._remote_head = ask_remote  # type: ignore[method-assign]
+
+    assert seed != written[0]
+    assert repo.head() == written[0] == remote_head(gitops_remote)  # read your writes
+
+
 def test_resolve_refuses_what_is_not_a_commit_of_the_branch(open_repo, gitops_remote: Path):
     repo = open_repo()
     head = repo.head()
@@ -433,6 +452,28 @@ def test_a_broken_clone_in_the_slot_is_replaced(open_repo, gitops_remote: Path):
     assert_clean_at(again, remote_head(gitops_remote))
 
 
+def test_a_clone_with_damaged_objects_is_replaced(open_repo, gitops_remote: Path):
+    first = open_repo()
+    workdir = first.workdir
+    first.close()
+    # e.g. a full disk mid-write: every object file is cut short (new files: a local clone
+    # hard-links the remote's objects, which must stay intact)
+    for path in (workdir / ".git" / "objects").rglob("*"):
+        if path.is_file():
+            cut = path.read_bytes()[:20]
+            path.unlink()
+            path.write_bytes(cut)
+
+    again = open_repo()
+
+    assert again.workdir == workdir
+    head = remote_head(gitops_remote)
+    assert_clean_at(again, head)
+    assert again.read(head, "stageflow.yaml") == (SEED / "stageflow.yaml").read_text()
+    done = again.change(write(NOTES, "x\n"), actor="alice", trailers=TRAILERS)
+    assert remote_log(gitops_remote, 2) == [done.revision, head]
+
+
 def test_a_failed_open_gives_the_slot_back(tmp_path: Path, gitops_remote: Path, open_repo):
     broken = GitPythonRepo(str(tmp_path / "nowhere.git"), "main", tmp_path / "clones")
     with pytest.raises(Unavailable):
@@ -461,3 +502,12 @@ def test_seeding_into_an_empty_directory_and_refusing_a_foreign_one(tmp_path: Pa
     with pytest.raises(StageflowError, match="not a Git repository"):
         seed_bare_remote(SEED, foreign, "main")
     assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_reads_by_branch_name_follow_the_branch(open_repo, gitops_remote: Path):
+    repo = open_repo()
+    assert repo.read("origin/main", NOTES) is None
+    done = repo.change(write(NOTES, "now\n"), actor="alice", trailers=TRAILERS)
+
+    assert repo.read("origin/main", NOTES) == "now\n"
+    assert repo.last_change("origin/main", [NOTES]) == done.revision

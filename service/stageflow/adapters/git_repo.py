@@ -202,11 +202,9 @@ class GitPythonRepo:
             if self._slot is None:
                 self._take_slot()
             try:
-                repo = self._reuse_clone() or self._fresh_clone()
-                self._repo = repo
-                self._clean_at = None
-                self._fetch()
-                self._reset(self._tracking())
+                reused = self._reuse_clone()
+                if reused is None or not self._sync(reused, fresh=False):
+                    self._sync(self._fresh_clone(), fresh=True)
             except git.GitCommandError as exc:
                 self._abandon()
                 raise Unavailable(
@@ -217,6 +215,25 @@ class GitPythonRepo:
             except BaseException:
                 self._abandon()
                 raise
+
+    def _sync(self, repo: git.Repo, *, fresh: bool) -> bool:
+        """Make ``repo`` this instance's clone, at the remote head; False if a reused one fails."""
+        self._repo, self._clean_at = repo, None
+        try:
+            self._fetch()
+            self._reset(self._tracking())
+        except (git.GitCommandError, Unavailable):
+            if fresh:
+                raise
+            # The clone is only a cache of the remote: one that a crash or a full disk damaged
+            # is replaced rather than failing every start from now on.
+            log.warning(
+                "the clone in %s cannot be brought up to date; cloning afresh", self.workdir
+            )
+            repo.close()
+            self._repo = None
+            return False
+        return True
 
     def _take_slot(self) -> None:
         self.clones_dir.mkdir(parents=True, exist_ok=True)
@@ -307,7 +324,11 @@ class GitPythonRepo:
         with self._lock:
             if sha != self._head and not self._has_commit(sha):
                 self._fetch()
-            self._head, self._head_at = sha, now
+            # A write of this process may have pushed (and cached) a newer head while we asked
+            # the remote; caching our older answer over it would let a client that got that
+            # write's revision read the state from before it.
+            if self._head_at <= now:
+                self._head, self._head_at = sha, now
         return sha
 
     def _remote_head(self) -> str:
@@ -509,6 +530,8 @@ class GitPythonRepo:
             }
 
     def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        if not _is_full_sha(key[0]):  # a branch name or short SHA can come to mean another commit
+            return
         cache[key] = value
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
@@ -681,6 +704,10 @@ def _lost_race(text: str) -> bool:
         why in text
         for why in ("failed to update ref", "failed to lock", "cannot lock ref", "but expected")
     )
+
+
+def _is_full_sha(revision: str) -> bool:
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
 
 
 def _one_line(value: object) -> str:

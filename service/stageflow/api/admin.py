@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from stageflow.api.auth import current_token, requires
+from stageflow.api.auth import current_stageflow, current_token, requires
 from stageflow.api.schemas import (
     AuditPageSchema,
     AuditQuerySchema,
@@ -20,10 +19,6 @@ from stageflow.domain.identity import ApiToken
 from stageflow.services import audit, tokens
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1", description="Tokens and the audit log")
-
-
-def _sf():  # type: ignore[no-untyped-def]
-    return current_app.extensions["stageflow"]
 
 
 def token_view(token: ApiToken, now: Any) -> dict[str, Any]:
@@ -50,7 +45,7 @@ class Tokens(MethodView):
     @blp.alt_response(422, response="DEFAULT_ERROR")
     def post(self, body: dict[str, Any]):  # type: ignore[no-untyped-def]
         """Create a token; its secret is in this answer only."""
-        sf = _sf()
+        sf = current_stageflow()
         scope = body.get("scope") or {}
         token, secret = tokens.create_token(
             sf,
@@ -68,7 +63,7 @@ class Tokens(MethodView):
     @blp.response(200, TokenSchema(many=True))
     def get(self):  # type: ignore[no-untyped-def]
         """List tokens (never their secrets)."""
-        sf = _sf()
+        sf = current_stageflow()
         now = sf.clock()
         return [token_view(t, now) for t in tokens.list_tokens(sf)]
 
@@ -80,7 +75,7 @@ class TokenById(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def delete(self, token_id: str):  # type: ignore[no-untyped-def]
         """Revoke a token."""
-        sf = _sf()
+        sf = current_stageflow()
         token = tokens.revoke_token(sf, token_id, actor=current_token().owner)
         return token_view(token, sf.clock()) | {"revoked_at": sf.clock(), "active": False}
 
@@ -94,7 +89,7 @@ class Audit(MethodView):
         """List who did what, newest first; page with `before`."""
         limit = query["limit"]
         entries = audit.list_audit(
-            _sf(),
+            current_stageflow(),
             app=query.get("app"),
             stage=query.get("stage"),
             actor=query.get("actor"),

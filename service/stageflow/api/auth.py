@@ -10,6 +10,8 @@ from flask import current_app, g, request
 
 from stageflow.domain.identity import ApiToken
 from stageflow.services import tokens
+from stageflow.services.changes import Actor
+from stageflow.services.context import Stageflow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +33,17 @@ def authenticate_request() -> None:
     g.token = tokens.authenticate(
         current_app.extensions["stageflow"], secret.strip() if scheme.lower() == "bearer" else None
     )
+
+
+def current_stageflow() -> Stageflow:
+    """The composed Stageflow this app serves (see ``create_app``)."""
+    sf: Stageflow = current_app.extensions["stageflow"]
+    return sf
+
+
+def current_actor() -> Actor:
+    """The token's owner, with this request's change id (the Stageflow-Change trailer)."""
+    return Actor(current_token().owner, request.environ.get("stageflow.change_id", ""))
 
 
 def current_token() -> ApiToken:

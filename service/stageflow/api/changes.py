@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from stageflow.api.auth import current_token, requires
+from stageflow.api.auth import current_actor, current_stageflow, requires
 from stageflow.api.idempotency import idempotent
 from stageflow.api.schemas import (
     FlagCreatedSchema,
@@ -20,7 +19,6 @@ from stageflow.api.schemas import (
     StageFlagPatchSchema,
 )
 from stageflow.services import flags, images
-from stageflow.services.changes import Actor
 from stageflow.services.flags import UNSET, flag_json
 
 blp = Blueprint(
@@ -39,14 +37,6 @@ IDEMPOTENCY_HEADER = {
 }
 
 
-def _sf():  # type: ignore[no-untyped-def]
-    return current_app.extensions["stageflow"]
-
-
-def _actor() -> Actor:
-    return Actor(current_token().owner, request.environ.get("stageflow.change_id", ""))
-
-
 @blp.route("/apps/<app>/flags")
 class Flags(MethodView):
     @requires("editor")
@@ -60,10 +50,10 @@ class Flags(MethodView):
     def post(self, body: dict[str, Any], app: str):  # type: ignore[no-untyped-def]
         """Create a flag in the first stage (OFF unless defaultVariant says otherwise)."""
         done = flags.create_flag(
-            _sf(),
+            current_stageflow(),
             app,
             key=body["key"],
-            actor=_actor(),
+            actor=current_actor(),
             description=body.get("description"),
             lifecycle=body.get("lifecycle"),
             variants=body.get("variants"),
@@ -84,10 +74,10 @@ class FlagByKey(MethodView):
     def patch(self, body: dict[str, Any], app: str, key: str):  # type: ignore[no-untyped-def]
         """Change a flag's lifecycle or description in every stage that has it."""
         done = flags.edit_flag(
-            _sf(),
+            current_stageflow(),
             app,
             key,
-            actor=_actor(),
+            actor=current_actor(),
             lifecycle=body.get("lifecycle"),
             description=body.get("description", UNSET),
         )
@@ -107,11 +97,11 @@ class StageFlag(MethodView):
     def patch(self, body: dict[str, Any], app: str, stage: str, key: str):  # type: ignore[no-untyped-def]
         """Toggle or change a flag in one stage (ON obeys flags.allow; OFF always works)."""
         done = flags.update_stage_flag(
-            _sf(),
+            current_stageflow(),
             app,
             stage,
             key,
-            actor=_actor(),
+            actor=current_actor(),
             enabled=body.get("enabled"),
             default_variant=body.get("defaultVariant", UNSET),
             state=body.get("state", UNSET),
@@ -126,7 +116,7 @@ class StageFlag(MethodView):
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     def delete(self, app: str, stage: str, key: str):  # type: ignore[no-untyped-def]
         """Remove a flag's definition from one stage."""
-        done = flags.delete_stage_flag(_sf(), app, stage, key, actor=_actor())
+        done = flags.delete_stage_flag(current_stageflow(), app, stage, key, actor=current_actor())
         return {"revision": done.revision}
 
 
@@ -143,12 +133,12 @@ class StageImages(MethodView):
     def put(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
         """Set an image tag or digest in the first stage (later stages get it by promotion)."""
         done = images.set_image(
-            _sf(),
+            current_stageflow(),
             app,
             stage,
             name=body["name"],
             tag=body.get("tag"),
             digest=body.get("digest"),
-            actor=_actor(),
+            actor=current_actor(),
         )
         return {"revision": done.revision, "image": done.result.after}

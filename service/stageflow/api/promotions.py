@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from stageflow.api.auth import current_token, requires
+from stageflow.api.auth import current_actor, current_stageflow, current_token, requires
 from stageflow.api.changes import IDEMPOTENCY_HEADER
 from stageflow.api.idempotency import idempotent
 from stageflow.api.schemas import (
@@ -29,7 +28,6 @@ from stageflow.api.schemas import (
 from stageflow.domain.gates import verdict
 from stageflow.domain.promotions import Promotion, Selection
 from stageflow.services import holds, promotions, reports, rollbacks
-from stageflow.services.changes import Actor
 
 blp = Blueprint(
     "promotions",
@@ -37,14 +35,6 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Promotions, their gates, and the checks and deployments that feed them",
 )
-
-
-def _sf():  # type: ignore[no-untyped-def]
-    return current_app.extensions["stageflow"]
-
-
-def _actor() -> Actor:
-    return Actor(current_token().owner, request.environ.get("stageflow.change_id", ""))
 
 
 def promotion_view(promotion: Promotion, *, dry_run: bool = False) -> dict[str, Any]:
@@ -88,14 +78,14 @@ class AppPromotions(MethodView):
         """Promote the app into `to` from the stage before it, when that stage's gates hold."""
         current_token().require("promoter", app=app, stage=body["to"])
         promotion = promotions.promote(
-            _sf(),
+            current_stageflow(),
             app,
             to=body["to"],
             from_=body.get("from_"),
             selection=Selection(images=body["images"], flags=body["flags"]),
             dry_run=body["dry_run"],
             reason=body.get("reason"),
-            actor=_actor(),
+            actor=current_actor(),
         )
         if body["dry_run"]:
             return promotion_view(promotion, dry_run=True), 200
@@ -111,7 +101,7 @@ class PromotionList(MethodView):
         """List promotions, newest first; page with `before`."""
         limit = query["limit"]
         items = promotions.list_promotions(
-            _sf(),
+            current_stageflow(),
             app=query.get("app"),
             target=query.get("to"),
             status=query.get("status"),
@@ -131,7 +121,7 @@ class PromotionById(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, promotion_id: int):  # type: ignore[no-untyped-def]
         """Show a promotion with its plan, gates, diff and approvals."""
-        return promotion_view(promotions.get_promotion(_sf(), promotion_id))
+        return promotion_view(promotions.get_promotion(current_stageflow(), promotion_id))
 
 
 @blp.route("/promotions/<int:promotion_id>/approvals")
@@ -147,7 +137,12 @@ class PromotionApprovals(MethodView):
     def post(self, body: dict[str, Any], promotion_id: int):  # type: ignore[no-untyped-def]
         """Approve a promotion (never your own); applies it when the gates hold."""
         return promotion_view(
-            promotions.approve(_sf(), promotion_id, actor=_actor(), comment=body.get("comment"))
+            promotions.approve(
+                current_stageflow(),
+                promotion_id,
+                actor=current_actor(),
+                comment=body.get("comment"),
+            )
         )
 
 
@@ -160,7 +155,9 @@ class PromotionEvaluate(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def post(self, promotion_id: int):  # type: ignore[no-untyped-def]
         """Re-run the gates; apply when they hold."""
-        return promotion_view(promotions.evaluate(_sf(), promotion_id, actor=_actor()))
+        return promotion_view(
+            promotions.evaluate(current_stageflow(), promotion_id, actor=current_actor())
+        )
 
 
 @blp.route("/promotions/<int:promotion_id>/cancel")
@@ -171,7 +168,9 @@ class PromotionCancel(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def post(self, promotion_id: int):  # type: ignore[no-untyped-def]
         """Cancel a waiting promotion."""
-        return promotion_view(promotions.cancel(_sf(), promotion_id, actor=_actor()))
+        return promotion_view(
+            promotions.cancel(current_stageflow(), promotion_id, actor=current_actor())
+        )
 
 
 def check_view(check: Any, app: str, stage: str, details: Any, by: str) -> dict[str, Any]:
@@ -202,7 +201,7 @@ class StageChecks(MethodView):
         """Record a check result (smoke, load, ...) for a revision of a stage."""
         owner = current_token().owner
         check, details, rolled = reports.record_check(
-            _sf(),
+            current_stageflow(),
             app,
             stage,
             kind=body["kind"],
@@ -224,7 +223,7 @@ class StageChecks(MethodView):
     def get(self, query: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
         """List check results of a stage, newest first."""
         rows = reports.list_checks(
-            _sf(),
+            current_stageflow(),
             app,
             stage,
             revision=query.get("revision"),
@@ -245,7 +244,7 @@ class StageDeployments(MethodView):
     def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
         """Report what a stage runs (any tool; Flux and Argo CD have their own webhooks)."""
         deployment = reports.record_deployment(
-            _sf(),
+            current_stageflow(),
             app,
             stage,
             revision=body["revision"],
@@ -260,7 +259,7 @@ class StageDeployments(MethodView):
         """List what a stage reported running, newest first."""
         return [
             {"app": app, "stage": stage, **d.__dict__}
-            for d in reports.recent_deployments(_sf(), app, stage)
+            for d in reports.recent_deployments(current_stageflow(), app, stage)
         ]
 
 
@@ -271,14 +270,16 @@ class StageHold(MethodView):
     @blp.response(201, description="held")
     def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
         """Put an app's stage on hold: no promotion into it until released."""
-        item = holds.hold(_sf(), app, stage, reason=body["reason"], actor=current_token().owner)
+        item = holds.hold(
+            current_stageflow(), app, stage, reason=body["reason"], actor=current_token().owner
+        )
         return {"app": app, "stage": stage, "reason": item.reason, "by": item.by}
 
     @requires("admin")
     @blp.response(200, description="released")
     def delete(self, app: str, stage: str):  # type: ignore[no-untyped-def]
         """Release the hold."""
-        holds.release(_sf(), app, stage, actor=current_token().owner)
+        holds.release(current_stageflow(), app, stage, actor=current_token().owner)
         return {"app": app, "stage": stage, "released": True}
 
 
@@ -290,7 +291,7 @@ class StageFreeze(MethodView):
     def post(self, body: dict[str, Any], stage: str):  # type: ignore[no-untyped-def]
         """Freeze a stage for every app (no promotion into it)."""
         item = holds.freeze(
-            _sf(),
+            current_stageflow(),
             stage,
             reason=body["reason"],
             until=body.get("until"),
@@ -307,7 +308,7 @@ class StageFreeze(MethodView):
     @blp.response(200, description="thawed")
     def delete(self, stage: str):  # type: ignore[no-untyped-def]
         """Thaw a frozen stage."""
-        holds.thaw(_sf(), stage, actor=current_token().owner)
+        holds.thaw(current_stageflow(), stage, actor=current_token().owner)
         return {"stage": stage, "frozen": False}
 
 
@@ -322,7 +323,9 @@ class PromotionRollback(MethodView):
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     def post(self, body: dict[str, Any], promotion_id: int):  # type: ignore[no-untyped-def]
         """Restore the target overlay as before this promotion, in a new commit."""
-        rolled = rollbacks.rollback(_sf(), promotion_id, actor=_actor(), reason=body.get("reason"))
+        rolled = rollbacks.rollback(
+            current_stageflow(), promotion_id, actor=current_actor(), reason=body.get("reason")
+        )
         view = promotion_view(rolled)
         view["revision"] = rolled.rolled_back_revision
         view["promoted_revision"] = rolled.revision
@@ -335,7 +338,7 @@ class AppRejections(MethodView):
     @blp.response(200, description="image versions that may not be promoted")
     def get(self, app: str):  # type: ignore[no-untyped-def]
         """List the rejected (rolled-back) image versions of an app."""
-        return [r.to_json() for r in rollbacks.rejections(_sf(), app)]
+        return [r.to_json() for r in rollbacks.rejections(current_stageflow(), app)]
 
 
 @blp.route("/apps/<app>/rejections/<int:rejection_id>")
@@ -345,5 +348,7 @@ class AppRejection(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def delete(self, app: str, rejection_id: int):  # type: ignore[no-untyped-def]
         """Allow a rejected image version to be promoted again."""
-        rollbacks.release_rejection(_sf(), app, rejection_id, actor=current_token().owner)
+        rollbacks.release_rejection(
+            current_stageflow(), app, rejection_id, actor=current_token().owner
+        )
         return {"released": rejection_id}

@@ -6,17 +6,13 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from stageflow.api.auth import requires
+from stageflow.api.auth import current_stageflow, requires
 from stageflow.api.schemas import AppStateSchema, AppSummarySchema, PipelineSchema
 from stageflow.services import state
 
 blp = Blueprint(
     "reads", __name__, url_prefix="/api/v1", description="The desired state, read from Git"
 )
-
-
-def _sf():  # type: ignore[no-untyped-def]
-    return current_app.extensions["stageflow"]
 
 
 @blp.route("/pipeline")
@@ -26,7 +22,7 @@ class PipelineView(MethodView):
     @blp.alt_response(401, response="DEFAULT_ERROR")
     def get(self):  # type: ignore[no-untyped-def]
         """Show the pipeline: stages in order with their policy, the apps and the repository."""
-        return state.pipeline_view(_sf())
+        return state.pipeline_view(current_stageflow())
 
 
 @blp.route("/apps")
@@ -35,7 +31,7 @@ class Apps(MethodView):
     @blp.response(200, AppSummarySchema(many=True))
     def get(self):  # type: ignore[no-untyped-def]
         """List the apps of the pipeline."""
-        return state.apps_view(_sf())
+        return state.apps_view(current_stageflow())
 
 
 @blp.route("/apps/<app>")
@@ -45,7 +41,7 @@ class AppByName(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str):  # type: ignore[no-untyped-def]
         """Show an app's images, flags and overlay revision in every stage."""
-        return state.app_view(_sf(), app)
+        return state.app_view(current_stageflow(), app)
 
 
 @blp.route("/apps/<app>/flags")
@@ -55,7 +51,7 @@ class FlagMatrix(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str):  # type: ignore[no-untyped-def]
         """Show every flag of an app across the stages (null where a stage lacks it)."""
-        revision, matrix = state.flag_matrix(_sf(), app)
+        revision, matrix = state.flag_matrix(current_stageflow(), app)
         response = current_app.response_class(
             current_app.json.dumps(matrix), mimetype="application/json"
         )
@@ -71,7 +67,7 @@ class StageFlagsDocument(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str, stage: str):  # type: ignore[no-untyped-def]
         """Return the stage's flagd document byte for byte as committed."""
-        revision, text = state.stage_flags_document(_sf(), app, stage)
+        revision, text = state.stage_flags_document(current_stageflow(), app, stage)
         etag = f'"{revision}"'
         if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
             return Response(status=304, headers={"ETag": etag})

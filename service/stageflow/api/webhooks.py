@@ -11,6 +11,7 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from stageflow.api.auth import current_stageflow
 from stageflow.domain.errors import Invalid, Unauthenticated
 from stageflow.domain.feedback import argocd_report, flux_report
 from stageflow.services import feedback, tokens
@@ -23,15 +24,13 @@ blp = Blueprint(
 )
 
 
-def _sf():  # type: ignore[no-untyped-def]
-    return current_app.extensions["stageflow"]
-
-
 def _reporter() -> str:
     """Authenticate by a bearer token with the `reporter` role; return its owner."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
-    token = tokens.authenticate(_sf(), secret.strip() if scheme.lower() == "bearer" else None)
+    token = tokens.authenticate(
+        current_stageflow(), secret.strip() if scheme.lower() == "bearer" else None
+    )
     token.require("reporter")
     return token.owner
 
@@ -90,7 +89,7 @@ class FluxWebhook(MethodView):
                 "reason": "event not used (only Kustomization sync and "
                 "health events with a revision are)",
             }, 202
-        return feedback.record_cluster_report(_sf(), report, actor=actor), 202
+        return feedback.record_cluster_report(current_stageflow(), report, actor=actor), 202
 
 
 @blp.route("/argocd")
@@ -106,4 +105,4 @@ class ArgoWebhook(MethodView):
                 "recorded": False,
                 "reason": "notification not used (no SHA revision or unknown health)",
             }, 202
-        return feedback.record_cluster_report(_sf(), report, actor=actor), 202
+        return feedback.record_cluster_report(current_stageflow(), report, actor=actor), 202

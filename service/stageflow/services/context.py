@@ -54,6 +54,9 @@ class Stageflow:
     clock: Callable[[], datetime] = utcnow
     cache: ParseCache = field(default_factory=ParseCache)
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # Authenticated tokens by secret hash (services.tokens); per instance, because a token's
+    # secret means a different token in another database.
+    token_cache: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         """Release what the adapters hold (database pool, clone slot)."""

@@ -19,7 +19,6 @@ TOKEN_PREFIX = "sf_"
 # Authentication runs on every request; a short-lived cache keeps it off the database on the
 # hot read path. Revocation in this process clears it at once; other processes see it within TTL.
 _CACHE_TTL = 2.0
-_cache: dict[str, tuple[float, ApiToken]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -92,7 +91,7 @@ def authenticate(sf: Stageflow, secret: str | None) -> ApiToken:
     digest = hash_secret(secret)
     now_mono = time.monotonic()
     with _cache_lock:
-        hit = _cache.get(digest)
+        hit: tuple[float, ApiToken] | None = sf.token_cache.get(digest)
     if hit is not None and now_mono - hit[0] < _CACHE_TTL:
         token = hit[1]
     else:
@@ -105,7 +104,7 @@ def authenticate(sf: Stageflow, secret: str | None) -> ApiToken:
             )
         token = found
         with _cache_lock:
-            _cache[digest] = (now_mono, token)
+            sf.token_cache[digest] = (now_mono, token)
     if not token.active(sf.clock()):
         raise Unauthenticated(
             f"token {token.name!r} is "
@@ -143,7 +142,7 @@ def revoke_token(sf: Stageflow, token_id: str, *, actor: str) -> ApiToken:
         )
         uow.commit()
     with _cache_lock:
-        _cache.clear()
+        sf.token_cache.clear()
     return token
 
 
