@@ -251,6 +251,8 @@ def test_degraded_report_in_production_rolls_back(client, anonymous, gitops_remo
     )
 
     assert client.get(f"/api/v1/promotions/{promotion['id']}").get_json()["status"] == "rolled_back"
+    production = client.get("/api/v1/apps/demo").get_json()["stages"][2]
+    assert production["deployed"]["status"] == "degraded"
 
 
 def test_staging_has_no_auto_rollback_but_manual_rollback_works(client, gitops_remote, stageflow):
@@ -298,4 +300,7 @@ def test_app_view_shows_desired_and_running_revision(client, gitops_remote: Path
 
     assert staging["deployed"]["revision"] == head
     assert staging["deployed"]["in_sync"] is False
+    assert staging["deployed"]["status"] == "behind"
+    development = client.get("/api/v1/apps/demo").get_json()["stages"][0]
+    assert development["deployed"] is None
     assert staging["overlay_revision"] == remote_head(gitops_remote)

@@ -189,12 +189,17 @@ def app_view(sf: Stageflow, app_name: str) -> dict[str, Any]:
         deployed = None
         if reports:
             latest = reports[0]
+            in_sync = latest.content == content
             deployed = {
                 "revision": latest.revision,
                 "health": latest.health,
                 "at": latest.at.isoformat(),
                 "source": latest.source,
-                "in_sync": latest.content == content,
+                "in_sync": in_sync,
+                # what a person wants at a glance: does the stage run what Git asks for?
+                "status": "degraded"
+                if latest.health == "degraded"
+                else ("in_sync" if in_sync else "behind"),
             }
         stages.append(
             {
