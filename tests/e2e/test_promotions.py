@@ -274,3 +274,30 @@ def test_a_failed_check_blocks_until_a_newer_pass(client, gitops_remote: Path):
 
     report(client, "development", dev, "smoke")
     assert client.get(f"/api/v1/promotions/{blocked['id']}").get_json()["status"] == "applied"
+
+
+def test_targeting_moves_with_the_flag(client, gitops_remote: Path):
+    client.post(
+        "/api/v1/apps/demo/flags",
+        json={"key": "checkout.v2", "lifecycle": "beta", "defaultVariant": "off"},
+    )
+    rollout = {"fractional": [{"var": "targetingKey"}, ["on", 10], ["off", 90]]}
+    client.patch(
+        "/api/v1/apps/demo/stages/development/flags/checkout.v2",
+        json={"targeting": rollout},
+    )
+    dev = remote_head(gitops_remote)
+    report(client, "development", dev, "smoke")
+
+    promoted = client.post(
+        "/api/v1/apps/demo/promotions",
+        json={"to": "staging", "flags": ["checkout.v2"], "images": False},
+    ).get_json()
+
+    assert promoted["status"] == "applied", promoted["message"]
+    staging = json.loads(
+        read_remote(gitops_remote, promoted["revision"], f"{OVERLAY.format('staging')}/flags.json")
+    )["flags"]
+    assert staging["checkout.v2"]["targeting"] == rollout
+    assert promoted["plan"]["images"] == []
+    assert [f["key"] for f in promoted["plan"]["flags"]] == ["checkout.v2"]
