@@ -171,3 +171,25 @@ def test_two_stageflows_in_one_process_keep_their_own_tokens(settings: Settings,
     finally:
         for sf in built:
             sf.close()
+
+
+def test_a_stale_clone_never_answers_from_its_old_state(processes, gitops_remote: Path):
+    """Alternating processes (as a load balancer does): each answer reflects the remote head."""
+    (_, client_a), (_, client_b) = processes
+    url = "/api/v1/apps/demo/stages/development/flags/new_ui"
+
+    off = client_a.patch(url, json={"enabled": False})
+    # process b's clone still has new_ui ON: a "nothing to change" answer would lose the OFF
+    on = client_b.patch(url, json={"enabled": True})
+    created = client_a.post("/api/v1/apps/demo/flags", json={"key": "fresh_flag"})
+    # process b has never seen fresh_flag: a 404 from its old clone would be a wrong answer
+    toggled = client_b.patch(
+        "/api/v1/apps/demo/stages/development/flags/fresh_flag", json={"enabled": True}
+    )
+
+    assert [r.status_code for r in (off, on, created, toggled)] == [200, 200, 201, 200]
+    revisions = [r.get_json()["revision"] for r in (off, on, created, toggled)]
+    assert remote_log(gitops_remote, 4) == revisions[::-1]
+    flags = json.loads(read_remote(gitops_remote, "main", DEV_FLAGS))["flags"]
+    assert flags["new_ui"]["defaultVariant"] == "on"
+    assert flags["fresh_flag"]["defaultVariant"] == "on"

@@ -179,6 +179,7 @@ class GitPythonRepo:
         self._cache_size = cache_size
         self._lock = threading.RLock()  # one thread at a time touches the clone and its cat-file
         self._write_lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
         self._head: str | None = None
         self._head_at = 0.0
         self._blob_ids: OrderedDict[tuple[str, str], str | None] = OrderedDict()
@@ -547,22 +548,37 @@ class GitPythonRepo:
     ) -> Committed[T]:
         """Apply ``operation`` on the remote head and push it as one commit."""
         started = time.perf_counter()
-        with self._write_lock, self._lock:
-            repo = self.repo
+        # Only the write lock is held for the whole write: reads (which take `_lock` for the
+        # object database) go on while the operation renders and pushes.
+        with self._write_lock:
             base = self._tracking()
             conflicts: list[str] = []
             for attempt in range(1, self.push_attempts + 1):
                 self._reset(base)
-                workspace = _Workspace(Path(repo.working_tree_dir or "."), base)
+                workspace = _Workspace(Path(self.repo.working_tree_dir or "."), base)
                 try:
                     change = operation(workspace)
                     sha = self._commit(workspace, change, actor, trailers)
-                    if sha is None:
-                        return Committed(revision=base, result=change.result, committed=False)
-                    pushed, why = self._push(sha, base)
+                    pushed, why = (False, "") if sha is None else self._push(sha, base)
+                except StageflowError as exc:
+                    self._restore(base)
+                    # Writes start optimistically from the last head this clone knows. A refusal
+                    # (unknown flag, nothing to change, policy) decided on a stale base would be
+                    # a wrong answer: decide again on the remote's head.
+                    if isinstance(exc, Unavailable) or not self._behind(base):
+                        raise
+                    base = self._tracking()
+                    continue
                 except BaseException:
                     self._restore(base)
                     raise
+                if sha is None:
+                    # Nothing to change on this base; make sure it is the remote's head, or a
+                    # toggle another process made meanwhile would be silently undone ("lost").
+                    if not self._behind(base):
+                        return Committed(revision=base, result=change.result, committed=False)
+                    base = self._tracking()
+                    continue
                 if pushed:
                     self._head, self._head_at = sha, time.monotonic()
                     WRITE_SECONDS.observe(time.perf_counter() - started)
@@ -582,6 +598,13 @@ class GitPythonRepo:
                 "because others pushed first; nothing was committed — try again",
                 details={"attempts": self.push_attempts, "rejections": conflicts[-3:]},
             )
+
+    def _behind(self, base: str) -> bool:
+        """Fetch when the remote moved past ``base``; True when it had."""
+        if self._remote_head() == base:
+            return False
+        self._fetch()
+        return self._tracking() != base
 
     def _restore(self, base: str) -> None:
         """Put the clone back at ``base`` after a failed write, without hiding the failure."""
@@ -668,6 +691,10 @@ class GitPythonRepo:
         return True, ""
 
     def _fetch(self) -> None:
+        with self._fetch_lock:  # a reader's and a writer's fetch must not race for the ref lock
+            self._fetch_unlocked()
+
+    def _fetch_unlocked(self) -> None:
         try:
             self.repo.git.fetch(
                 "-q",
