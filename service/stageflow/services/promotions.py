@@ -168,10 +168,10 @@ def _operation(
         if plan.flags:
             doc: FlagDocument = plan.apply_flags(target_flags)
             write_flags(sf, ws, app, target.name, doc, [move.key for move in plan.flags])
-            for move in plan.flags:
+            for flag_move in plan.flags:
                 # the target's $evaluators may differ from the source's: evaluate as flagd would
-                if move.after.targeting and sf.codecs.trial_evaluate is not None:
-                    sf.codecs.trial_evaluate(doc, move.key)
+                if flag_move.after.targeting and sf.codecs.trial_evaluate is not None:
+                    sf.codecs.trial_evaluate(doc, flag_move.key)
         after = sf.renderer.render(directory)
         diff = unified_diff(before, after, f"kustomize build {app.overlay_path(target.name)}")
         if preview:
