@@ -139,26 +139,9 @@ def _operation(
             target=target,
             selection=selection,
         )
-        refused = [
-            (move.after, rejection)
-            for move in plan.images
-            for rejection in rejected
-            if rejection.matches(move.after)
-        ]
-        if refused:
-            ref, rejection = refused[0]
-            raise Conflict(
-                f"{ref.describe()} was rolled back ({rejection.reason}) and is rejected; "
-                f"promote another version, or release it with DELETE /api/v1/apps/{app.name}/"
-                f"rejections/{rejection.id}",
-                code="image_rejected",
-                details={"rejection": rejection.to_json()},
-            )
+        _refuse_rejected(plan, rejected, app.name)
         if plan.empty:
-            raise NothingToPromote(
-                f"{target.name} already has what {source.name} would promote for {app.name}; "
-                "nothing to promote",
-            )
+            raise _nothing_to_promote(app.name, source.name, target.name)
         directory = ws.directory(app.overlay_path(target.name))
         before = sf.renderer.render(directory)
         for move in plan.images:
@@ -190,6 +173,25 @@ def _operation(
         )
 
     return operation
+
+
+def _nothing_to_promote(app: str, source: str, target: str) -> NothingToPromote:
+    return NothingToPromote(
+        f"{target} already has what {source} would promote for {app}; nothing to promote"
+    )
+
+
+def _refuse_rejected(plan: PromotionPlan, rejected: Sequence[Rejection], app: str) -> None:
+    for move in plan.images:
+        for rejection in rejected:
+            if rejection.matches(move.after):
+                raise Conflict(
+                    f"{move.after.describe()} was rolled back ({rejection.reason}) and is "
+                    "rejected; promote another version, or release it with DELETE "
+                    f"/api/v1/apps/{app}/rejections/{rejection.id}",
+                    code="image_rejected",
+                    details={"rejection": rejection.to_json()},
+                )
 
 
 def _kustomization(sf: Stageflow, ws: Workspace, app: App, stage: str) -> Any:
@@ -285,9 +287,24 @@ def promote(
     app = snap.pipeline.app(app_name)
     target = snap.pipeline.stage(to)
     source = source_stage(snap.pipeline, target.name, from_)
-    plan, diff = _preview(sf, app.name, target.name, selection)
+    # Plan from the snapshot first (no render): an empty or refused plan answers at once, and a
+    # promotion whose gates already hold renders only once, in its apply, not in a preview too.
+    plan = plan_promotion(
+        source_images=snap.images(app, source.name),
+        target_images=snap.images(app, target.name),
+        source_flags=snap.flags(app, source.name),
+        target_flags=snap.flags(app, target.name),
+        target=target,
+        selection=selection,
+    )
+    if plan.empty:
+        raise _nothing_to_promote(app.name, source.name, target.name)
+    _refuse_rejected(plan, _rejections(sf, app.name), app.name)
     gates, content, running = evaluate_gates(sf, snap, app, source, target, requester=actor.name)
     decision = verdict(gates)
+    diff = ""
+    if dry_run or decision != "apply":
+        plan, diff = _preview(sf, app.name, target.name, selection)
     now = sf.clock()
     promotion = Promotion(
         app=app.name,
