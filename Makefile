@@ -31,7 +31,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix service tests bench migrations
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench --peers $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .coverage

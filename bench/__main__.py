@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from bench import load, report
+from bench.config import config
 from bench.processes import terminating_signals
 from bench.suites import run_bench, run_peers
-
-
-@dataclass(frozen=True)
-class Config:
-    reps: int  # timed writes per write row (plus warm-up)
-    scale_reps: int  # timed toggles per scale row
-    read_seconds: float  # wrk duration per endpoint and concurrency
-    writers_per_client: int  # toggles per client in the concurrency row
-    visibility_reps: int  # toggles per toggle-to-visible row
-    quick: bool
-
-
-def config(args: argparse.Namespace) -> Config:
-    quick = bool(args.quick)
-    reps = int(os.environ.get("BENCH_REPS") or args.reps or (10 if quick else 40))
-    return Config(
-        reps=reps,
-        scale_reps=int(os.environ.get("BENCH_REPS") or args.reps or (8 if quick else 30)),
-        read_seconds=float(
-            os.environ.get("BENCH_READ_SECONDS") or args.read_seconds or (2 if quick else 10)
-        ),
-        writers_per_client=3 if quick else 10,
-        visibility_reps=max(3, reps // 2) if not quick else 5,
-        quick=quick,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-minutes", type=float, default=40.0, help="stop (and clean up) after this long"
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary data dirs and server logs"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other work on the machine to stop",
+    )
     args = parser.parse_args(argv)
     cfg = config(args)
+    deadline = time.monotonic() + args.wait_quiet
+    while time.monotonic() < deadline and report.busy_cpus(2.0) > 0.3:
+        pass
     only = {part.strip() for part in args.only.split(",") if part.strip()}
 
     # Bounded whatever happens: past the limit the run stops itself, and cleanup still runs.
@@ -76,21 +66,34 @@ def main(argv: list[str] | None = None) -> int:
         f"# Stageflow bench ({'peers' if args.peers else 'bench'}) — {meta['date']}\n"
         f"machine: {meta['nproc']} cores, {meta['cpu']}, {meta['memory_gib']} GiB; "
         f"load generator: {meta['load_generator']}; reps {cfg.reps}, reads {cfg.read_seconds:g}s"
-        f"\n",
+        f"\nat start: load average {meta['load_average_at_start']}, "
+        f"{meta['cpus_busy_with_other_work_at_start']} CPUs busy with other work\n",
         flush=True,
     )
+    if meta["cpus_busy_with_other_work_at_start"] > 0.3:
+        print("warning: other work is running on this machine; the numbers will be noisy\n")
+    if load.tool() != "wrk":
+        print(
+            "note: wrk is not installed (apt-get install -y wrk); the Python load generator "
+            "may limit the read numbers\n"
+        )
     started = time.monotonic()
-    with (
-        terminating_signals(),
-        tempfile.TemporaryDirectory(prefix="stageflow-bench-") as tmp,
-    ):
+    workspace: contextlib.AbstractContextManager[str] = (
+        contextlib.nullcontext(tempfile.mkdtemp(prefix="stageflow-bench-"))
+        if args.keep
+        else tempfile.TemporaryDirectory(prefix="stageflow-bench-")
+    )
+    with terminating_signals(), workspace as tmp:
         root = Path(tmp)
+        if args.keep:
+            print(f"keeping the servers' data and logs in {root}\n", flush=True)
         if args.peers:
             rows, samples = run_peers(root, cfg)
         else:
             rows, samples = run_bench(root, cfg, only)
     watchdog.cancel()
     meta["seconds"] = round(time.monotonic() - started, 1)
+    meta["load_average_at_end"] = report.load_average()
     print(report.render(rows))
     path = report.save("peers" if args.peers else "bench", meta, rows, samples)
     print(f"took {meta['seconds']:.0f}s; results in {path.relative_to(report.ROOT)}")

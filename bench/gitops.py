@@ -75,8 +75,14 @@ def git(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> str:
 
 
 def bench_pipeline(text: str) -> str:
-    """The starter pipeline, plus ``auto_rollback`` on staging so a rollback can be measured
-    one promotion away from development (production needs an approval and staging's soak)."""
+    """The starter pipeline, with two changes for the benchmark.
+
+    ``auto_rollback`` also on staging, so that a rollback can be measured one promotion away
+    from development (production needs an approval and staging's soak); and the starter's
+    metric gates switched on, so that a promotion's gates include Prometheus queries (answered
+    by the benchmark's stub Prometheus on 127.0.0.1).
+    """
+    text = re.sub(r"^(\s+)enabled: false\b", r"\1enabled: true", text, flags=re.M)
     if re.search(r"^  - name: staging\n(?:    .*\n)*?    auto_rollback:", text, re.M):
         return text
     patched, count = re.subn(

@@ -20,7 +20,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _status_kb(pid: int, field: str) -> int:
+def status_kb(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -90,7 +90,7 @@ class MemorySampler:
 
     def sample(self) -> None:
         pids = self.select()
-        rss = sum(_status_kb(pid, "VmRSS") for pid in pids)
+        rss = sum(status_kb(pid, "VmRSS") for pid in pids)
         pss = sum(pss_kb(pid) for pid in pids)
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         self.peak_pss_kb = max(self.peak_pss_kb, pss)

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "p95",
         "floor median",
         "vs floor",
+        "base median",
         "vs base",
         "target",
         "verdict",
@@ -119,7 +121,8 @@ def render(rows: list[Row]) -> str:
         out.append("| " + " | ".join(columns) + " |")
         out.append("|" + "|".join(" --- " for _ in columns) + "|")
         for row in mine:
-            out.append("| " + " | ".join(row.cell(c).replace("|", "\\|") for c in columns) + " |")
+            cells = (" ".join(row.cell(c).split()).replace("|", "\\|") for c in columns)
+            out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -132,6 +135,28 @@ def _first_line(path: Path, prefix: str) -> str:
     except OSError:
         pass
     return "?"
+
+
+def busy_cpus(seconds: float = 1.0) -> float:
+    """How many CPUs other work keeps busy right now (from /proc/stat over ``seconds``)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    share = (busy1 - busy0) / max(1, total1 - total0)
+    return round(share * (os.cpu_count() or 1), 2)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def machine() -> dict[str, Any]:
@@ -158,7 +183,20 @@ def machine() -> dict[str, Any]:
         ),
         "commit": head.strip(),
         "working_tree_dirty": bool(dirty.strip()),
+        "load_average_at_start": load_average(),
+        "cpus_busy_with_other_work_at_start": busy_cpus(),
     }
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a median of nothing) as null, so that results.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def save(kind: str, meta: dict[str, Any], rows: list[Row], samples: dict[str, Any]) -> Path:
@@ -169,10 +207,8 @@ def save(kind: str, meta: dict[str, Any], rows: list[Row], samples: dict[str, An
             existing = {}
     except (OSError, ValueError):
         existing = {}
-    existing[kind] = {
-        "meta": meta,
-        "rows": [asdict(row) for row in rows],
-        "samples": samples,
-    }
-    RESULTS.write_text(json.dumps(existing, indent=1, default=str) + "\n")
+    existing[kind] = _finite(
+        {"meta": meta, "rows": [asdict(row) for row in rows], "samples": samples}
+    )
+    RESULTS.write_text(json.dumps(existing, indent=1, default=str, allow_nan=False) + "\n")
     return RESULTS

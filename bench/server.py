@@ -81,6 +81,7 @@ class StageflowServer:
         self.memory: MemorySampler | None = None
         self.built: dict[str, Any] = {}
         self.client_token: str | None = None
+        self.expected = int(os.environ.get("STAGEFLOW_WORKERS") or 2)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -113,7 +114,7 @@ class StageflowServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"stageflow serve exited: {self.log_tail()}")
             try:
-                if probe.get("/readyz").status == 200 and len(self.workers()) >= 1:
+                if probe.get("/readyz").status == 200 and len(self.workers()) >= self.expected:
                     break
             except OSError:
                 pass
@@ -122,6 +123,9 @@ class StageflowServer:
                     f"stageflow serve not ready in {timeout:.0f}s: {self.log_tail()}"
                 )
             time.sleep(0.1)
+        # New connections spread over the workers: each has booted once these all answer.
+        for _ in range(4 * self.expected):
+            probe.get("/readyz")
         self.memory = MemorySampler(self.server_pids).start()
         return self
 
@@ -137,6 +141,14 @@ class StageflowServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def ensure_alive(self, during: str) -> None:
+        """Fail loudly when the server stopped under the benchmark (its numbers would be lies)."""
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(
+                f"stageflow serve exited (code {self.process.returncode}) during {during}; "
+                f"last lines of its log:\n{self.log_tail()}"
+            )
 
     def log_tail(self, lines: int = 20) -> str:
         try:

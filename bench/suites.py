@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import concurrency, load, visibility, writes
 from bench.client import Client
+from bench.config import Config
 from bench.gitops import APP, STAGES, Floor, RepoShape, flag_key
+from bench.processes import status_kb
 from bench.report import NOT_BUILT, Row, ms, number, times, unavailable
 from bench.server import StageflowServer, StubPrometheus
 from bench.stats import summary_ms
 from bench.unleash import UnleashServer, UnleashUnavailable, install
-
-if TYPE_CHECKING:
-    from bench.__main__ import Config
 
 READ_CONCURRENCY = (1, 8, 32)
 P99_TARGET_MS = 50.0
 FLAGD_DOC = f"/api/v1/apps/{APP}/stages/{STAGES[0]}/flags"
 OFREP_BULK = "/ofrep/v1/evaluate/flags"
 OFREP_BODY = {"context": {"targetingKey": "user-1"}}
+UNLEASH_READ = "Unleash GET /api/client/features"
 
 
 def say(message: str) -> None:
@@ -148,6 +149,8 @@ def check_once(request: load.Request) -> None:
 def measure_reads(
     requests: dict[str, load.Request | None], cfg: Config
 ) -> dict[str, dict[int, dict[str, Any]] | None]:
+    """Every endpoint at every concurrency, the endpoints taking turns at each level (so that
+    a burst of other work on the machine does not land on one endpoint only)."""
     results: dict[str, dict[int, dict[str, Any]] | None] = {}
     for name, request in requests.items():
         if request is None:
@@ -156,7 +159,10 @@ def measure_reads(
         check_once(request)
         load.run(request, 8, 1)  # warm every worker up; not recorded
         results[name] = {}
-        for concurrency_ in READ_CONCURRENCY:
+    for concurrency_ in READ_CONCURRENCY:
+        for name, request in requests.items():
+            if request is None:
+                continue
             say(f"reads: {name} at {concurrency_} clients for {cfg.read_seconds:g}s")
             results[name][concurrency_] = load.run(request, concurrency_, cfg.read_seconds)  # type: ignore[index]
     return results
@@ -185,9 +191,7 @@ def memory_rows(name: str, memory: dict[str, Any], helpers_mib: float | None) ->
 
 
 def helpers_rss_mib(server: StageflowServer) -> float:
-    from bench.processes import _status_kb
-
-    return sum(_status_kb(pid, "VmRSS") for pid in server.helper_pids()) / 1024
+    return sum(status_kb(pid, "VmRSS") for pid in server.helper_pids()) / 1024
 
 
 # -- make bench ---------------------------------------------------------------------------------
@@ -201,27 +205,31 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
         return not only or part in only
 
     with StubPrometheus() as prometheus:
-        base_toggle: writes.Series | None = None
-        if wanted("writes") or wanted("reads") or wanted("concurrency") or wanted("scale"):
-            say("starting stageflow serve on the base repository (100 flags)")
-            server = StageflowServer(root / "base", RepoShape(), prometheus_url=prometheus.url)
-            try:
-                server.start()
-                floor = Floor(server.remote, root / "base-floor")
-                paths = server.paths()
-                if wanted("writes") or wanted("scale"):
-                    base_toggle = _write_rows(server, floor, paths, cfg, rows, samples)
-                if wanted("reads"):
-                    _read_rows(server, cfg, rows, samples)
-                if wanted("concurrency"):
-                    _concurrency_rows(server, cfg, rows, samples)
-                helpers = helpers_rss_mib(server)
-            finally:
-                memory = server.stop()
-            rows += memory_rows("base repo, after all of the above", memory, helpers)
-            samples["memory_base"] = memory
-        if wanted("scale") and base_toggle is not None:
-            _scale_rows(root, cfg, prometheus.url, base_toggle, rows, samples)
+        say("starting stageflow serve on the base repository (100 flags)")
+        server = StageflowServer(root / "base", RepoShape(), prometheus_url=prometheus.url)
+        try:
+            server.start()
+            floor = Floor(server.remote, root / "base-floor")
+            paths = server.paths()
+            if wanted("writes"):
+                _write_rows(server, floor, paths, cfg, rows, samples)
+                server.ensure_alive("the write rows")
+            if wanted("reads"):
+                _read_rows(server, cfg, rows, samples)
+                server.ensure_alive("the read rows")
+            if wanted("concurrency"):
+                _concurrency_rows(server, cfg, rows, samples)
+                server.ensure_alive("the concurrency rows")
+            helpers = helpers_rss_mib(server)
+            memory = server.memory.stop() if server.memory else {}
+            # The base server stays up (idle) for the scale rows: their toggles take turns
+            # with toggles on it, so "vs base" compares the same minutes of machine time.
+            if wanted("scale"):
+                _scale_rows(root, cfg, prometheus.url, server, rows, samples)
+        finally:
+            server.stop()
+        rows += memory_rows("base repo, during the rows above", memory, helpers)
+        samples["memory_base"] = memory
     return rows, samples
 
 
@@ -232,7 +240,7 @@ def _write_rows(
     cfg: Config,
     rows: list[Row],
     samples: dict[str, Any],
-) -> writes.Series:
+) -> None:
     say(f"floors: {cfg.reps} x kustomize build, {cfg.reps} x git commit + push")
     builds = [floor.build(STAGES[0]) for _ in range(cfg.reps)]
     pushes = []
@@ -314,7 +322,6 @@ def _write_rows(
     samples["floor_commit_push_s"] = pushes
     samples["toggle"] = toggle.to_json()
     samples["image"] = image.to_json()
-    return toggle
 
 
 def _read_rows(
@@ -330,15 +337,52 @@ def _read_rows(
             rows.append(read_row(name, result))
     samples["reads"] = results
 
+    # The same read while one client toggles a flag without pause: what a reader sees while
+    # writes go on (a write holds the worker's repository lock for its whole length).
+    request = requests["GET flagd document"]
+    assert request is not None
+    say(f"reads: GET flagd document at 8 clients for {cfg.read_seconds:g}s, one writer toggling")
+    stop = threading.Event()
+    writer = writes.Series()
+
+    def toggle_on() -> None:
+        toggler = writes.Toggler(server, flag_key(7))
+        while not stop.is_set():
+            toggler.step(writer, record=True)
+        toggler.close()
+
+    thread = threading.Thread(target=toggle_on, daemon=True)
+    thread.start()
+    try:
+        during = load.run(request, 8, cfg.read_seconds)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    row = read_row("GET flagd document, while 1 client toggles", during)
+    row.note = f"{len(writer.samples)} toggles meanwhile"
+    rows.append(row)
+    samples["reads_during_writes"] = {"reads": during, "toggles": writer.to_json()}
+
 
 def _concurrency_rows(
     server: StageflowServer, cfg: Config, rows: list[Row], samples: dict[str, Any]
 ) -> None:
     n = 16
-    say(f"concurrency: 1 client x {cfg.writers_per_client * 2} toggles, new connection each")
-    one = concurrency.run(server, clients=1, per_client=cfg.writers_per_client * 2, first_flag=40)
+    one_count = cfg.writers_per_client * 2
+    say(f"concurrency: 1 client x {one_count} toggles, new connection each")
+    first = concurrency.run(server, clients=1, per_client=one_count, first_flag=40)
     say(f"concurrency: {n} clients x {cfg.writers_per_client} toggles of {n} different flags")
     many = concurrency.run(server, clients=n, per_client=cfg.writers_per_client, first_flag=10)
+    say(f"concurrency: 1 client x {one_count} toggles again")
+    second = concurrency.run(server, clients=1, per_client=one_count, first_flag=41)
+    # One client before and after the crowd: their mean is the reference for the same minutes.
+    one = {
+        key: first[key] + second[key]
+        for key in ("acknowledged", "failed", "commits", "lost_updates", "stale_acks")
+    }
+    one["seconds"] = first["seconds"] + second["seconds"]
+    one["toggles_per_s"] = one["acknowledged"] / one["seconds"] if one["seconds"] else 0.0
+    one["runs"] = [first, second]
     ratio = many["toggles_per_s"] / one["toggles_per_s"] if one["toggles_per_s"] else None
     rows.append(
         Row(
@@ -401,7 +445,7 @@ def _scale_rows(
     root: Path,
     cfg: Config,
     prometheus_url: str,
-    base: writes.Series,
+    base: StageflowServer,
     rows: list[Row],
     samples: dict[str, Any],
 ) -> None:
@@ -411,22 +455,6 @@ def _scale_rows(
     ]
     if not cfg.quick:
         shapes.append(("20,000 commits and 5,000 flags", RepoShape(flags=5000, history=20_000)))
-    base_median = summary_ms(base.samples)["median"] if base.samples else None
-    rows.append(
-        Row(
-            "scale",
-            "flag toggle, base repo (100 flags, 2 commits) — from the writes table",
-            cells={
-                "n": str(len(base.samples)),
-                "median": ms(base_median),
-                "p95": ms(summary_ms(base.samples)["p95"]),
-                "floor median": ms(summary_ms(base.floor)["median"]),
-                "vs floor": times(
-                    base_median / summary_ms(base.floor)["median"] if base.floor else None
-                ),
-            },
-        )
-    )
     for label, shape in shapes:
         name = label.replace(",", "").replace(" ", "_")
         say(f"scale: building and serving a repo with {label}")
@@ -434,7 +462,10 @@ def _scale_rows(
         try:
             server.start()
             floor = Floor(server.remote, root / f"{name}-floor")
-            series = writes.toggles(server, floor, reps=cfg.scale_reps)
+            say(f"scale: {cfg.scale_reps} toggles there, each followed by one on the base repo")
+            series, reference = writes.paired_toggles(base, server, floor, reps=cfg.scale_reps)
+            server.ensure_alive(f"the toggles on {label}")
+            base.ensure_alive(f"the toggles on {label}")
             helpers = helpers_rss_mib(server)
         finally:
             memory = server.stop()
@@ -447,14 +478,22 @@ def _scale_rows(
             target="≤ 1.3x base",
         )
         ours = summary_ms(series.samples)["median"] if series.samples else None
-        vs_base = ours / base_median if ours and base_median else None
+        base_ms = summary_ms(reference.samples)["median"] if reference.samples else None
+        vs_base = ours / base_ms if ours and base_ms else None
+        row.cells["base median"] = ms(base_ms)
         row.cells["vs base"] = times(vs_base)
         row.values["vs_base"] = vs_base
+        row.values["base"] = reference.to_json()
         row.values["repo"] = server.built
         row.ok = vs_base is not None and vs_base <= 1.3 and not series.rejected
         rows.append(row)
         rows += memory_rows(label, memory, helpers)
-        samples[f"scale_{name}"] = {**series.to_json(), "memory": memory, "repo": server.built}
+        samples[f"scale_{name}"] = {
+            **series.to_json(),
+            "base": reference.to_json(),
+            "memory": memory,
+            "repo": server.built,
+        }
 
 
 # -- make bench-peers ---------------------------------------------------------------------------
@@ -495,90 +534,118 @@ def _ours_visibility(server: StageflowServer, cfg: Config, key: str) -> dict[str
     return visibility.series(toggle, readers, bool(initial), reps=cfg.visibility_reps)
 
 
-def _their_toggles(unleash: UnleashServer, reps: int, key: str) -> list[float]:
+def _paired_toggles(
+    server: StageflowServer, unleash: UnleashServer, reps: int, key: str
+) -> tuple[writes.Series, list[float]]:
+    """Toggles on ours and on Unleash in turn, each over one keep-alive connection."""
+    toggler = writes.Toggler(server, key)
+    ours = writes.Series()
     admin = unleash.admin()
-    out = []
+    theirs: list[float] = []
     state = False
     for i in range(reps + 2):
+        toggler.step(ours, record=i >= 2)
         state = not state
         answer = admin.post(unleash.toggle_path(key, state))
         if answer.status != 200:
             raise RuntimeError(f"Unleash toggle: HTTP {answer.status} {answer.body[:200]!r}")
         if i >= 2:
-            out.append(answer.seconds)
+            theirs.append(answer.seconds)
+    toggler.close()
     admin.close()
-    return out
+    return ours, theirs
+
+
+def _their_visibility(unleash: UnleashServer, cfg: Config, key: str) -> dict[str, list[Any]]:
+    admin = unleash.admin()
+    reader = unleash.client(keep_alive=False)
+
+    def toggle(value: bool) -> None:
+        answer = admin.post(unleash.toggle_path(key, value))
+        if answer.status != 200:
+            raise RuntimeError(f"Unleash toggle: HTTP {answer.status}")
+
+    return visibility.series(
+        toggle,
+        {"client features": lambda: unleash.enabled(reader, key)},
+        bool(unleash.enabled(reader, key)),
+        reps=cfg.visibility_reps,
+    )
 
 
 def run_peers(root: Path, cfg: Config) -> tuple[list[Row], dict[str, Any]]:
+    """Ours and Unleash up side by side; reads and toggles take turns between them."""
     rows: list[Row] = []
     samples: dict[str, Any] = {}
     key = flag_key(1)  # a beta flag, OFF at the start, in both systems
+    theirs: dict[str, Any] = {}
+    why_not: str | None = None
+    installed: dict[str, str] | None = None
+    try:
+        say("installing Unleash 8 (npm, cached in bench/.cache/unleash)")
+        installed = install()
+        theirs["installed"] = installed
+    except UnleashUnavailable as exc:
+        why_not = str(exc)
 
-    say("starting stageflow serve on the base repository (100 flags)")
     with StubPrometheus() as prometheus:
+        say("starting stageflow serve on the base repository (100 flags)")
         server = StageflowServer(root / "ours", RepoShape(), prometheus_url=prometheus.url)
+        unleash = UnleashServer(root, installed) if installed else None
+        ours_memory: dict[str, Any] = {}
         try:
             server.start()
-            with_ofrep = server.has_ofrep()
-            requests = read_requests(server, with_ofrep)
-            ours_reads = measure_reads(
-                {
-                    name: requests[name]
-                    for name in ("GET flagd document", "POST OFREP bulk evaluation")
-                },
-                cfg,
-            )
-            say(f"ours: {cfg.reps} toggles")
-            ours_toggle = writes.toggles(server, None, reps=cfg.reps, key=flag_key(3))
+            if unleash is not None:
+                try:
+                    say(f"starting Unleash {installed['unleash']} on {installed['node_version']}")  # type: ignore[index]
+                    unleash.start()
+                    unleash.create_flags(100)
+                except UnleashUnavailable as exc:
+                    why_not = str(exc)
+                    theirs["memory"] = unleash.stop()
+                    unleash = None
+            ours_requests = read_requests(server, server.has_ofrep())
+            requests = {
+                name: ours_requests[name]
+                for name in ("GET flagd document", "POST OFREP bulk evaluation")
+            }
+            if unleash is not None:
+                requests[UNLEASH_READ] = load.Request(
+                    "unleash",
+                    unleash.url,
+                    "/api/client/features",
+                    headers={"Authorization": unleash.client_token},
+                )
+            reads = measure_reads(requests, cfg)
+            ours_reads = {name: reads[name] for name in reads if name != UNLEASH_READ}
+            theirs["reads"] = reads.get(UNLEASH_READ)
+            if unleash is not None:
+                say(f"toggles: {cfg.reps} on ours and on Unleash, in turn")
+                ours_toggle, theirs["toggle_s"] = _paired_toggles(
+                    server, unleash, cfg.reps, flag_key(3)
+                )
+            else:
+                say(f"toggles: {cfg.reps} on ours")
+                ours_toggle = writes.toggles(server, None, reps=cfg.reps, key=flag_key(3))
             say(f"ours: {cfg.visibility_reps} x toggle-to-visible")
             ours_visible = _ours_visibility(server, cfg, key)
+            server.ensure_alive("the peer comparison")
+            if unleash is not None:
+                say(f"Unleash: {cfg.visibility_reps} x toggle-to-visible")
+                theirs["visible_s"] = _their_visibility(unleash, cfg, key)
         finally:
             ours_memory = server.stop()
+            if unleash is not None:
+                theirs["memory"] = unleash.stop()
     samples["ours"] = {
         "reads": ours_reads,
         "toggle": ours_toggle.to_json(),
         "visible_s": ours_visible,
         "memory": ours_memory,
     }
-
-    theirs: dict[str, Any] = {}
-    why_not: str | None = None
-    try:
-        say("installing Unleash 8 (npm, cached in bench/.cache/unleash)")
-        installed = install()
-        theirs["installed"] = installed
-        unleash = UnleashServer(root, installed)
-        try:
-            say(f"starting Unleash {installed['unleash']} on node {installed['node_version']}")
-            unleash.start()
-            unleash.create_flags(100)
-            request = load.Request(
-                "unleash",
-                unleash.url,
-                "/api/client/features",
-                headers={"Authorization": unleash.client_token},
-            )
-            theirs["reads"] = measure_reads({"Unleash GET /api/client/features": request}, cfg)[
-                "Unleash GET /api/client/features"
-            ]
-            say(f"Unleash: {cfg.reps} toggles")
-            theirs["toggle_s"] = _their_toggles(unleash, cfg.reps, flag_key(3))
-            say(f"Unleash: {cfg.visibility_reps} x toggle-to-visible")
-            admin = unleash.admin()
-            reader = unleash.client(keep_alive=False)
-            theirs["visible_s"] = visibility.series(
-                lambda value: admin.post(unleash.toggle_path(key, value)),
-                {"client features": lambda: unleash.enabled(reader, key)},
-                False,
-                reps=cfg.visibility_reps,
-            )
-        finally:
-            theirs["memory"] = unleash.stop()
-    except UnleashUnavailable as exc:
-        why_not = str(exc)
-        say(f"Unleash unavailable: {why_not}")
     samples["unleash"] = theirs
+    if why_not:
+        say(f"Unleash unavailable: {why_not}")
 
     peer_reads = theirs.get("reads") or {}
     for name, by_concurrency in ours_reads.items():
@@ -604,10 +671,13 @@ def run_peers(root: Path, cfg: Config) -> tuple[list[Row], dict[str, Any]]:
         )
     if why_not:
         rows.append(unavailable("peers", "Unleash 8", f"not measured: {why_not}"))
-        return rows, samples
 
-    ours_toggle_ms = summary_ms(ours_toggle.samples)["median"]
-    their_toggle_ms = summary_ms(theirs["toggle_s"])["median"]
+    def median_ms(samples_s: list[float | None] | None) -> float | None:
+        seen = [x for x in samples_s or [] if x is not None]
+        return summary_ms(seen)["median"] if seen else None
+
+    ours_toggle_ms = median_ms(list(ours_toggle.samples))
+    their_toggle_ms = median_ms(theirs.get("toggle_s"))
     rows.append(
         Row(
             "peers",
@@ -615,18 +685,20 @@ def run_peers(root: Path, cfg: Config) -> tuple[list[Row], dict[str, Any]]:
             cells={
                 "ours": ms(ours_toggle_ms),
                 "Unleash": ms(their_toggle_ms),
-                "ours/Unleash": times(ours_toggle_ms / their_toggle_ms),
+                "ours/Unleash": times(
+                    ours_toggle_ms / their_toggle_ms if ours_toggle_ms and their_toggle_ms else None
+                ),
             },
             values={"ours_ms": ours_toggle_ms, "unleash_ms": their_toggle_ms},
-            note="ours renders, commits and pushes to Git; theirs is a database row",
+            note="ours renders, commits and pushes to Git; theirs updates a database row",
         )
     )
-    their_visible = [s for s in theirs["visible_s"]["client features"] if s is not None]
-    their_visible_ms = summary_ms(their_visible)["median"] if their_visible else None
+    their_visible = (theirs.get("visible_s") or {}).get("client features")
+    their_visible_ms = median_ms(their_visible)
     for name, values in ours_visible.items():
-        seen = [s for s in values if s is not None]
-        ours_ms = summary_ms(seen)["median"] if seen else None
+        ours_ms = median_ms(values)
         ratio = ours_ms / their_visible_ms if ours_ms and their_visible_ms else None
+        missing = sum(1 for x in values if x is None)
         rows.append(
             Row(
                 "peers",
@@ -636,15 +708,16 @@ def run_peers(root: Path, cfg: Config) -> tuple[list[Row], dict[str, Any]]:
                     "Unleash": ms(their_visible_ms),
                     "ours/Unleash": times(ratio),
                 },
-                values={"ours_s": values, "unleash_s": theirs["visible_s"]["client features"]},
+                values={"ours_s": values, "unleash_s": their_visible},
                 target="≤ 0.3x",
-                ok=ratio is not None and ratio <= 0.3 and len(seen) == len(values),
-                note="" if len(seen) == len(values) else f"{len(values) - len(seen)} never seen",
+                ok=None if ratio is None else ratio <= 0.3 and not missing,
+                note=f"{missing} never seen" if missing else "",
             )
         )
     ours_rss = ours_memory.get("peak_rss_mib")
-    their_rss = theirs["memory"].get("peak_rss_mib")
-    with_db = theirs["memory"].get("with_postgres_backends", {}).get("peak_rss_mib")
+    their_memory = theirs.get("memory") or {}
+    their_rss = their_memory.get("peak_rss_mib")
+    with_db = (their_memory.get("with_postgres_backends") or {}).get("peak_rss_mib")
     rows.append(
         Row(
             "peers",
@@ -654,13 +727,11 @@ def run_peers(root: Path, cfg: Config) -> tuple[list[Row], dict[str, Any]]:
                 "Unleash": number(their_rss, "MiB"),
                 "ours/Unleash": times(ours_rss / their_rss if ours_rss and their_rss else None),
             },
-            values={"ours": ours_memory, "unleash": theirs["memory"]},
+            values={"ours": ours_memory, "unleash": their_memory},
             target="< 0.5x",
-            ok=bool(ours_rss and their_rss and ours_rss < 0.5 * their_rss),
-            note=(
-                f"PSS ours {ours_memory.get('peak_pss_mib')} MiB; Unleash with its PostgreSQL "
-                f"backends {with_db} MiB RSS"
-            ),
+            ok=None if not (ours_rss and their_rss) else ours_rss < 0.5 * their_rss,
+            note=f"PSS ours {ours_memory.get('peak_pss_mib')} MiB"
+            + (f"; Unleash with its PostgreSQL backends {with_db} MiB RSS" if with_db else ""),
         )
     )
     return rows, samples

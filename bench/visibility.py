@@ -1,7 +1,8 @@
 """Toggle-to-visible: from the start of the toggle request until readers are served the new value.
 
-Readers poll without pause, each request on a new connection (so every server process a client
-could reach is sampled). The new value counts as visible from the first answer that has it after
+Readers poll every ``interval`` (5 ms), each request on a new connection (so every server process
+a client could reach is sampled), one reader at a time, so that every system gets the same read
+load while it writes. The new value counts as visible from the first answer that has it after
 the last answer that still had the old one, once readers have seen only the new value for
 ``settle`` seconds: a value one process serves and another does not yet is not visible yet.
 """
@@ -23,6 +24,7 @@ def once(
     *,
     settle: float = 0.5,
     timeout: float = 30.0,
+    interval: float = 0.005,
 ) -> dict[str, float | None]:
     """Run one toggle to ``target``; return the seconds until each reader saw it (None: never)."""
     seen: dict[str, list[tuple[float, bool | None]]] = {name: [] for name in readers}
@@ -35,6 +37,7 @@ def once(
             except OSError:
                 value = None
             seen[name].append((time.perf_counter(), value))
+            stop.wait(interval)
 
     threads = [threading.Thread(target=poll, args=item, daemon=True) for item in readers.items()]
     for thread in threads:
@@ -71,11 +74,11 @@ def series(
     reps: int,
     settle: float = 0.5,
 ) -> dict[str, list[float | None]]:
-    """``reps`` toggles, alternating the value, each measured with :func:`once`."""
+    """``reps`` toggles per reader, alternating the value, each measured with :func:`once`."""
     out: dict[str, list[float | None]] = {name: [] for name in readers}
     value = initial
-    for _ in range(reps):
-        value = not value
-        for name, seconds in once(toggle, readers, value, settle=settle).items():
-            out[name].append(seconds)
+    for name, read in readers.items():
+        for _ in range(reps):
+            value = not value
+            out[name].append(once(toggle, {name: read}, value, settle=settle)[name])
     return out

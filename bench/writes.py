@@ -59,6 +59,39 @@ def _landed(server: StageflowServer, answer: Answer, before: str) -> str | None:
     return None
 
 
+class Toggler:
+    """Toggle one flag over one keep-alive connection, checking every answer against Git."""
+
+    def __init__(self, server: StageflowServer, key: str = flag_key(0), stage: str = FIRST) -> None:
+        self.server = server
+        self.key = key
+        self.stage = stage
+        self.client = server.admin()
+        self.path = f"/api/v1/apps/{APP}/stages/{stage}/flags/{key}"
+        self.head = remote_head(server.remote)
+        self.state = flag_on(server.remote, self.head, stage, key)
+
+    def step(self, series: Series, *, record: bool) -> None:
+        self.state = not self.state
+        answer = self.client.request("PATCH", self.path, {"enabled": self.state})
+        why = _landed(self.server, answer, self.head)
+        if why is None:
+            revision = answer.json()["revision"]
+            if flag_on(self.server.remote, revision, self.stage, self.key) != self.state:
+                why = "the pushed revision does not hold the value sent"
+        if why is None:
+            self.head = answer.json()["revision"]
+            if record:
+                series.samples.append(answer.seconds)
+        else:
+            series.rejected.append(why)
+            self.head = remote_head(self.server.remote)
+            self.state = flag_on(self.server.remote, self.head, self.stage, self.key)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def toggles(
     server: StageflowServer,
     floor: Floor | None,
@@ -68,30 +101,39 @@ def toggles(
     key: str = flag_key(0),
     stage: str = FIRST,
 ) -> Series:
-    """PATCH one flag on and off ``reps`` times over one keep-alive connection."""
-    client = server.admin()
-    path = f"/api/v1/apps/{APP}/stages/{stage}/flags/{key}"
+    """PATCH one flag on and off ``reps`` times, each followed by the floor's toggle."""
+    toggler = Toggler(server, key, stage)
     series = Series()
-    head = remote_head(server.remote)
-    state = flag_on(server.remote, head, stage, key)
     for i in range(warmup + reps):
-        state = not state
-        answer = client.request("PATCH", path, {"enabled": state})
-        why = _landed(server, answer, head)
-        if why is None and flag_on(server.remote, answer.json()["revision"], stage, key) != state:
-            why = "the pushed revision does not hold the value sent"
-        if why is None:
-            head = answer.json()["revision"]
-            if i >= warmup:
-                series.samples.append(answer.seconds)
-        else:
-            series.rejected.append(why)
-            head = remote_head(server.remote)
-            state = flag_on(server.remote, head, stage, key)
+        toggler.step(series, record=i >= warmup)
         if floor is not None and i >= warmup:
             series.floor.append(floor.toggle(stage, key))
-    client.close()
+    toggler.close()
     return series
+
+
+def paired_toggles(
+    base: StageflowServer,
+    server: StageflowServer,
+    floor: Floor,
+    *,
+    reps: int,
+    warmup: int = 2,
+) -> tuple[Series, Series]:
+    """Toggles on ``server`` and on ``base`` in turn (with ``server``'s floor), so that the two
+    are compared over the same minutes of machine time."""
+    key = flag_key(5)
+    mine, theirs = Toggler(server, key), Toggler(base, key)
+    series, reference = Series(), Series()
+    for i in range(warmup + reps):
+        record = i >= warmup
+        mine.step(series, record=record)
+        theirs.step(reference, record=record)
+        if record:
+            series.floor.append(floor.toggle(FIRST, key))
+    mine.close()
+    theirs.close()
+    return series, reference
 
 
 def image_sets(server: StageflowServer, floor: Floor, *, reps: int, warmup: int = 2) -> Series:

@@ -201,3 +201,65 @@ def test_reads_follow_a_change_at_once(client):
     staging = next(s for s in state["stages"] if s["stage"] == "staging")
     assert staging["flags"]["new_ui"] == {"enabled": False, "variant": "off", "lifecycle": "stable"}
     assert staging["overlay_revision"] == state["revision"]
+
+
+class CountingRenderer:
+    """The real renderer, counted: which overlays did a write render?"""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.rendered: list[str] = []
+
+    def render(self, directory):
+        self.rendered.append(directory.name)
+        return self.inner.render(directory)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_flags_only_change_renders_once_then_only_when_other_inputs_change(
+    client, stageflow, gitops_remote: Path
+):
+    from tests.builders import third_party_commit
+
+    sf, _ = stageflow
+    sf.renderer = counting = CountingRenderer(sf.renderer)
+    url = "/api/v1/apps/demo/stages/development/flags/new_ui"
+
+    for enabled in (False, True, False):
+        assert client.patch(url, json={"enabled": enabled}).status_code == 200
+    # proven once with these inputs; the next toggles cannot break the render
+    assert counting.rendered == ["development"]
+
+    # a hand edit to another file of the overlay is a new input: render again, and refuse
+    third_party_commit(
+        gitops_remote, f"{DEV}/namespace.yaml", "apiVersion: v1\nkind: Namespace\n", "break"
+    )
+    broken = client.patch(url, json={"enabled": True})
+    assert broken.status_code == 422, broken.get_json()
+    assert broken.get_json()["error"]["code"] == "render_failed"
+    assert counting.rendered == ["development", "development"]
+
+
+def test_an_overlay_that_reads_flags_json_elsewhere_is_always_rendered(
+    client, stageflow, gitops_remote: Path
+):
+    from tests.builders import third_party_commit
+    from tests.conftest import git
+
+    sf, _ = stageflow
+    sf.renderer = counting = CountingRenderer(sf.renderer)
+    text = git("--git-dir", str(gitops_remote), "show", f"main:{DEV}/kustomization.yaml")
+    third_party_commit(
+        gitops_remote,
+        f"{DEV}/kustomization.yaml",
+        text + "secretGenerator:\n  - name: s\n    files: [flags.json]\n",
+        "also a secret",
+    )
+    url = "/api/v1/apps/demo/stages/development/flags/new_ui"
+
+    for enabled in (False, True, False):
+        before = len(counting.rendered)
+        assert client.patch(url, json={"enabled": enabled}).status_code == 200
+        assert len(counting.rendered) > before  # every toggle rendered

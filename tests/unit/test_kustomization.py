@@ -541,3 +541,23 @@ def test_the_yaml_instance_is_built_once_per_thread() -> None:
 
     assert kustomization_module._yaml() is first
     assert other[0] is not first  # a YAML instance keeps parser state: never share it
+
+
+def test_generated_only_proves_flags_json_feeds_only_the_generator() -> None:
+    from pathlib import Path
+
+    starter = (
+        Path(__file__).resolve().parents[2]
+        / "overlays/apps/demo/overlays/staging/kustomization.yaml"
+    ).read_text()
+    overlay, base = "apps/demo/overlays/staging", "apps/demo/base"
+
+    def proof(text: str) -> frozenset[str] | None:
+        return KustomizationFile.parse(text).generated_only("flags.json", overlay, base)
+
+    assert proof(starter) == frozenset({"namespace.yaml"})
+    assert proof(starter + "patches:\n  - path: p.yaml\n") is None
+    assert proof(starter.replace("- ../../base", "- ../../other")) is None
+    assert proof(starter.replace("- ../../base", "- https://github.com/x/y//base")) is None
+    assert proof(starter.replace("- namespace.yaml", "- flags.json")) is None
+    assert proof(starter.replace("      - flags.json", "      - other.json")) is None

@@ -480,6 +480,22 @@ class GitPythonRepo:
         self._remember(self._last_change, key, found)
         return found
 
+    def tree_entries(self, revision: str, path: str) -> dict[str, str]:
+        """Return ``{name: object SHA}`` of the entries of directory ``path`` at ``revision``."""
+        key = (revision, path + "/*")
+        cached = self._blob_ids.get(key, _MISSING)
+        if cached is not _MISSING:
+            return dict(cached)
+        with self._lock:
+            commit = self._commit_at(revision)
+            try:
+                tree: Any = commit.tree / path
+                found = {item.name: item.hexsha for item in tree} if tree.type == "tree" else {}
+            except KeyError:
+                found = {}
+            self._remember(self._blob_ids, key, tuple(found.items()))
+        return found
+
     def tree_id(self, revision: str, path: str) -> str | None:
         """Return the tree SHA of directory ``path`` at ``revision`` (None when absent)."""
         key = (revision, path + "/")

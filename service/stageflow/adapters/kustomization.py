@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import io
 import itertools
+import posixpath
 import re
 import threading
 from dataclasses import dataclass
@@ -124,6 +125,63 @@ class KustomizationFile:
             )
             for entry in self._image_entries()
         ]
+
+    def generated_only(self, filename: str, overlay: str, base: str) -> frozenset[str] | None:
+        """The overlay's own files it reads, when ``filename`` feeds only a configMapGenerator.
+
+        None when that cannot be shown: a key outside the simple set below, a resource outside
+        the overlay other than ``base``, a remote resource, or ``filename`` used elsewhere. The
+        caller may then skip re-rendering after a change to ``filename`` alone (its content is
+        opaque data to the generator), as long as the other inputs are unchanged.
+        """
+        simple = {
+            "apiVersion",
+            "kind",
+            "namespace",
+            "resources",
+            "images",
+            "configMapGenerator",
+            "labels",
+            "commonLabels",
+            "commonAnnotations",
+            "namePrefix",
+            "nameSuffix",
+            "generatorOptions",
+        }
+        data = self._data
+        if not set(data) <= simple:
+            return None
+        local: set[str] = set()
+        for item in data.get("resources") or []:
+            if not isinstance(item, str) or "://" in item or item.startswith("github.com"):
+                return None
+            target = posixpath.normpath(posixpath.join(overlay, item))
+            if target == base:
+                continue
+            if posixpath.dirname(target) != overlay or posixpath.basename(target) == filename:
+                return None
+            local.add(posixpath.basename(target))
+        used = False
+        for generator in data.get("configMapGenerator") or []:
+            if not isinstance(generator, dict) or set(generator) - {
+                "name",
+                "files",
+                "literals",
+                "behavior",
+                "options",
+            }:
+                return None
+            for entry in generator.get("files") or []:
+                if not isinstance(entry, str):
+                    return None
+                source = entry.split("=", 1)[-1]
+                if "/" in source:
+                    return None
+                if source == filename:
+                    used = True
+                else:
+                    local.add(source)
+        return frozenset(local) if used else None
 
     def set_image(self, ref: ImageRef, *, clear_other: bool = False) -> bool:
         """Set the tag and/or digest of image ``ref.name``; return whether the text changes.
