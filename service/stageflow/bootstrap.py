@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
-from stageflow.adapters.database.migrate import upgrade
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
@@ -20,6 +18,7 @@ from stageflow.adapters.pipeline_file import load_pipeline
 from stageflow.adapters.prometheus import PrometheusHTTP
 from stageflow.config import Settings
 from stageflow.domain.flags import FlagDocument
+from stageflow.logs import configure_logging
 from stageflow.services import tokens
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import Codecs
@@ -27,26 +26,6 @@ from stageflow.services.ports import Codecs
 __all__ = ["Settings", "build", "configure_logging", "prepare"]
 
 log = logging.getLogger(__name__)
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """JSON logs on stderr, one object per line."""
-    from pythonjsonlogger.json import JsonFormatter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("git").setLevel(logging.WARNING)
-    # flagd's evaluator logs an error per evaluation whose context lacks what a rule reads (no
-    # targetingKey, a bad version string): client input at request rate. OFREP answers say it.
-    logging.getLogger("openfeature").setLevel(logging.CRITICAL)
 
 
 def codecs() -> Codecs:
@@ -69,6 +48,9 @@ def prepare(settings: Settings) -> str | None:
 
     Returns a newly generated admin secret (to print once), or None.
     """
+    # Imported here: Alembic is needed once, by whichever process prepares, not by every worker.
+    from stageflow.adapters.database.migrate import upgrade
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.embedded_remote and seed_bare_remote(
         settings.seed_dir, settings.data_dir / "gitops.git", settings.git_branch

@@ -304,3 +304,25 @@ def test_app_view_shows_desired_and_running_revision(client, gitops_remote: Path
     development = client.get("/api/v1/apps/demo").get_json()["stages"][0]
     assert development["deployed"] is None
     assert staging["overlay_revision"] == remote_head(gitops_remote)
+
+
+def test_app_view_answers_what_its_schema_documents(client, gitops_remote: Path):
+    from stageflow.api.schemas import AppStateSchema
+
+    head = remote_head(gitops_remote)
+    _report(client, "development", head, "smoke", "load")
+    _report(client, "staging", head)
+    client.post("/api/v1/apps/demo/stages/staging/hold", json={"reason": "bad build"})
+
+    body = client.get("/api/v1/apps/demo").get_json()
+
+    # built as a dict and sent without a marshmallow dump: it must be the documented shape
+    assert AppStateSchema().dump(body) == body
+    development, staging, production = body["stages"]
+    assert development["deployed"]["status"] == "in_sync"
+    assert sorted(check["kind"] for check in development["checks"]) == ["load", "smoke"]
+    assert development["hold"] is None and production["deployed"] is None
+    assert staging["hold"] == {"reason": "bad build", "by": staging["hold"]["by"]}
+    assert staging["checks"] == []
+    documented = client.get("/openapi.json").get_json()["paths"]["/api/v1/apps/{app}"]["get"]
+    assert "AppState" in json.dumps(documented["responses"]["200"])

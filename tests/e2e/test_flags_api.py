@@ -263,3 +263,47 @@ def test_an_overlay_that_reads_flags_json_elsewhere_is_always_rendered(
         before = len(counting.rendered)
         assert client.patch(url, json={"enabled": enabled}).status_code == 200
         assert len(counting.rendered) > before  # every toggle rendered
+
+
+def test_writes_of_a_large_flag_document_reuse_its_parse_and_keep_the_cache_bounded(
+    client, stageflow, gitops_remote: Path, monkeypatch
+):
+    from stageflow.domain.flags import new_flag, parse_flag_document, render_flag_document
+    from stageflow.services import state
+    from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE
+    from tests.builders import third_party_commit
+
+    sf, _ = stageflow
+    doc = parse_flag_document(read_remote(gitops_remote, "main", f"{DEV}/flags.json"))
+    for index in range(1500):
+        doc = doc.put(new_flag(f"bulk{index}", lifecycle="stable"))
+    text = render_flag_document(doc)
+    third_party_commit(gitops_remote, f"{DEV}/flags.json", text, "1,500 flags")
+    # room for four parses of the document: each write makes a new one
+    sf.cache.max_weight = 4 * PARSED_BYTES_PER_SOURCE_BYTE * len(text.encode())
+    large: list[int] = []
+    parse = state.parse_flag_document
+
+    def counting(source):
+        if len(source) > 100_000:
+            large.append(len(source))
+        return parse(source)
+
+    monkeypatch.setattr(state, "parse_flag_document", counting)
+
+    url = "/api/v1/apps/demo/stages/development/flags/bulk7"
+    for enabled in (True, False) * 6:
+        assert client.patch(url, json={"enabled": enabled}).status_code == 200
+        development = client.get("/api/v1/apps/demo").get_json()["stages"][0]
+        assert development["flags"]["bulk7"]["enabled"] is enabled
+        assert sf.cache.weight <= sf.cache.max_weight
+
+    # Parsed once, the hand-written document; every later write and read starts from the
+    # document the previous write rendered, which the cache holds under its blob id.
+    assert len(large) == 1
+    assert (
+        json.loads(read_remote(gitops_remote, "main", f"{DEV}/flags.json"))["flags"]["bulk7"][
+            "defaultVariant"
+        ]
+        == "off"
+    )

@@ -8,6 +8,7 @@ read.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -673,3 +674,25 @@ def test_every_committed_flags_file_in_a_busy_history_is_valid_flagd(
                 assert document["metadata"]["version"] == parent, (revision, path)
     assert len(revisions) >= len(FLAGS) * 2 + len(changes)
     assert len(checked) >= len(FLAGS) * 2 + len(changes) - 1
+
+
+def test_evaluations_are_logged_at_debug_and_changes_at_info(
+    client: FlaskClient, anonymous: FlaskClient, dev_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Evaluations are reads at read rates; one INFO line each cost a sixth of their time.
+    caplog.set_level(logging.DEBUG, logger="stageflow.http")
+    headers = _bearer(dev_token)
+    assert anonymous.post(SINGLE, json={"context": {}}, headers=headers).status_code == 200
+    assert (
+        anonymous.post(f"{SINGLE}/new_ui", json={"context": {}}, headers=headers).status_code == 200
+    )
+    assert (
+        anonymous.post(f"{SINGLE}/nope", json={"context": {}}, headers=headers).status_code == 404
+    )
+    client.patch("/api/v1/apps/demo/stages/development/flags/new_ui", json={"enabled": False})
+
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "stageflow.http"]
+    assert ("DEBUG", f"POST {SINGLE} 200") in logged
+    assert ("DEBUG", f"POST {SINGLE}/new_ui 200") in logged
+    assert ("INFO", f"POST {SINGLE}/nope 404") in logged  # a failure stays visible
+    assert ("INFO", "PATCH /api/v1/apps/demo/stages/development/flags/new_ui 200") in logged

@@ -96,3 +96,52 @@ def test_an_idempotency_key_can_be_claimed_once(database_url: str, engine: Engin
         stored = uow.idempotency.get("owner", "key-1")
         assert stored is not None and stored.status is None
         assert stored.created_at.tzinfo is not None
+
+
+def test_the_ledger_of_every_stage_of_an_app_is_read_in_one_go(database_url: str, engine: Engine):
+    # The app view asks for the latest report, the checks of the current state and the hold of
+    # every stage at once; the answers must be those of the per-stage queries.
+    from stageflow.domain.gates import CheckResult, Deployment, Hold
+
+    upgrade(database_url)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    now = datetime.now(UTC)
+    stages = ["development", "staging", "production"]
+    with SqlUnitOfWork(factory) as uow:
+        for index, revision in enumerate(["r1", "r2", "r3"]):
+            uow.deployments.add(
+                "demo", "development", Deployment(revision, "c1", "healthy", now), "t"
+            )
+            uow.deployments.add("other", "staging", Deployment(revision, "c1", "healthy", now), "t")
+            uow.checks.add(
+                "demo",
+                "development",
+                CheckResult(f"k{index % 2}", revision, "c1", "passed", now),
+                None,
+                "t",
+            )
+        uow.deployments.add("demo", "staging", Deployment("s1", "c2", "degraded", now), "t")
+        uow.checks.add(
+            "demo", "staging", CheckResult("smoke", "s1", "old", "failed", now), None, "t"
+        )
+        uow.checks.add(
+            "demo", "staging", CheckResult("smoke", "s1", "c2", "passed", now), None, "t"
+        )
+        uow.holds.add(Hold("demo", "staging", "first", "amy", now))
+        uow.holds.add(Hold("demo", "staging", "second", "bob", now))
+        uow.holds.add(Hold("other", "production", "elsewhere", "bob", now))
+        uow.commit()
+
+    contents = {"development": "c1", "staging": "c2", "production": "c3"}
+    with SqlUnitOfWork(factory) as uow:
+        latest = uow.deployments.latest("demo", stages)
+        checks = uow.checks.for_contents("demo", contents)
+        holds = uow.holds.active_in("demo")
+        for stage in stages:
+            recent = uow.deployments.recent("demo", stage, limit=1)
+            assert latest.get(stage) == (recent[0] if recent else None)
+            assert checks[stage] == uow.checks.for_content("demo", stage, contents[stage])
+            assert holds.get(stage) == uow.holds.active("demo", stage)
+    assert latest["development"].revision == "r3" and "production" not in latest
+    assert [c.status for c in checks["staging"]] == ["passed"]
+    assert holds["staging"].reason == "second" and set(holds) == {"staging"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -291,3 +292,11 @@ def test_rate_limiter_off_allows_everything():
     limiter = RateLimiter(0, FakeClock())
 
     assert all(limiter.acquire("a") == 0 for _ in range(1000))
+
+
+def test_bulk_answer_is_serialized_once_and_its_etag_hashes_those_bytes():
+    answer = BulkEvaluation([Evaluation("f", "STATIC", "on", True, True)], {"version": "a"})
+
+    assert json.loads(answer.body) == answer.to_json()
+    assert answer.body is answer.body  # built once
+    assert answer.etag == '"' + hashlib.sha256(answer.body).hexdigest()[:32] + '"'

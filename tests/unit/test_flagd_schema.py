@@ -13,6 +13,7 @@ import pytest
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
 from stageflow.domain.errors import FlagDocumentError
 from stageflow.domain.flags import (
+    Flag,
     FlagDocument,
     new_flag,
     parse_flag_document,
@@ -201,6 +202,25 @@ def test_validate_with_only_still_checks_the_document_level_parts(
     doc = parse_flag_document(json.dumps(example("minimal"))).with_metadata(tags=["a"])
     with pytest.raises(FlagDocumentError, match=r"^metadata\.tags: \['a'\] is not of type"):
         validate_flag_document(doc, flagd_schema, only=["myFlag"])
+
+
+def test_validate_with_only_converts_only_the_named_flags(
+    flagd_schema: FlagdSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A toggle in a stage of 5,000 flags must not turn the other 4,999 into JSON.
+    doc = FlagDocument({}, {"flagSetId": "demo"})
+    for index in range(50):
+        doc = doc.put(new_flag(f"flag{index}"))
+    converted: list[str] = []
+    to_json = Flag.to_json
+
+    def counting(flag: Flag) -> dict[str, Any]:
+        converted.append(flag.key)
+        return to_json(flag)
+
+    monkeypatch.setattr(Flag, "to_json", counting)
+    validate_flag_document(doc, flagd_schema, only=["flag7"])
+    assert converted == ["flag7"]
 
 
 def test_the_schema_is_reused_not_mutated(flagd_schema: FlagdSchema) -> None:

@@ -27,6 +27,7 @@ from stageflow.api import (
 )
 
 log = logging.getLogger("stageflow.http")
+OFREP_PREFIX = "/ofrep/"
 
 REQUESTS = Counter(
     "stageflow_http_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"]
@@ -122,8 +123,19 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         REQUESTS.labels(request.method, endpoint, response.status_code).inc()
         LATENCY.labels(request.method, endpoint).observe(elapsed)
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        if request.method != "GET" or response.status_code >= 400:
-            log.info(
+        if response.status_code >= 400:
+            level = logging.INFO
+        elif request.method == "GET":
+            return response
+        elif request.method == "POST" and request.path.startswith(OFREP_PREFIX):
+            # Evaluations are reads sent as POST (the context is the body), at read rates: an
+            # INFO line each would cost a sixth of their time, mostly waiting on the handler.
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
                 "%s %s %s",
                 request.method,
                 request.path,

@@ -301,7 +301,7 @@ def evaluate_flags() -> ResponseReturnValue:
     if request.if_none_match.contains_weak(etag.strip('"')):
         response = Response(status=304)
     else:
-        response = jsonify(answer.to_json())
+        response = current_app.response_class(answer.body, mimetype="application/json")
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "private, no-cache"
     return response

@@ -564,9 +564,13 @@ def check_flag_document(doc: FlagDocument, *, only: Collection[str] | None = Non
     ``only`` restricts the checks to these flag keys (the ones a write changed).
     """
     problems: list[str] = []
-    for key, flag in doc.flags.items():
-        if only is not None and key not in only:
-            continue
+    if only is None:
+        keys: Iterable[str] = doc.flags
+    else:
+        wanted = set(only)
+        keys = [key for key in doc.flags if key in wanted]  # in document order
+    for key in keys:
+        flag = doc.flags[key]
         name = f"flag {key!r}"
         if not FLAG_KEY_RE.fullmatch(key):
             problems.append(f"{name}: the key is not valid; rename it to {_KEY_RULE}")

@@ -18,38 +18,82 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class ParseCache:
-    """Parsed documents keyed by what identifies their content (a blob SHA or the text itself).
+# What one byte of JSON source takes once parsed into Python objects (dicts, strings, frozen
+# dataclasses): measured about 4x for a 5,000-flag flagd document, and 4.7x for flagd's evaluator.
+PARSED_BYTES_PER_SOURCE_BYTE = 5
+# The weight of an entry whose size nobody estimated: a small value (a flag, a proof, a tree id).
+SMALL_ENTRY = 1024
 
-    Git objects never change, so an entry never goes stale; the bound only caps memory.
+
+class ParseCache:
+    """Parsed documents keyed by what identifies their content (a blob SHA, a revision).
+
+    Git objects never change, so an entry never goes stale; the bounds only cap memory. Entries
+    are weighed (an estimate of the bytes they hold, see ``get_weighed``) and the least recently
+    used go once the weights add up to more than ``max_weight`` or there are more than ``size``
+    of them. A count alone is no bound: a 5,000-flag document parses into ~5 MiB, and a write
+    makes a new one each time.
     """
 
-    def __init__(self, size: int = 512) -> None:
+    def __init__(self, size: int = 512, max_weight: int = 64 * 1024 * 1024) -> None:
         self.size = size
-        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self.max_weight = max_weight
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._weight = 0
         self._lock = threading.Lock()
+
+    @property
+    def weight(self) -> int:
+        """Return the summed weight of the entries held now."""
+        return self._weight
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def peek(self, key: Any) -> Any:
         with self._lock:
-            return self._items.get(key)
+            item = self._items.get(key)
+        return None if item is None else item[0]
 
-    def put(self, key: Any, value: Any) -> None:
+    def weight_of(self, key: Any) -> int:
+        """Return the weight an entry was stored with (0 when it is not held)."""
         with self._lock:
-            self._items[key] = value
-            if len(self._items) > self.size:
-                self._items.popitem(last=False)
+            item = self._items.get(key)
+        return 0 if item is None else item[1]
+
+    def put(self, key: Any, value: Any, weight: int = SMALL_ENTRY) -> None:
+        with self._lock:
+            self._store(key, value, weight)
 
     def get(self, key: Any, build: Callable[[], V]) -> V:
+        """Return the entry under ``key``, built (and held with a small weight) when missing."""
+        return self.get_weighed(key, lambda: (build(), SMALL_ENTRY))
+
+    def get_weighed(self, key: Any, build: Callable[[], tuple[V, int]]) -> V:
+        """Return the entry under ``key``; ``build`` returns the value and its weight."""
         with self._lock:
-            if key in self._items:
+            item = self._items.get(key)
+            if item is not None:
                 self._items.move_to_end(key)
-                return self._items[key]  # type: ignore[no-any-return]
-        value = build()
+                return item[0]  # type: ignore[no-any-return]
+        value, weight = build()
         with self._lock:
-            self._items[key] = value
-            if len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._store(key, value, weight)
         return value
+
+    def _store(self, key: Any, value: Any, weight: int) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._weight -= old[1]
+        self._items[key] = (value, weight)
+        self._weight += weight
+        # The newest entry stays even when it alone outweighs the bound: dropping it would parse
+        # the same large document again on every request.
+        while len(self._items) > 1 and (
+            self._weight > self.max_weight or len(self._items) > self.size
+        ):
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._weight -= dropped
 
 
 @dataclass

@@ -23,8 +23,10 @@ from stageflow.services.state import (
     FLAGS_FILE,
     flags_in,
     flags_path,
+    git_blob_id,
     kustomization_path,
     pipeline_in,
+    remember_flags,
 )
 
 UNSET: Any = object()
@@ -73,7 +75,9 @@ def write_flags(
     # Only the changed flags (and the document-level parts) are schema-checked: the rest are
     # already committed, and a whole 5,000-flag document takes the schema half a second.
     sf.codecs.validate_flags(doc, changed)
-    ws.write(flags_path(app, stage), render_flag_document(doc))
+    text = render_flag_document(doc)
+    ws.write(flags_path(app, stage), text)
+    remember_flags(sf, text, doc)
 
 
 def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
@@ -100,7 +104,7 @@ def _flags_only_inputs(sf: Stageflow, ws: Workspace, app: App, stage: str) -> An
     if text is None:
         return None
     local = sf.cache.get(
-        ("generated-only", text, overlay),
+        ("generated-only", git_blob_id(text.encode("utf-8")), overlay),
         lambda: sf.codecs.parse_kustomization(text, kustomization_path(app, stage)).generated_only(
             FLAGS_FILE, overlay, app.base_path
         ),

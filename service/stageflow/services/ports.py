@@ -199,6 +199,10 @@ class Checks(Protocol):
 
     def for_content(self, app: str, stage: str, content: str) -> Sequence[CheckResult]: ...
 
+    def for_contents(
+        self, app: str, contents: Mapping[str, str]
+    ) -> Mapping[str, Sequence[CheckResult]]: ...
+
     def list(
         self,
         app: str,
@@ -216,6 +220,8 @@ class Deployments(Protocol):
 
     def recent(self, app: str, stage: str, limit: int = 200) -> Sequence[Deployment]: ...
 
+    def latest(self, app: str, stages: Iterable[str]) -> Mapping[str, Deployment]: ...
+
 
 class Freezes(Protocol):
     def active(self, stage: str) -> Sequence[Freeze]: ...
@@ -227,6 +233,8 @@ class Freezes(Protocol):
 
 class Holds(Protocol):
     def active(self, app: str, stage: str) -> Hold | None: ...
+
+    def active_in(self, app: str) -> Mapping[str, Hold]: ...
 
     def add(self, hold: Hold) -> None: ...
 

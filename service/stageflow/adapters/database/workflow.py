@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -199,6 +199,33 @@ class SqlChecks:
         )
         return [self._domain(row) for row in rows]
 
+    def for_contents(
+        self, app: str, contents: Mapping[str, str]
+    ) -> Mapping[str, Sequence[CheckResult]]:
+        """Checks recorded for one state of each of several stages (``{stage: content}``).
+
+        Newest first per stage; one query for all of them.
+        """
+        found: dict[str, list[CheckResult]] = {stage: [] for stage in contents}
+        if not contents:
+            return found
+        rows = self.session.scalars(
+            select(CheckRecord)
+            .where(
+                CheckRecord.app == app,
+                or_(
+                    *(
+                        and_(CheckRecord.stage == stage, CheckRecord.content == content)
+                        for stage, content in contents.items()
+                    )
+                ),
+            )
+            .order_by(CheckRecord.id.desc())
+        )
+        for row in rows:
+            found[row.stage].append(self._domain(row))
+        return found
+
     def list(
         self,
         app: str,
@@ -263,6 +290,22 @@ class SqlDeployments:
         )
         return [self._domain(row) for row in rows]
 
+    def latest(self, app: str, stages: Iterable[str]) -> Mapping[str, Deployment]:
+        """The newest report of each of these stages that has one, in one query."""
+        # One indexed max(id) per stage, not a GROUP BY that reads every report the app has.
+        newest = [
+            select(func.max(DeploymentRecord.id)).where(
+                DeploymentRecord.app == app, DeploymentRecord.stage == stage
+            )
+            for stage in stages
+        ]
+        if not newest:
+            return {}
+        rows = self.session.scalars(
+            select(DeploymentRecord).where(DeploymentRecord.id.in_(union_all(*newest)))
+        )
+        return {row.stage: self._domain(row) for row in rows}
+
 
 class SqlFreezes:
     def __init__(self, session: Session) -> None:
@@ -318,8 +361,22 @@ class SqlHolds:
             )
             .order_by(HoldRecord.id.desc())
         ).first()
-        if row is None:
-            return None
+        return None if row is None else self._domain(row)
+
+    def active_in(self, app: str) -> Mapping[str, Hold]:
+        """The active hold of each stage of an app that has one (the newest), in one query."""
+        rows = self.session.scalars(
+            select(HoldRecord)
+            .where(HoldRecord.app == app, HoldRecord.released_at.is_(None))
+            .order_by(HoldRecord.id.desc())
+        )
+        found: dict[str, Hold] = {}
+        for row in rows:
+            found.setdefault(row.stage, self._domain(row))
+        return found
+
+    @staticmethod
+    def _domain(row: HoldRecord) -> Hold:
         return Hold(
             app=row.app, stage=row.stage, reason=row.reason, by=row.by, at=_aware(row.at), id=row.id
         )
