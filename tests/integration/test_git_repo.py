@@ -270,6 +270,161 @@ def test_writers_racing_from_two_clones_lose_nothing(open_repo, gitops_remote: P
             assert f"writer-{n}/{i}.txt" in files.splitlines()
 
 
+def test_one_write_adds_deletes_and_edits_paths_taken_literally(open_repo, gitops_remote: Path):
+    repo = open_repo()
+    base = remote_head(gitops_remote)
+    odd = "notes/[a]*?.txt"  # would be a glob as a pathspec
+
+    def operation(ws: Workspace) -> Change[None]:
+        ws.write(odd, "odd\n")
+        ws.write("notes/a.txt", "a\n")  # matches the glob above: must not be committed by it
+        ws.delete("apps/demo/overlays/development/flags.json")
+        ws.write("stageflow.yaml", ws.read("stageflow.yaml") + "# edited\n")
+        return Change("three kinds of change", None)
+
+    done = repo.change(operation, actor="alice", trailers=TRAILERS)
+
+    assert remote_log(gitops_remote, 2) == [done.revision, base]
+    assert sorted(changed_files(gitops_remote, done.revision)) == sorted(
+        ["apps/demo/overlays/development/flags.json", "notes/a.txt", odd, "stageflow.yaml"]
+    )
+    assert read_remote(gitops_remote, done.revision, odd) == "odd\n"
+    assert read_remote(gitops_remote, done.revision, "stageflow.yaml").endswith("# edited\n")
+    assert_clean_at(repo, done.revision)
+    # the clone's view of the remote moved with the push (reads by branch name, find_trailer)
+    assert git("rev-parse", "refs/remotes/origin/main", cwd=repo.workdir).strip() == done.revision
+
+
+def test_writers_of_one_host_take_turns_and_start_from_each_others_head(
+    open_repo, gitops_remote: Path
+):
+    first, second = open_repo(), open_repo()  # two clones on one data dir, like two workers
+    inside, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+    done: dict[str, str] = {}
+
+    def slow(ws: Workspace) -> Change[None]:
+        inside.set()
+        assert release.wait(timeout=30)
+        ws.write("first.txt", "1\n")
+        return Change("first", None)
+
+    def quick(ws: Workspace) -> Change[None]:
+        seen.append(ws.revision)
+        ws.write("second.txt", "2\n")
+        return Change("second", None)
+
+    def run(name: str, repo: GitPythonRepo, operation: Callable[[Workspace], Change]) -> None:
+        done[name] = repo.change(operation, actor="alice", trailers=TRAILERS).revision
+
+    one = threading.Thread(target=run, args=("first", first, slow))
+    one.start()
+    assert inside.wait(timeout=30)
+    two = threading.Thread(target=run, args=("second", second, quick))
+    two.start()
+    two.join(timeout=0.3)
+    assert two.is_alive() and not seen  # waits for the other writer instead of racing it
+    release.set()
+    one.join(timeout=30)
+    two.join(timeout=30)
+
+    # the waiting writer ran once, on the first writer's commit: no lost race, no second render
+    assert seen == [done["first"]]
+    assert remote_log(gitops_remote, 2) == [done["second"], done["first"]]
+
+
+def test_a_writer_that_waits_too_long_for_its_turn_gets_409(open_repo, gitops_remote: Path):
+    first, second = open_repo(), open_repo(host_lock_timeout=0.05)
+    base = remote_head(gitops_remote)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(ws: Workspace) -> Change[None]:
+        inside.set()
+        assert release.wait(timeout=30)
+        ws.write("first.txt", "1\n")
+        return Change("first", None)
+
+    writer = threading.Thread(
+        target=first.change, args=(slow,), kwargs={"actor": "a", "trailers": TRAILERS}
+    )
+    writer.start()
+    try:
+        assert inside.wait(timeout=30)
+        with pytest.raises(WriteConflict) as raised:
+            second.change(write(NOTES, "x\n"), actor="alice", trailers=TRAILERS)
+        assert status_of(raised.value) == 409
+        assert "nothing was committed" in raised.value.message
+    finally:
+        release.set()
+        writer.join(timeout=30)
+    assert remote_head(gitops_remote) != base  # the first writer's commit, and only it
+    assert changed_files(gitops_remote, remote_head(gitops_remote)) == ["first.txt"]
+    assert_clean_at(second, base)
+
+
+def test_reads_go_on_while_a_write_is_in_progress(open_repo, gitops_remote: Path):
+    repo = open_repo()
+    third = third_party_commit(gitops_remote, "hand/edit.txt", "by hand\n")
+    inside, release = threading.Event(), threading.Event()
+
+    def operation(ws: Workspace) -> Change[None]:
+        inside.set()
+        assert release.wait(timeout=30)
+        ws.write(NOTES, "x\n")
+        return Change("slow", None)
+
+    writer = threading.Thread(
+        target=repo.change, args=(operation,), kwargs={"actor": "a", "trailers": TRAILERS}
+    )
+    writer.start()
+    try:
+        assert inside.wait(timeout=30)
+        # a head this clone has never fetched, and blobs nobody has read yet
+        assert repo.head() == third
+        assert repo.read(third, "hand/edit.txt") == "by hand\n"
+        assert repo.last_change(third, ["hand"]) == third
+        assert repo.resolve(third[:10]) == third
+    finally:
+        release.set()
+        writer.join(timeout=30)
+
+
+def test_blob_contents_are_cached_by_id_within_a_byte_budget(open_repo, gitops_remote: Path):
+    repo = open_repo(blob_cache_bytes=4000)
+    head = repo.head()
+    blob = repo.blob_id(head, "stageflow.yaml")
+    text = repo.read(head, "stageflow.yaml")
+
+    repo._lock.acquire()  # the object database is busy: a cached blob does not need it
+    try:
+        assert repo.read_blob(blob).decode() == text
+    finally:
+        repo._lock.release()
+    for n in range(8):
+        sha = third_party_commit(gitops_remote, f"big/{n}.txt", f"{n}" * 900)
+        assert repo.head() == sha
+        assert repo.read(sha, f"big/{n}.txt") == f"{n}" * 900
+    assert repo._blobs_size <= 4000
+    assert repo.read_blob(blob).decode() == text  # evicted, read again
+
+
+def test_reads_follow_a_remote_whose_refs_are_packed(open_repo, gitops_remote: Path):
+    repo = open_repo()
+    git("--git-dir", str(gitops_remote), "pack-refs", "--all", "--prune")
+    assert not (gitops_remote / "refs" / "heads" / "main").exists()
+    assert repo.head() == remote_head(gitops_remote)
+
+    done = repo.change(write(NOTES, "packed\n"), actor="alice", trailers=TRAILERS)
+    git("--git-dir", str(gitops_remote), "pack-refs", "--all", "--prune")
+    third = third_party_commit(gitops_remote, "hand/edit.txt", "x\n")
+    git("--git-dir", str(gitops_remote), "pack-refs", "--all", "--prune")
+
+    assert repo.head() == third
+    assert remote_log(gitops_remote, 2) == [third, done.revision]
+    again = repo.change(write(NOTES, "again\n"), actor="alice", trailers=TRAILERS)
+    assert remote_log(gitops_remote, 2) == [again.revision, third]
+
+
 # -- reads ------------------------------------------------------------------------------------
 
 

@@ -6,11 +6,15 @@ leaving a new one behind). Writes are optimistic: the operation is applied on to
 remote head this clone knows, committed and pushed; when the push is rejected because someone else
 pushed first, the clone fetches and the *operation* runs again on the new head (never a stale
 diff), up to a bound. Any failure resets the clone to where it was, so nothing half-written stays.
+The processes of one host (gunicorn workers on one data dir) take turns writing, through an
+``flock`` on ``<clones>/write.lock``, instead of racing each other for the push.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -19,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -67,6 +71,47 @@ def _is_local(url: str) -> bool:
 
 def _local_path(url: str) -> Path:
     return Path(url[len("file://") :] if url.startswith("file://") else url)
+
+
+def _read_ref(git_dir: Path, ref: str) -> str | None:
+    """Return the SHA a ref names by reading the ref files, or None when git must be asked.
+
+    A loose ref is replaced by a rename and `pack-refs` writes ``packed-refs`` before it removes
+    the loose file, so each read sees a whole, current value. Anything unusual (a symbolic ref, a
+    reftable repository, a missing ref) returns None, and the caller asks git itself.
+    """
+    try:
+        text = (git_dir / ref).read_text(encoding="ascii").strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        text = ""
+    except (OSError, UnicodeError):
+        return None
+    if text:
+        return text if _is_object_id(text) else None
+    if (git_dir / "reftable").exists():
+        return None
+    try:
+        packed = (git_dir / "packed-refs").read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return None
+    suffix = " " + ref
+    for line in packed.splitlines():
+        if line.endswith(suffix) and not line.startswith(("#", "^")):
+            sha = line[: -len(suffix)]
+            return sha if _is_object_id(sha) else None
+    return None
+
+
+def _is_object_id(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
+def _object_id(kind: bytes, data: bytes, like: str) -> str:
+    """Return the id git gives ``data`` as an object of ``kind`` (the hash of ids like ``like``)."""
+    digest = hashlib.sha256() if len(like) == 64 else hashlib.sha1()
+    digest.update(b"%s %d\0" % (kind, len(data)))
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def seed_bare_remote(seed_dir: Path, bare: Path, branch: str) -> bool:
@@ -170,18 +215,33 @@ class GitPythonRepo:
         head_ttl: float = 0.1,
         push_attempts: int = 5,
         cache_size: int = 4096,
+        blob_cache_bytes: int = 32 * 2**20,
+        host_lock_timeout: float = 60.0,
     ) -> None:
         self.url = url
         self.branch = branch
         self.clones_dir = clones_dir
         self.head_ttl = head_ttl
         self.push_attempts = push_attempts
+        self.host_lock_timeout = host_lock_timeout
         self._cache_size = cache_size
-        self._lock = threading.RLock()  # one thread at a time touches the clone and its cat-file
+        self._local = _is_local(url)
+        # `_lock` guards the object database (GitPython's long-lived `cat-file` helpers serve one
+        # request at a time); it is only ever held for one lookup, never across a subprocess.
+        self._lock = threading.RLock()
         self._write_lock = threading.Lock()
+        # Held by every command that moves refs/remotes/origin/<branch> (fetch, push): two of
+        # them at once would fail on the ref's lock file.
         self._fetch_lock = threading.Lock()
+        self._head_refresh = threading.Lock()  # one thread asks a network remote at a time
         self._head: str | None = None
         self._head_at = 0.0
+        self._tracking_sha: str | None = None  # refs/remotes/origin/<branch>, kept in memory
+        self._host_lock: IO[str] | None = None
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()  # blob id -> contents (immutable)
+        self._blobs_size = 0
+        self._blob_cache_bytes = blob_cache_bytes
+        self._blobs_lock = threading.Lock()
         self._blob_ids: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._last_change: OrderedDict[tuple[str, tuple[str, ...]], str | None] = OrderedDict()
         self._slot: IO[str] | None = None
@@ -294,6 +354,7 @@ class GitPythonRepo:
 
     def _abandon(self) -> None:
         """Give the slot back after a failed open, so that a retry takes the same slot."""
+        self._tracking_sha = None
         if self._repo is not None:
             self._repo.close()
             self._repo = None
@@ -306,6 +367,9 @@ class GitPythonRepo:
         with self._lock:
             self._abandon()
             self._head = None
+            if self._host_lock is not None:
+                self._host_lock.close()
+                self._host_lock = None
 
     @property
     def repo(self) -> git.Repo:
@@ -319,33 +383,46 @@ class GitPythonRepo:
     def head(self, *, fresh: bool = False) -> str:
         """Return the SHA at the head of the tracked branch on the remote."""
         now = time.monotonic()
-        if not fresh and self._head is not None and now - self._head_at < self.head_ttl:
-            return self._head
-        sha = self._remote_head()
-        with self._lock:
-            if sha != self._head and not self._has_commit(sha):
-                self._fetch()
-            # A write of this process may have pushed (and cached) a newer head while we asked
-            # the remote; caching our older answer over it would let a client that got that
-            # write's revision read the state from before it.
-            if self._head_at <= now:
-                self._head, self._head_at = sha, now
+        cached = self._head
+        if self._local:
+            # A local remote's ref is a file: reading it costs microseconds, so it is never stale.
+            sha = self._remote_head()
+        else:
+            # Asking a network remote costs a round trip: answer from the cache within the TTL,
+            # and past it let one thread ask while the others keep answering from the cache.
+            if cached is not None and not fresh:
+                if now - self._head_at < self.head_ttl:
+                    return cached
+                if not self._head_refresh.acquire(blocking=False):
+                    return cached
+            else:
+                self._head_refresh.acquire()
+            try:
+                sha = self._remote_head()
+            finally:
+                self._head_refresh.release()
+        if sha != cached and not self._has_commit(sha):
+            with self._fetch_lock:
+                # Every reader of a new head gets here at once: only the first one fetches.
+                if not self._has_commit(sha):
+                    self._fetch_unlocked()
+        # A write of this process may have pushed (and cached) a newer head while we asked the
+        # remote; caching our older answer over it would let a client that got that write's
+        # revision read the state from before it.
+        if self._head_at <= now:
+            self._head, self._head_at = sha, now
         return sha
 
     def _remote_head(self) -> str:
         ref = f"refs/heads/{self.branch}"
         try:
-            if _is_local(self.url):
+            if self._local:
+                path = _local_path(self.url)
+                found = _read_ref(path, ref)
+                if found is not None:
+                    return found
                 out = subprocess.run(
-                    [
-                        "git",
-                        "--git-dir",
-                        str(_local_path(self.url)),
-                        "rev-parse",
-                        "--verify",
-                        "-q",
-                        ref,
-                    ],
+                    ["git", "--git-dir", str(path), "rev-parse", "--verify", "-q", ref],
                     capture_output=True,
                     text=True,
                     check=False,
@@ -390,7 +467,8 @@ class GitPythonRepo:
 
     def _has_commit(self, sha: str) -> bool:
         try:
-            self.repo.odb.info(bytes.fromhex(sha))
+            with self._lock:
+                self.repo.odb.info(bytes.fromhex(sha))
         except (ValueError, Exception):  # gitdb raises BadObject / ValueError
             return False
         return True
@@ -404,18 +482,19 @@ class GitPythonRepo:
         ):
             raise NotFound(f"{revision!r} is not a commit SHA; send 4 to 40 hex digits")
         head = self.head()
-        with self._lock:
+        # `rev-parse` and `merge-base` are processes of their own: no lock needed (the object
+        # database lock is for GitPython's shared `cat-file` helpers only).
+        sha = self._rev_parse(revision)
+        if sha is None:  # perhaps pushed since our last fetch
+            self._fetch()
             sha = self._rev_parse(revision)
-            if sha is None:  # perhaps pushed since our last fetch
-                self._fetch()
-                sha = self._rev_parse(revision)
-            # The clone also holds commits the remote never took (pushes that lost a race) and
-            # whatever else was fetched; only history of the tracked branch counts.
-            if sha is None or not self._is_ancestor(sha, head):
-                raise NotFound(
-                    f"revision {revision} is not a commit of {self.display_url} (branch "
-                    f"{self.branch}); send a full or unique short SHA of the tracked branch"
-                )
+        # The clone also holds commits the remote never took (pushes that lost a race) and
+        # whatever else was fetched; only history of the tracked branch counts.
+        if sha is None or not self._is_ancestor(sha, head):
+            raise NotFound(
+                f"revision {revision} is not a commit of {self.display_url} (branch "
+                f"{self.branch}); send a full or unique short SHA of the tracked branch"
+            )
         return sha
 
     def _rev_parse(self, revision: str) -> str | None:
@@ -458,8 +537,23 @@ class GitPythonRepo:
         return commit
 
     def read_blob(self, blob_id: str) -> bytes:
+        # A blob id names its contents forever, so hot reads never touch `cat-file` at all.
+        with self._blobs_lock:
+            data = self._blobs.get(blob_id)
+            if data is not None:
+                self._blobs.move_to_end(blob_id)
+                return data
         with self._lock:
-            return bytes(self.repo.odb.stream(bytes.fromhex(blob_id)).read())
+            data = bytes(self.repo.odb.stream(bytes.fromhex(blob_id)).read())
+        if len(data) <= self._blob_cache_bytes // 4 and _is_object_id(blob_id):
+            with self._blobs_lock:
+                if blob_id not in self._blobs:
+                    self._blobs[blob_id] = data
+                    self._blobs_size += len(data)
+                    while self._blobs_size > self._blob_cache_bytes:
+                        _, dropped = self._blobs.popitem(last=False)
+                        self._blobs_size -= len(dropped)
+        return data
 
     def read(self, revision: str, path: str) -> str | None:
         """Return the text of ``path`` at ``revision``, or None when it does not exist."""
@@ -474,8 +568,8 @@ class GitPythonRepo:
             return cached
         with self._lock:
             sha = self._commit_at(revision).hexsha
-            pathspecs = [f":(literal){path}" for path in key[1]]
-            out = self.repo.git.log("-1", "--format=%H", sha, "--", *pathspecs).strip()
+        pathspecs = [f":(literal){path}" for path in key[1]]
+        out = self.repo.git.log("-1", "--format=%H", sha, "--", *pathspecs).strip()
         found = out or None
         self._remember(self._last_change, key, found)
         return found
@@ -514,19 +608,19 @@ class GitPythonRepo:
 
     def find_trailer(self, key: str, value: str, *, limit: int = 2000) -> str | None:
         """Return the newest commit on the remote branch carrying trailer ``key: value``."""
-        with self._lock:
-            self._fetch()
-            out = self.repo.git.log(
-                f"-{limit}",
-                "--format=%H",
-                "--fixed-strings",
-                f"--grep={key}: {value}",
-                f"refs/remotes/origin/{self.branch}",
-            ).split()
-            for sha in out:
+        self._fetch()
+        out = self.repo.git.log(
+            f"-{limit}",
+            "--format=%H",
+            "--fixed-strings",
+            f"--grep={key}: {value}",
+            self._tracking(),
+        ).split()
+        for sha in out:
+            with self._lock:
                 trailers = self.repo.commit(sha).trailers_dict
-                if value in trailers.get(key, []):
-                    return sha
+            if value in trailers.get(key, []):
+                return sha
         return None
 
     def parent_of(self, revision: str) -> str | None:
@@ -564,10 +658,10 @@ class GitPythonRepo:
     ) -> Committed[T]:
         """Apply ``operation`` on the remote head and push it as one commit."""
         started = time.perf_counter()
-        # Only the write lock is held for the whole write: reads (which take `_lock` for the
-        # object database) go on while the operation renders and pushes.
-        with self._write_lock:
-            base = self._tracking()
+        # Only the write locks are held for the whole write: reads (which take `_lock` for one
+        # object lookup at a time) go on while the operation renders and pushes.
+        with self._write_lock, self._host_write_lock() as waited:
+            base = self._fresh_base(self._tracking(), waited=waited)
             conflicts: list[str] = []
             for attempt in range(1, self.push_attempts + 1):
                 self._reset(base)
@@ -615,6 +709,66 @@ class GitPythonRepo:
                 details={"attempts": self.push_attempts, "rejections": conflicts[-3:]},
             )
 
+    @contextlib.contextmanager
+    def _host_write_lock(self) -> Iterator[bool]:
+        """Take turns with the other processes of this host that write through this data dir.
+
+        Each gunicorn worker has its own clone; without this, two workers' writes race for the
+        push and the loser renders and commits again (or answers 409 after too many losses).
+        Replicas on other hosts still rely on the push's compare-and-swap. Yields whether the
+        lock was busy (someone else of this host was writing).
+        """
+        if self._host_lock is None:
+            self.clones_dir.mkdir(parents=True, exist_ok=True)
+            self._host_lock = open(self.clones_dir / "write.lock", "a")  # noqa: SIM115
+        handle = self._host_lock
+        waited = False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            # Polled, not blocking: a blocking flock cannot time out, and a writer stuck on an
+            # unreachable remote must not hang every other worker's writes for good.
+            deadline = time.monotonic() + self.host_lock_timeout
+            delay = 0.0005
+            while True:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise WriteConflict(
+                            f"another process of this host has been writing to "
+                            f"{self.display_url} for over {self.host_lock_timeout:g} s; "
+                            "nothing was committed — try again",
+                            details={"waited_seconds": self.host_lock_timeout},
+                        ) from None
+        try:
+            yield waited
+        finally:
+            with contextlib.suppress(OSError, ValueError):  # closed by close() meanwhile
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _fresh_base(self, base: str, *, waited: bool) -> str:
+        """Return the remote's head when it is cheap to know and has moved past ``base``.
+
+        The workers of one host take turns (the host lock), so after a wait the remote has most
+        likely moved: starting from its head beats losing the push race and rendering again. A
+        local remote's head is a file read, so there it is always worth a look.
+        """
+        if self._local:
+            remote = _read_ref(_local_path(self.url), f"refs/heads/{self.branch}")
+        elif waited:
+            remote = self._remote_head()
+        else:
+            remote = None
+        if remote is None or remote == base:
+            return base  # unknown or current: the push's compare-and-swap has the last word
+        self._fetch()
+        return self._tracking()
+
     def _behind(self, base: str) -> bool:
         """Fetch when the remote moved past ``base``; True when it had."""
         if self._remote_head() == base:
@@ -630,36 +784,69 @@ class GitPythonRepo:
         except Exception:  # the next write resets again; the original error matters more
             log.exception("cannot reset the clone %s to %s", self.workdir, base)
 
+    def _changed(self, workspace: _Workspace) -> list[str]:
+        """Return the written paths whose contents differ from the base commit's."""
+        changed = []
+        for path in sorted(workspace.written):
+            try:
+                data: bytes | None = (workspace.root / path).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                data = None
+            before = self.blob_id(workspace.revision, path)
+            if data is None:
+                if before is not None:
+                    changed.append(path)
+            elif before is None or _object_id(b"blob", data, before) != before:
+                changed.append(path)
+        return changed
+
     def _commit(
         self, workspace: _Workspace, change: Change[Any], actor: str, trailers: Mapping[str, str]
     ) -> str | None:
         """Commit what the operation wrote; None when that changed nothing."""
         if not workspace.written:
             return None
-        repo = self.repo
-        # `update-index` takes the paths literally (no pathspec globbing) and accepts a path that
-        # was written and then deleted again, where `git add` would fail on it.
-        repo.git.update_index("--add", "--remove", "--", *sorted(workspace.written))
-        status, _, _ = repo.git.diff(
-            "--cached", "--quiet", with_extended_output=True, with_exceptions=False
-        )
-        if status == 0:  # written back exactly as it was: not worth an empty commit
+        # Decided here, from the base's blob ids, rather than by `update-index` + `diff --cached`:
+        # two processes fewer on every write.
+        paths = self._changed(workspace)
+        if not paths:  # written back exactly as it was: not worth an empty commit
             self._clean_at = None
             return None
+        base = workspace.revision
+        added = [path for path in paths if self.blob_id(base, path) is None]
         lines = [change.message.rstrip(), ""]
         # One line per trailer: a newline in a value would forge further trailers.
         lines += [f"{key}: {_one_line(value)}" for key, value in trailers.items()]
         author = _one_line(actor.replace("<", "").replace(">", "")) or "unknown"
-        self._commit_with_message("\n".join(lines) + "\n", author)
-        self._clean_at = None  # HEAD moved; the tree is clean at the new commit
-        sha = str(repo.git.rev_parse("HEAD"))
-        self._clean_at = sha
+        self._clean_at = None  # from here on the index or HEAD may move
+        if added:  # `git commit -- <paths>` takes only paths the index already knows
+            self.repo.git.update_index("--add", "--", *added)
+        sha = self._commit_with_message("\n".join(lines) + "\n", author, paths, base)
+        if sha is None:  # a clean filter of .gitattributes made the bytes equal after all
+            return None
+        self._clean_at = sha  # HEAD moved; the tree is clean at the new commit
         return sha
 
-    def _commit_with_message(self, message: str, author: str) -> None:
+    def _commit_with_message(
+        self, message: str, author: str, paths: list[str], base: str
+    ) -> str | None:
+        """Commit ``paths`` as they are in the working tree; return the new commit's SHA."""
         assert self.workdir is not None
         done = subprocess.run(
-            ["git", "commit", "-q", "--no-verify", "--no-gpg-sign", "-F", "-"],
+            # `--only` commits exactly these paths from the working tree, staging them on the way
+            # (also deletions): one process instead of `update-index` + `commit`.
+            [
+                "git",
+                "commit",
+                "-q",
+                "--no-verify",
+                "--no-gpg-sign",
+                "-F",
+                "-",
+                "--only",
+                "--",
+                *paths,
+            ],
             input=message,
             text=True,
             cwd=self.workdir,
@@ -668,15 +855,26 @@ class GitPythonRepo:
             env={
                 **os.environ,
                 **_GIT_ENV,
+                "GIT_LITERAL_PATHSPECS": "1",  # a path is a path, never a glob
                 "GIT_AUTHOR_NAME": author,
                 "GIT_AUTHOR_EMAIL": "stageflow@localhost",
             },
         )
+        head = self._clone_head()
         if done.returncode != 0:
+            output = (done.stderr or done.stdout).strip()
+            said = done.stdout + done.stderr
+            if head == base and ("nothing to commit" in said or "no changes added" in said):
+                return None
             # Not the client's doing (a hook, a full disk): the API answers 500 with a request id.
-            raise RuntimeError(
-                f"git commit failed in {self.workdir}: {(done.stderr or done.stdout).strip()}"
-            )
+            raise RuntimeError(f"git commit failed in {self.workdir}: {output}")
+        return head
+
+    def _clone_head(self) -> str:
+        """Return the commit the clone's (detached) HEAD is at, without a `rev-parse`."""
+        assert self.workdir is not None
+        found = _read_ref(self.workdir / ".git", "HEAD")
+        return found if found is not None else str(self.repo.git.rev_parse("HEAD"))
 
     def _push(self, sha: str, base: str) -> tuple[bool, str]:
         started = time.perf_counter()
@@ -684,12 +882,21 @@ class GitPythonRepo:
             # The lease makes the push a compare-and-swap on the remote: it lands only while the
             # branch is still at our base. A plain push would also take a fast-forward over a
             # branch someone rewound (force-pushed back), bringing the removed commits back.
-            self.repo.git.push(
-                "--porcelain",
-                f"--force-with-lease=refs/heads/{self.branch}:{base}",
-                "origin",
-                f"{sha}:refs/heads/{self.branch}",
-            )
+            with self._fetch_lock:
+                self.repo.git.push(
+                    "--porcelain",
+                    f"--force-with-lease=refs/heads/{self.branch}:{base}",
+                    "origin",
+                    f"{sha}:refs/heads/{self.branch}",
+                )
+                # A successful push moves refs/remotes/origin/<branch> itself (the clone's fetch
+                # refspec maps the branch); set it only if it did not, so that a read by branch
+                # name and `find_trailer` see what we just pushed.
+                tracking = f"refs/remotes/origin/{self.branch}"
+                assert self.workdir is not None
+                if _read_ref(self.workdir / ".git", tracking) != sha:
+                    self.repo.git.update_ref(tracking, sha)
+                self._tracking_sha = sha
         except git.GitCommandError as exc:
             text = f"{exc.stdout or ''} {exc.stderr or ''}"
             if _lost_race(text):
@@ -701,9 +908,6 @@ class GitPythonRepo:
                 code="git_unavailable",
             ) from exc
         PUSH_SECONDS.labels("ok").observe(time.perf_counter() - started)
-        # A successful push moves refs/remotes/origin/<branch> only for configured refspecs;
-        # set it ourselves so the next write starts from what we just pushed.
-        self.repo.git.update_ref(f"refs/remotes/origin/{self.branch}", sha)
         return True, ""
 
     def _fetch(self) -> None:
@@ -711,20 +915,29 @@ class GitPythonRepo:
             self._fetch_unlocked()
 
     def _fetch_unlocked(self) -> None:
+        tracking = f"refs/remotes/origin/{self.branch}"
         try:
             self.repo.git.fetch(
-                "-q",
-                "--no-tags",
-                "origin",
-                f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+                "-q", "--no-tags", "origin", f"+refs/heads/{self.branch}:{tracking}"
             )
         except git.GitCommandError as exc:
+            self._tracking_sha = None
             raise Unavailable(
                 f"cannot fetch from {self.display_url}: {_stderr(exc)}", code="git_unavailable"
             ) from exc
+        assert self.workdir is not None
+        self._tracking_sha = _read_ref(self.workdir / ".git", tracking) or str(
+            self.repo.git.rev_parse(tracking)
+        )
 
     def _tracking(self) -> str:
-        return str(self.repo.git.rev_parse(f"refs/remotes/origin/{self.branch}"))
+        """Return refs/remotes/origin/<branch>: the remote head as of our last fetch or push."""
+        sha = self._tracking_sha
+        if sha is None:
+            sha = self._tracking_sha = str(
+                self.repo.git.rev_parse(f"refs/remotes/origin/{self.branch}")
+            )
+        return sha
 
     def _reset(self, revision: str) -> None:
         # `_clean_at` is the commit the working tree is known to match exactly; skipping the
