@@ -6,6 +6,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES
 from stageflow.domain.identity import ROLES
+from stageflow.domain.promotions import STATUSES
 
 
 class StrictSchema(Schema):
@@ -345,20 +346,7 @@ class PromotionSchema(Schema):
 class PromotionQuerySchema(StrictSchema):
     app = fields.String()
     to = fields.String()
-    status = fields.String(
-        validate=validate.OneOf(
-            [
-                "blocked",
-                "pending_approval",
-                "applying",
-                "applied",
-                "rolled_back",
-                "failed",
-                "cancelled",
-                "superseded",
-            ]
-        )
-    )
+    status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     before = fields.Integer()
 

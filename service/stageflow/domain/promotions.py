@@ -25,7 +25,6 @@ STATUSES = (
     "superseded",
 )
 WAITING = ("blocked", "pending_approval")
-FINAL = ("applied", "rolled_back", "failed", "cancelled", "superseded")
 
 # The transitions a promotion may take; anything else is refused by ``Promotion.moved_to``.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
