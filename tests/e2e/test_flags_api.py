@@ -307,3 +307,17 @@ def test_writes_of_a_large_flag_document_reuse_its_parse_and_keep_the_cache_boun
         ]
         == "off"
     )
+
+
+def test_flag_matrix_is_served_per_revision_with_an_etag(client, gitops_remote: Path):
+    first = client.get("/api/v1/apps/demo/flags")
+    etag = first.headers["ETag"]
+    assert etag == f'"{remote_head(gitops_remote)}"'
+    assert client.get("/api/v1/apps/demo/flags", headers={"If-None-Match": etag}).status_code == 304
+
+    client.patch("/api/v1/apps/demo/stages/staging/flags/beta_api", json={"enabled": False})
+
+    changed = client.get("/api/v1/apps/demo/flags", headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.get_json()["beta_api"]["stages"]["staging"]["enabled"] is False
+    assert first.get_json()["beta_api"]["stages"]["staging"]["enabled"] is True

@@ -51,15 +51,17 @@ class AppByName(MethodView):
 class FlagMatrix(MethodView):
     @requires("viewer")
     @blp.response(200, description="{key: {lifecycle, description, stages: {stage: cell|null}}}")
+    @blp.alt_response(304, description="not modified since If-None-Match (the revision)")
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str):  # type: ignore[no-untyped-def]
         """Show every flag of an app across the stages (null where a stage lacks it)."""
-        revision, matrix = state.flag_matrix(current_stageflow(), app)
-        response = current_app.response_class(
-            current_app.json.dumps(matrix), mimetype="application/json"
-        )
-        response.headers["ETag"] = f'"{revision}"'
-        return response
+        sf = current_stageflow()
+        revision, matrix = state.flag_matrix(sf, app)
+        etag = f'"{revision}"'
+        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            return Response(status=304, headers={"ETag": etag})
+        body = sf.cache.get(("matrix-json", revision, app), lambda: current_app.json.dumps(matrix))
+        return Response(body, mimetype="application/json", headers={"ETag": etag})
 
 
 @blp.route("/apps/<app>/stages/<stage>/flags")

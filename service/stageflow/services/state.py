@@ -292,8 +292,15 @@ def app_view(sf: Stageflow, app_name: str) -> dict[str, Any]:
 
 
 def flag_matrix(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
+    """Every flag of an app across the stages, at the head (shared; do not mutate it)."""
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
+    # Purely a function of the commit: computed once per revision, then served from the cache.
+    matrix = sf.cache.get(("matrix", snap.revision, app.name), lambda: _matrix(snap, app))
+    return snap.revision, matrix
+
+
+def _matrix(snap: Snapshot, app: App) -> dict[str, Any]:
     matrix: dict[str, Any] = {}
     names = snap.pipeline.stage_names
     for stage in names:
@@ -311,7 +318,7 @@ def flag_matrix(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
                 "variant": flag.variant,
                 "state": flag.state,
             }
-    return snap.revision, matrix
+    return matrix
 
 
 def stage_flags_document(sf: Stageflow, app_name: str, stage_name: str) -> tuple[str, str]:
