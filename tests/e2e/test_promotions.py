@@ -301,3 +301,38 @@ def test_targeting_moves_with_the_flag(client, gitops_remote: Path):
     assert staging["checkout.v2"]["targeting"] == rollout
     assert promoted["plan"]["images"] == []
     assert [f["key"] for f in promoted["plan"]["flags"]] == ["checkout.v2"]
+
+
+def test_shared_evaluators_travel_with_the_flags_that_use_them(client, gitops_remote: Path):
+    from tests.builders import third_party_commit
+
+    path = f"{OVERLAY.format('development')}/flags.json"
+    doc = json.loads(read_remote(gitops_remote, "main", path))
+    doc["$evaluators"] = {"acme": {"ends_with": [{"var": "email"}, "@acme.com"]}}
+    doc["flags"]["acme_only"] = {
+        "state": "ENABLED",
+        "variants": {"on": True, "off": False},
+        "defaultVariant": "off",
+        "targeting": {"if": [{"$ref": "acme"}, "on", "off"]},
+        "metadata": {"lifecycle": "beta"},
+    }
+    dev = third_party_commit(gitops_remote, path, json.dumps(doc, indent=2), "shared evaluator")
+    report(client, "development", dev, "smoke")
+    body = {"to": "staging", "flags": ["acme_only"], "images": False}
+
+    promoted = client.post("/api/v1/apps/demo/promotions", json=body).get_json()
+
+    assert promoted["status"] == "applied", promoted["message"]
+    staging_path = f"{OVERLAY.format('staging')}/flags.json"
+    staging = json.loads(read_remote(gitops_remote, promoted["revision"], staging_path))
+    assert staging["$evaluators"] == doc["$evaluators"]
+    assert staging["flags"]["acme_only"]["targeting"] == {"if": [{"$ref": "acme"}, "on", "off"]}
+
+    # the target now uses "acme"; a source that redefines it cannot silently change it there
+    doc["$evaluators"]["acme"] = {"ends_with": [{"var": "email"}, "@acme.org"]}
+    doc["flags"]["acme_only"]["defaultVariant"] = "on"
+    dev = third_party_commit(gitops_remote, path, json.dumps(doc, indent=2), "redefine")
+    report(client, "development", dev, "smoke")
+    clash = client.post("/api/v1/apps/demo/promotions", json=body)
+    assert clash.status_code == 409
+    assert clash.get_json()["error"]["code"] == "evaluator_conflict"

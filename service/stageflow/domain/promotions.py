@@ -215,6 +215,54 @@ def plan_promotion(
     return PromotionPlan(tuple(image_moves), tuple(flag_moves))
 
 
+def _refs(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            found.add(ref)
+        for value in node.values():
+            _refs(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _refs(item, found)
+
+
+def carry_evaluators(
+    target: FlagDocument, source: FlagDocument, keys: Sequence[str]
+) -> FlagDocument:
+    """Bring along the shared ``$evaluators`` the moved flags' targeting refers to.
+
+    An evaluator the target lacks is copied; one the target defines differently is a 409, since
+    changing it would change every other flag of the target that uses it.
+    """
+    needed: set[str] = set()
+    pending: list[Any] = [source.flags[key].targeting for key in keys if key in source.flags]
+    while pending:
+        found: set[str] = set()
+        _refs(pending.pop(), found)
+        for name in found - needed:
+            needed.add(name)
+            if name in source.evaluators:
+                pending.append(source.evaluators[name])
+    missing: dict[str, Any] = {}
+    for name in sorted(needed):
+        if name not in source.evaluators:
+            continue  # reported by the document checks, naming the flag
+        if name not in target.evaluators:
+            missing[name] = source.evaluators[name]
+        elif target.evaluators[name] != source.evaluators[name]:
+            raise Conflict(
+                f"the shared evaluator $evaluators.{name} differs between the stages; a "
+                "promotion would change every flag of the target that uses it. Make them equal "
+                "in the target first (or rename one).",
+                code="evaluator_conflict",
+                details={"evaluator": name},
+            )
+    if not missing:
+        return target
+    return replace(target, evaluators={**target.evaluators, **missing})
+
+
 def source_stage(pipeline: Pipeline, to: str, from_: str | None) -> Stage:
     """The stage a promotion into ``to`` leaves: always the one right before it."""
     target = pipeline.stage(to)

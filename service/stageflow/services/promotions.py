@@ -40,6 +40,7 @@ from stageflow.domain.promotions import (
     PromotionPlan,
     Rejection,
     Selection,
+    carry_evaluators,
     plan_promotion,
     source_stage,
     unified_diff,
@@ -131,10 +132,11 @@ def _operation(
         target_path = kustomization_path(app, target.name)
         target_doc = _kustomization(sf, ws, app, target.name)
         target_flags = flags_in(sf, ws, app, target.name)
+        source_flags = flags_in(sf, ws, app, source.name)
         plan = plan_promotion(
             source_images=source_doc.images(),
             target_images=target_doc.images(),
-            source_flags=flags_in(sf, ws, app, source.name),
+            source_flags=source_flags,
             target_flags=target_flags,
             target=target,
             selection=selection,
@@ -149,7 +151,11 @@ def _operation(
         if plan.images:
             ws.write(target_path, target_doc.render())
         if plan.flags:
-            doc: FlagDocument = plan.apply_flags(target_flags)
+            doc: FlagDocument = carry_evaluators(
+                plan.apply_flags(target_flags),
+                source_flags,
+                [move.key for move in plan.flags],
+            )
             write_flags(sf, ws, app, target.name, doc, [move.key for move in plan.flags])
             for flag_move in plan.flags:
                 # the target's $evaluators may differ from the source's: evaluate as flagd would
@@ -300,6 +306,9 @@ def promote(
     if plan.empty:
         raise _nothing_to_promote(app.name, source.name, target.name)
     _refuse_rejected(plan, _rejections(sf, app.name), app.name)
+    carry_evaluators(  # a clash of shared evaluators answers 409 now, not as a failed apply
+        snap.flags(app, target.name), snap.flags(app, source.name), [m.key for m in plan.flags]
+    )
     gates, content, running = evaluate_gates(sf, snap, app, source, target, requester=actor.name)
     decision = verdict(gates)
     diff = ""
