@@ -44,8 +44,9 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "git_head_ttl",
         "STAGEFLOW_GIT_HEAD_TTL",
         "0.1",
-        "Seconds a read may reuse the last seen remote head before asking the remote again "
-        "(writes of this process refresh it at once).",
+        "Seconds a read may reuse the last seen head of a network remote before asking it "
+        "again (writes of this process refresh it at once; a local remote's ref is read "
+        "directly on every request).",
     ),
     (
         "git_push_attempts",
