@@ -336,3 +336,31 @@ def test_shared_evaluators_travel_with_the_flags_that_use_them(client, gitops_re
     clash = client.post("/api/v1/apps/demo/promotions", json=body)
     assert clash.status_code == 409
     assert clash.get_json()["error"]["code"] == "evaluator_conflict"
+
+
+def test_soak_passing_with_no_new_report_applies_on_the_periodic_re_evaluation(
+    client, anonymous, gitops_remote: Path, stageflow, clock
+):
+    from stageflow.services import promotions
+
+    sf, _ = stageflow
+    dev = remote_head(gitops_remote)
+    report(client, "development", dev, "smoke")
+    staging = client.post("/api/v1/apps/demo/promotions", json={"to": "staging"}).get_json()
+    report(client, "staging", staging["revision"], "smoke", "load")
+    waiting = client.post("/api/v1/apps/demo/promotions", json={"to": "production"}).get_json()
+    bob = token(client, "bob", ["approver"])
+    approved = anonymous.post(
+        f"/api/v1/promotions/{waiting['id']}/approvals", json={}, headers=bob
+    ).get_json()
+    assert approved["status"] == "blocked"  # approved, but staging has not soaked yet
+    assert [g["name"] for g in approved["gates"] if g["status"] != "passed"] == ["soak"]
+
+    promotions.reevaluate_waiting(sf)  # what `stageflow serve` runs on a timer
+    assert client.get(f"/api/v1/promotions/{waiting['id']}").get_json()["status"] == "blocked"
+    clock.advance(minutes=2)
+    promotions.reevaluate_waiting(sf)
+
+    applied = client.get(f"/api/v1/promotions/{waiting['id']}").get_json()
+    assert applied["status"] == "applied"
+    assert remote_head(gitops_remote) == applied["revision"]
