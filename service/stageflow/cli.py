@@ -174,7 +174,9 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     from stageflow import bootstrap
     from stageflow.services import tokens
 
-    bootstrap.prepare(settings)
+    admin = bootstrap.prepare(settings)
+    if admin:  # a first start from this command: the admin token must not be lost
+        print(f"Stageflow admin token (shown once; keep it): {admin}", file=sys.stderr)
     sf, _ = bootstrap.build(settings, open_repo=False)
     try:
         token, secret = tokens.create_token(
