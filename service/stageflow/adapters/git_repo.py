@@ -629,17 +629,6 @@ class GitPythonRepo:
             parents = self._commit_at(revision).parents
             return parents[0].hexsha if parents else None
 
-    def commit_info(self, revision: str) -> Mapping[str, Any]:
-        with self._lock:
-            commit = self._commit_at(revision)
-            return {
-                "sha": commit.hexsha,
-                "message": commit.message,
-                "author": commit.author.name,
-                "at": commit.committed_datetime,
-                "trailers": dict(commit.trailers_dict),
-            }
-
     def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         if not _is_full_sha(key[0]):  # a branch name or short SHA can come to mean another commit
             return

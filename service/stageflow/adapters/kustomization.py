@@ -413,10 +413,6 @@ def _last_key(node: CommentedMap | CommentedSeq) -> Any:
     return next(reversed(node)) if isinstance(node, CommentedMap) else len(node) - 1
 
 
-def _after_first_line(value: str) -> str:
-    return value.partition("\n")[2]
-
-
 def _take_trailing_of(container: Any, key: Any) -> str:
     items, slot_key, index = _slot(container, key)
     slot = items.get(slot_key)

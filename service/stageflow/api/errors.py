@@ -6,6 +6,7 @@ with its traceback and answered as a 500 that names the request id, never the ex
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -163,7 +164,27 @@ def handle_unexpected(exc: BaseException):  # type: ignore[no-untyped-def]
     )
 
 
+def handle_recursion(exc: RecursionError):  # type: ignore[no-untyped-def]
+    """A JSON body nested beyond what the parser recurses into is the client's fault: 400.
+
+    Python's json raises RecursionError (not ValueError) there, so every parser on the way
+    (webargs, the idempotency fingerprint, OFREP) lets it through. Deciding here, on the failure
+    path, keeps a second parse of every body off the hot path.
+    """
+    if request.is_json:
+        try:
+            json.loads(request.get_data(cache=True) or b"null")
+        except RecursionError:
+            return error_response(
+                400, "malformed_json", "the JSON body is nested too deeply; send a flat object"
+            )
+        except ValueError:
+            pass
+    return handle_unexpected(exc)
+
+
 def register(app: Flask) -> None:
     app.register_error_handler(domain.StageflowError, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(RecursionError, handle_recursion)
     app.register_error_handler(Exception, handle_unexpected)

@@ -13,14 +13,14 @@ class AuditEntry:
 
     actor: str
     action: str
-    app: str | None
-    stage: str | None
-    target: str | None
-    before: Any
-    after: Any
-    revision: str | None
-    change_id: str | None
     at: datetime
+    app: str | None = None
+    stage: str | None = None
+    target: str | None = None
+    before: Any = None
+    after: Any = None
+    revision: str | None = None
+    change_id: str | None = None
     id: int | None = None
 
 

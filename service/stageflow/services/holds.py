@@ -19,11 +19,7 @@ def _entry(
         action=action,
         app=app,
         stage=stage,
-        target=None,
-        before=None,
         after=after,
-        revision=None,
-        change_id=None,
         at=sf.clock(),
     )
 

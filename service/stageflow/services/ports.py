@@ -19,7 +19,6 @@ from stageflow.domain.pipeline import Pipeline
 from stageflow.domain.promotions import Approval, Promotion, Rejection
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True)

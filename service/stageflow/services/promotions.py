@@ -95,7 +95,6 @@ def _audit(
             before=extra.get("before"),
             after=extra.get("after", {"status": promotion.status}),
             revision=promotion.revision,
-            change_id=None,
             at=sf.clock(),
         )
     )

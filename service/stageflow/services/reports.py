@@ -71,10 +71,8 @@ def record_check(
                 app=app.name,
                 stage=stage_name,
                 target=kind,
-                before=None,
                 after={"summary": summary, "url": url},
                 revision=sha,
-                change_id=None,
                 at=check.at,
             )
         )

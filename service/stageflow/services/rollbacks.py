@@ -186,12 +186,7 @@ def release_rejection(sf: Stageflow, app: str, rejection_id: int, *, actor: str)
                 actor=actor,
                 action="rejection.release",
                 app=app,
-                stage=None,
                 target=str(rejection_id),
-                before=None,
-                after=None,
-                revision=None,
-                change_id=None,
                 at=sf.clock(),
             )
         )

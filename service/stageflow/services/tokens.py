@@ -66,13 +66,8 @@ def create_token(
             AuditEntry(
                 actor=created_by,
                 action="token.create",
-                app=None,
-                stage=None,
                 target=token.id,
-                before=None,
                 after={"name": token.name, "owner": token.owner, "roles": sorted(token.roles)},
-                revision=None,
-                change_id=None,
                 at=now,
             )
         )
@@ -130,13 +125,8 @@ def revoke_token(sf: Stageflow, token_id: str, *, actor: str) -> ApiToken:
             AuditEntry(
                 actor=actor,
                 action="token.revoke",
-                app=None,
-                stage=None,
                 target=token_id,
                 before={"name": token.name},
-                after=None,
-                revision=None,
-                change_id=None,
                 at=now,
             )
         )

@@ -307,6 +307,16 @@ class SqlDeployments:
         return {row.stage: self._domain(row) for row in rows}
 
 
+def _release(session: Session, record: Any, *where: Any, by: str, at: datetime) -> int:
+    """Mark the unreleased rows of ``record`` matching ``where`` released; return how many."""
+    result = session.execute(
+        update(record)
+        .where(*where, record.released_at.is_(None))
+        .values(released_at=at, released_by=by)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
 class SqlFreezes:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -341,12 +351,7 @@ class SqlFreezes:
         )
 
     def release(self, stage: str, by: str, at: datetime) -> int:
-        result = self.session.execute(
-            update(FreezeRecord)
-            .where(FreezeRecord.stage == stage, FreezeRecord.released_at.is_(None))
-            .values(released_at=at, released_by=by)
-        )
-        return int(getattr(result, "rowcount", 0))
+        return _release(self.session, FreezeRecord, FreezeRecord.stage == stage, by=by, at=at)
 
 
 class SqlHolds:
@@ -354,14 +359,7 @@ class SqlHolds:
         self.session = session
 
     def active(self, app: str, stage: str) -> Hold | None:
-        row = self.session.scalars(
-            select(HoldRecord)
-            .where(
-                HoldRecord.app == app, HoldRecord.stage == stage, HoldRecord.released_at.is_(None)
-            )
-            .order_by(HoldRecord.id.desc())
-        ).first()
-        return None if row is None else self._domain(row)
+        return self.active_in(app).get(stage)
 
     def active_in(self, app: str) -> Mapping[str, Hold]:
         """The active hold of each stage of an app that has one (the newest), in one query."""
@@ -387,14 +385,9 @@ class SqlHolds:
         )
 
     def release(self, app: str, stage: str, by: str, at: datetime) -> int:
-        result = self.session.execute(
-            update(HoldRecord)
-            .where(
-                HoldRecord.app == app, HoldRecord.stage == stage, HoldRecord.released_at.is_(None)
-            )
-            .values(released_at=at, released_by=by)
+        return _release(
+            self.session, HoldRecord, HoldRecord.app == app, HoldRecord.stage == stage, by=by, at=at
         )
-        return int(getattr(result, "rowcount", 0))
 
 
 class SqlRejections:
@@ -437,13 +430,11 @@ class SqlRejections:
         ]
 
     def release(self, rejection_id: int, app: str, by: str, at: datetime) -> int:
-        result = self.session.execute(
-            update(RejectionRecord)
-            .where(
-                RejectionRecord.id == rejection_id,
-                RejectionRecord.app == app,
-                RejectionRecord.released_at.is_(None),
-            )
-            .values(released_at=at, released_by=by)
+        return _release(
+            self.session,
+            RejectionRecord,
+            RejectionRecord.id == rejection_id,
+            RejectionRecord.app == app,
+            by=by,
+            at=at,
         )
-        return int(getattr(result, "rowcount", 0))
