@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from stageflow import bootstrap
+from stageflow.api import create_app
 from tests.builders import commit_message, remote_head, remote_log, render_remote
 
 DATA = Path(__file__).parent / "data"
@@ -326,3 +328,42 @@ def test_app_view_answers_what_its_schema_documents(client, gitops_remote: Path)
     assert staging["checks"] == []
     documented = client.get("/openapi.json").get_json()["paths"]["/api/v1/apps/{app}"]["get"]
     assert "AppState" in json.dumps(documented["responses"]["200"])
+
+
+def test_app_view_follows_the_ledger_written_by_another_worker(client, settings, gitops_remote):
+    # Another gunicorn worker: its own caches, the same database and remote.
+    other_sf, readiness = bootstrap.build(settings)
+    other = create_app(settings, other_sf, readiness).test_client()
+    other.environ_base["HTTP_AUTHORIZATION"] = client.environ_base["HTTP_AUTHORIZATION"]
+    head = remote_head(gitops_remote)
+
+    def stage(name: str) -> dict:
+        stages = client.get("/api/v1/apps/demo").get_json()["stages"]
+        return next(s for s in stages if s["stage"] == name)
+
+    try:
+        first = client.get("/api/v1/apps/demo")
+        etag = first.headers["ETag"]
+        assert client.get("/api/v1/apps/demo", headers={"If-None-Match": etag}).status_code == 304
+
+        other.post(
+            "/api/v1/apps/demo/stages/development/checks",
+            json={"kind": "smoke", "revision": head, "status": "passed"},
+        )
+        assert [c["kind"] for c in stage("development")["checks"]] == ["smoke"]
+        again = client.get("/api/v1/apps/demo", headers={"If-None-Match": etag})
+        assert again.status_code == 200 and again.headers["ETag"] != etag
+
+        other.post(
+            "/api/v1/apps/demo/stages/staging/deployments",
+            json={"revision": head, "health": "healthy"},
+        )
+        assert stage("staging")["deployed"]["revision"] == head
+        other.post("/api/v1/apps/demo/stages/staging/hold", json={"reason": "bad build"})
+        assert stage("staging")["hold"]["reason"] == "bad build"
+        other.delete("/api/v1/apps/demo/stages/staging/hold")  # a release adds no row
+        assert stage("staging")["hold"] is None
+        other.post("/api/v1/apps/demo/stages/staging/hold", json={"reason": "again"})
+        assert stage("staging")["hold"]["reason"] == "again"
+    finally:
+        other_sf.close()

@@ -18,7 +18,13 @@ from stageflow.domain.evaluation import (
     read_request,
 )
 from stageflow.domain.flags import FlagDocument, new_flag, with_changes
-from stageflow.services.evaluation import BulkEvaluation, RateLimiter
+from stageflow.services.evaluation import (
+    BulkEvaluation,
+    FlagSet,
+    RateLimiter,
+    evaluate_flag,
+    evaluate_flags,
+)
 
 
 def document(**flags: dict[str, Any]) -> bytes:
@@ -300,3 +306,60 @@ def test_bulk_answer_is_serialized_once_and_its_etag_hashes_those_bytes():
     assert json.loads(answer.body) == answer.to_json()
     assert answer.body is answer.body  # built once
     assert answer.etag == '"' + hashlib.sha256(answer.body).hexdigest()[:32] + '"'
+
+
+def _bulk_by_evaluating_every_flag(flags: FlagSet, request: EvaluationRequest) -> BulkEvaluation:
+    keys = flags.evaluator.flag_keys()
+    return BulkEvaluation(
+        [evaluate_flag(flags, key, request) for key in keys], flags.evaluator.metadata()
+    )
+
+
+def test_bulk_evaluation_evaluates_only_targeted_flags_per_request_and_answers_the_same():
+    evaluator = FlagdEvaluator(
+        document(
+            static=flag(BOOL, "on"),
+            empty_rules=flag(BOOL, "off", {}),
+            disabled=flag(BOOL, "on", {"if": [{"$ref": "acme"}, "off", None]}, state="DISABLED"),
+            theme=flag(
+                {"blue": "b", "green": "g"}, "blue", {"if": [{"$ref": "acme"}, "green", None]}
+            ),
+            rollout=flag(BOOL, "off", {"fractional": [["on", 50], ["off", 50]]}),
+        )
+    )
+    flags = FlagSet("demo", "development", "abc123", "apps/demo/flags.json", evaluator)
+
+    assert set(flags.static_answers) == {"static", "empty_rules", "disabled"}
+    assert flags.static_bulk is None  # two flags read the context
+    for request in (
+        EvaluationRequest(),
+        EvaluationRequest("u-1", {"email": "x@acme.com"}),
+        EvaluationRequest("u-2", {"email": "x@example.com"}),
+    ):
+        answer = evaluate_flags(flags, request)
+        expected = _bulk_by_evaluating_every_flag(flags, request)
+        assert answer.body == expected.body and answer.etag == expected.etag
+    acme = evaluate_flags(flags, EvaluationRequest("u-1", {"email": "x@acme.com"}))
+    assert [a.variant for a in acme.flags if a.key == "theme"] == ["green"]
+    missing_key = evaluate_flags(flags, EvaluationRequest())
+    assert [a.error_code for a in missing_key.flags if a.key == "rollout"] == [
+        "TARGETING_KEY_MISSING"
+    ]
+
+
+def test_bulk_evaluation_of_static_flags_is_one_answer_for_every_context():
+    evaluator = FlagdEvaluator(
+        document(a=flag(BOOL, "on"), b=flag(BOOL, "off", state="DISABLED"), c=flag(BOOL, None))
+    )
+    flags = FlagSet("demo", "development", "abc123", "apps/demo/flags.json", evaluator)
+
+    first = evaluate_flags(flags, EvaluationRequest("u-1", {"plan": "pro"}))
+    second = evaluate_flags(flags, EvaluationRequest())
+
+    assert first is second  # made once for the flag set
+    assert first.body == _bulk_by_evaluating_every_flag(flags, EvaluationRequest("x")).body
+    assert [(a.key, a.reason) for a in first.flags] == [
+        ("a", "STATIC"),
+        ("b", "DISABLED"),
+        ("c", "DEFAULT"),  # a null defaultVariant: the client's code default
+    ]

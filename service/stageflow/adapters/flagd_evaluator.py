@@ -115,6 +115,13 @@ class FlagdEvaluator:
             key: flag.get("targeting") if isinstance(flag, dict) else None
             for key, flag in flags.items()
         }
+        # flagd answers these without reading the context: DISABLED, or STATIC (no targeting)
+        self._static = frozenset(
+            key
+            for key, flag in flags.items()
+            if isinstance(flag, dict)
+            and (flag.get("state") == "DISABLED" or not flag.get("targeting"))
+        )
 
     def flag_keys(self) -> Sequence[str]:
         """Return the flag keys in file order."""
@@ -127,6 +134,10 @@ class FlagdEvaluator:
     def needs_targeting_key(self, key: str) -> bool:
         """Tell whether the flag's targeting buckets by ``targetingKey``."""
         return buckets_by_targeting_key(self._targeting.get(key), self._evaluators)
+
+    def is_static(self, key: str) -> bool:
+        """Tell whether no context can change the flag's answer (flagd's DISABLED or STATIC)."""
+        return key in self._static
 
     def evaluate(self, key: str, request: EvaluationRequest) -> Evaluation:
         """Evaluate one flag as flagd does; errors come back as a failed Evaluation."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,8 +43,12 @@ def current_stageflow() -> Stageflow:
 
 
 def current_actor() -> Actor:
-    """The token's owner, with this request's change id (the Stageflow-Change trailer)."""
-    return Actor(current_token().owner, request.environ.get("stageflow.change_id", ""))
+    """The token's owner, with this request's change id (the Stageflow-Change trailer).
+
+    The id is made on first use: only writes ask for it, and reads should not pay for a UUID.
+    """
+    change_id = request.environ.setdefault("stageflow.change_id", str(uuid.uuid4()))
+    return Actor(current_token().owner, change_id)
 
 
 def current_token() -> ApiToken:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -9,6 +12,7 @@ from flask_smorest import Blueprint
 from stageflow.api.auth import current_stageflow, requires
 from stageflow.api.schemas import AppStateSchema, AppSummarySchema, PipelineSchema
 from stageflow.services import state
+from stageflow.services.context import Stageflow
 
 blp = Blueprint(
     "reads", __name__, url_prefix="/api/v1", description="The desired state, read from Git"
@@ -38,13 +42,16 @@ class Apps(MethodView):
 class AppByName(MethodView):
     @requires("viewer")
     @blp.response(200, AppStateSchema)
+    @blp.alt_response(304, description="not modified since If-None-Match")
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str):  # type: ignore[no-untyped-def]
-        """Show an app's images, flags and overlay revision in every stage."""
+        """Show an app's images, flags, deployments, checks and holds in every stage."""
         # AppStateSchema documents the answer; the view already builds exactly that shape, and
         # a marshmallow dump of hundreds of flag cells would cost a third of the request. A
         # Response passes through flask-smorest unchanged.
-        return current_app.json.response(state.app_view(current_stageflow(), app))
+        sf = current_stageflow()
+        tag, view = state.app_view(sf, app)
+        return _cached_json(sf, ("app-state-json", tag, app), tag, view)
 
 
 @blp.route("/apps/<app>/flags")
@@ -57,11 +64,7 @@ class FlagMatrix(MethodView):
         """Show every flag of an app across the stages (null where a stage lacks it)."""
         sf = current_stageflow()
         revision, matrix = state.flag_matrix(sf, app)
-        etag = f'"{revision}"'
-        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-            return Response(status=304, headers={"ETag": etag})
-        body = sf.cache.get(("matrix-json", revision, app), lambda: current_app.json.dumps(matrix))
-        return Response(body, mimetype="application/json", headers={"ETag": etag})
+        return _cached_json(sf, ("matrix-json", revision, app), revision, matrix)
 
 
 @blp.route("/apps/<app>/stages/<stage>/flags")
@@ -73,7 +76,21 @@ class StageFlagsDocument(MethodView):
     def get(self, app: str, stage: str):  # type: ignore[no-untyped-def]
         """Return the stage's flagd document byte for byte as committed."""
         revision, text = state.stage_flags_document(current_stageflow(), app, stage)
-        etag = f'"{revision}"'
-        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-            return Response(status=304, headers={"ETag": etag})
-        return Response(text, mimetype="application/json", headers={"ETag": etag})
+        return _conditional(f'"{revision}"', lambda: text)
+
+
+def _conditional(etag: str, body: Callable[[], str | bytes]) -> Response:
+    """Answer 304 when If-None-Match names ``etag``, else 200 with ``body()``; ETag either way."""
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return Response(status=304, headers={"ETag": etag})
+    return Response(body(), mimetype="application/json", headers={"ETag": etag})
+
+
+def _cached_json(sf: Stageflow, key: tuple[str, ...], tag: str, view: Any) -> Response:
+    """Answer a view that ``tag`` versions, serialized once per tag (``key``) in this process."""
+
+    def serialize() -> tuple[bytes, int]:
+        data = current_app.json.dumps(view).encode("utf-8")
+        return data, len(data)
+
+    return _conditional(f'"{tag}"', lambda: sf.cache.get_weighed(key, serialize))

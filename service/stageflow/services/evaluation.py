@@ -62,6 +62,27 @@ class FlagSet:
     path: str
     evaluator: FlagEvaluator
 
+    @cached_property
+    def static_answers(self) -> Mapping[str, Evaluation]:
+        """The answers no context can change (disabled flags, flags without targeting), by key.
+
+        A flag set lives as long as its revision, so these are evaluated once, not per request.
+        """
+        anyone = EvaluationRequest()
+        return {
+            key: self.evaluator.evaluate(key, anyone)
+            for key in self.evaluator.flag_keys()
+            if self.evaluator.is_static(key)
+        }
+
+    @cached_property
+    def static_bulk(self) -> BulkEvaluation | None:
+        """The bulk answer when every flag is static: the same bytes for every context."""
+        keys = self.evaluator.flag_keys()
+        if len(self.static_answers) != len(keys):
+            return None
+        return BulkEvaluation([self.static_answers[key] for key in keys], self.evaluator.metadata())
+
 
 @dataclass(frozen=True)
 class BulkEvaluation:
@@ -82,7 +103,7 @@ class BulkEvaluation:
         """Return the answer as compact JSON, the bytes a response sends."""
         return json.dumps(self.to_json(), separators=(",", ":")).encode("utf-8")
 
-    @property
+    @cached_property
     def etag(self) -> str:
         """Return a strong ETag of the answer itself: a hash of ``body``.
 
@@ -207,9 +228,19 @@ def evaluate_flag(flags: FlagSet, key: str, request: EvaluationRequest) -> Evalu
 
 
 def evaluate_flags(flags: FlagSet, request: EvaluationRequest) -> BulkEvaluation:
-    """Evaluate every flag of the flag set for one context."""
+    """Evaluate every flag of the flag set for one context.
+
+    Only flags with targeting rules are evaluated per request; the others' answers (and, when
+    all are static, the whole answer with its bytes and ETag) were made once for the flag set.
+    """
+    if flags.static_bulk is not None:
+        return flags.static_bulk
+    static = flags.static_answers
     return BulkEvaluation(
-        [evaluate_flag(flags, key, request) for key in flags.evaluator.flag_keys()],
+        [
+            static.get(key) or evaluate_flag(flags, key, request)
+            for key in flags.evaluator.flag_keys()
+        ],
         flags.evaluator.metadata(),
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -107,6 +107,9 @@ class FlagEvaluator(Protocol):
     def metadata(self) -> Mapping[str, Any]: ...
 
     def needs_targeting_key(self, key: str) -> bool: ...
+
+    # True when no context can change the flag's answer (disabled, or no targeting rules)
+    def is_static(self, key: str) -> bool: ...
 
     def evaluate(self, key: str, request: EvaluationRequest) -> Evaluation: ...
 
@@ -269,3 +272,6 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     def commit(self) -> None: ...
+
+    # changes whenever deployment reports, checks or holds change (the ledger part of app_view)
+    def state_version(self) -> Hashable: ...

@@ -16,7 +16,7 @@ from stageflow.domain.flags import FlagDocument, parse_flag_document
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import App, Pipeline, Stage, format_duration
 from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE, SMALL_ENTRY, Stageflow
-from stageflow.services.ports import Workspace
+from stageflow.services.ports import UnitOfWork, Workspace
 
 PIPELINE_FILE = "stageflow.yaml"
 FLAGS_FILE = "flags.json"
@@ -232,21 +232,46 @@ def _desired(snap: Snapshot, app: App) -> tuple[tuple[dict[str, Any], str], ...]
     )
 
 
-def app_view(sf: Stageflow, app_name: str) -> dict[str, Any]:
+def app_view(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
+    """An app's images, flags, reports, checks and holds in every stage, with a version tag.
+
+    Git's part follows from the revision and the ledger's from ``state_version``: the view is
+    built once per pair (shared: do not mutate it), and the tag (the ETag) changes with either.
+    """
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
 
-    def build() -> tuple[tuple[tuple[dict[str, Any], str], ...], int]:
+    def build_desired() -> tuple[tuple[tuple[dict[str, Any], str], ...], int]:
         desired = _desired(snap, app)
-        cells = sum(len(part["flags"]) for part, _ in desired)
-        return desired, SMALL_ENTRY * (1 + cells // 4)
+        return desired, _weight(desired)
 
-    desired = sf.cache.get_weighed(("app-view", snap.revision, app.name), build)
-    contents = {part["stage"]: content for part, content in desired}
+    desired = sf.cache.get_weighed(("app-view", snap.revision, app.name), build_desired)
     with sf.uow() as uow:
-        reports = uow.deployments.latest(app.name, contents)
-        checks = uow.checks.for_contents(app.name, contents)
-        holds = uow.holds.active_in(app.name)
+        # The version first: what is read after it is at least as new as the version says.
+        version = uow.state_version()
+        view = sf.cache.get_weighed(
+            ("app-state", snap.revision, app.name, version),
+            lambda: (_app_view(snap, app, desired, uow), _weight(desired)),
+        )
+    ledger = hashlib.sha1(repr(version).encode(), usedforsecurity=False).hexdigest()[:16]
+    return f"{snap.revision}.{ledger}", view
+
+
+def _weight(desired: tuple[tuple[dict[str, Any], str], ...]) -> int:
+    cells = sum(len(part["flags"]) for part, _ in desired)
+    return SMALL_ENTRY * (1 + cells // 4)
+
+
+def _app_view(
+    snap: Snapshot,
+    app: App,
+    desired: tuple[tuple[dict[str, Any], str], ...],
+    uow: UnitOfWork,
+) -> dict[str, Any]:
+    contents = {part["stage"]: content for part, content in desired}
+    reports = uow.deployments.latest(app.name, contents)
+    checks = uow.checks.for_contents(app.name, contents)
+    holds = uow.holds.active_in(app.name)
     stages = []
     for part, content in desired:
         name = part["stage"]

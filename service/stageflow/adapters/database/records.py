@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -209,3 +210,17 @@ class RejectionRecord(Base):
     released_by: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_rejections_app_image", "app", "image"),)
+
+
+class LedgerVersionRecord(Base):
+    """Counters that writers move in their own transaction, so readers can tell what changed.
+
+    ``app_state``: moved by every added check, deployment report and hold and every released
+    hold (what the app-state view shows from the ledger). Writers update the row, so their
+    commits take turns on it, and a reader that sees a value sees every change before it.
+    """
+
+    __tablename__ = "ledger_versions"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from types import TracebackType
 
 from sqlalchemy import create_engine, event, text
@@ -9,18 +10,21 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from stageflow.adapters.database.records import LedgerVersionRecord
 from stageflow.adapters.database.repositories import (
     SqlAuditLog,
     SqlIdempotencyStore,
     SqlTokenStore,
 )
 from stageflow.adapters.database.workflow import (
+    APP_STATE_VERSION,
     SqlChecks,
     SqlDeployments,
     SqlFreezes,
     SqlHolds,
     SqlPromotions,
     SqlRejections,
+    move_versions,
 )
 from stageflow.domain.errors import Invalid, Unavailable
 
@@ -50,6 +54,12 @@ def ping(engine: Engine) -> None:
         raise Unavailable(
             f"the database is unreachable: {exc.orig}", code="database_unavailable"
         ) from exc
+
+
+# See SqlUnitOfWork.state_version.
+_STATE_VERSION = (
+    f"SELECT version FROM {LedgerVersionRecord.__tablename__} WHERE name = '{APP_STATE_VERSION}'"
+)
 
 
 class SqlUnitOfWork:
@@ -92,4 +102,17 @@ class SqlUnitOfWork:
             ) from exc
 
     def commit(self) -> None:
+        move_versions(self.session)
         self.session.commit()
+
+    def state_version(self) -> Hashable:
+        """A value that changes whenever deployment reports, checks or holds change.
+
+        It is the ``app_state`` row of ``ledger_versions``, which every writer of those tables
+        moves in its own transaction: commits take turns on the row, so the value a reader sees
+        covers every change committed before it (newest ids would not: concurrent PostgreSQL
+        transactions may commit their ids out of order).
+        """
+        # Plain SQL on the session's connection: the ORM's statement handling would cost
+        # three times the query itself, and every app-state read asks this.
+        return self.session.connection().exec_driver_sql(_STATE_VERSION).scalar()

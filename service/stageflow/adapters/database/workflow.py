@@ -16,6 +16,7 @@ from stageflow.adapters.database.records import (
     DeploymentRecord,
     FreezeRecord,
     HoldRecord,
+    LedgerVersionRecord,
     PromotionRecord,
     RejectionRecord,
 )
@@ -28,6 +29,29 @@ def _aware(value: datetime) -> datetime:
     result = _utc(value)
     assert result is not None
     return result
+
+
+# The LedgerVersionRecord row the app-state view compares (see SqlUnitOfWork.state_version).
+APP_STATE_VERSION = "app_state"
+
+
+def _move_app_state(session: Session) -> None:
+    """Have this transaction move the app-state version when it commits (SqlUnitOfWork.commit).
+
+    At commit and not now: the row lock is then taken last and held for an instant, so writers
+    that lock promotions in another order cannot deadlock on it.
+    """
+    session.info[APP_STATE_VERSION] = True
+
+
+def move_versions(session: Session) -> None:
+    """Move the versions this transaction's writes asked for; called just before its commit."""
+    if session.info.pop(APP_STATE_VERSION, False):
+        session.execute(
+            update(LedgerVersionRecord)
+            .where(LedgerVersionRecord.name == APP_STATE_VERSION)
+            .values(version=LedgerVersionRecord.version + 1)
+        )
 
 
 class SqlPromotions:
@@ -185,6 +209,7 @@ class SqlChecks:
             at=check.at,
         )
         self.session.add(row)
+        _move_app_state(self.session)
         self.session.flush()
         return self._domain(row)
 
@@ -277,6 +302,7 @@ class SqlDeployments:
             at=deployment.at,
         )
         self.session.add(row)
+        _move_app_state(self.session)
         self.session.flush()
         return row.id
 
@@ -383,11 +409,15 @@ class SqlHolds:
         self.session.add(
             HoldRecord(app=hold.app, stage=hold.stage, reason=hold.reason, by=hold.by, at=hold.at)
         )
+        _move_app_state(self.session)
 
     def release(self, app: str, stage: str, by: str, at: datetime) -> int:
-        return _release(
+        released = _release(
             self.session, HoldRecord, HoldRecord.app == app, HoldRecord.stage == stage, by=by, at=at
         )
+        if released:
+            _move_app_state(self.session)
+        return released
 
 
 class SqlRejections:
