@@ -7,7 +7,9 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import git as gitpython
 import pytest
 
 from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
@@ -666,3 +668,27 @@ def test_reads_by_branch_name_follow_the_branch(open_repo, gitops_remote: Path):
 
     assert repo.read("origin/main", NOTES) == "now\n"
     assert repo.last_change("origin/main", [NOTES]) == done.revision
+
+
+def test_a_clone_of_a_local_remote_catches_up_without_fetching(
+    open_repo, gitops_remote: Path, monkeypatch
+):
+    first, second = open_repo(), open_repo()  # two workers' clones of the embedded remote
+    pushed = first.change(write(NOTES, "one\n"), actor="alice", trailers=TRAILERS).revision
+
+    commands: list[str] = []
+    execute = gitpython.cmd.Git.execute
+
+    def recorded(self: gitpython.cmd.Git, command: Any, *args: Any, **kwargs: Any) -> Any:
+        commands.append(" ".join(map(str, command)))
+        return execute(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(gitpython.cmd.Git, "execute", recorded)
+    # The remote's objects are the clone's too (objects/info/alternates): a new head is enough.
+    assert second.read(second.head(), NOTES) == "one\n"
+    done = second.change(write(NOTES, "two\n"), actor="bob", trailers=TRAILERS)
+
+    assert commands and not [c for c in commands if " fetch " in c]
+    assert remote_log(gitops_remote, 2) == [done.revision, pushed]
+    assert_clean_at(second, done.revision)
+    assert second.read(done.revision, NOTES) == "two\n"

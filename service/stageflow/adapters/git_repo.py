@@ -363,12 +363,32 @@ class GitPythonRepo:
         repo.git.update_environment(**_GIT_ENV)
         return self._configure(repo)
 
-    @staticmethod
-    def _configure(repo: git.Repo) -> git.Repo:
+    def _configure(self, repo: git.Repo) -> git.Repo:
         repo.git.config("core.quotepath", "off")
         repo.git.config("gc.auto", "0")
         repo.git.config("commit.gpgsign", "false")
+        if self._local:
+            self._borrow_objects(repo)
         return repo
+
+    def _borrow_objects(self, repo: git.Repo) -> None:
+        """Let the clone read a local remote's objects in place (``git clone --shared``).
+
+        With the remote's object directory as an alternate, a commit another process pushed is
+        readable here at once: catching up is a ref update in memory (``_fetch_unlocked``), not
+        a `git fetch`. Git warns that a clone borrowing objects breaks when the source prunes
+        objects it uses: this clone only ever points at the remote branch's history (reachable
+        there) and at its own commits (stored here), and `gc.auto` is off in it.
+        """
+        objects = _local_path(self.url) / "objects"
+        if not objects.is_dir():
+            return
+        info = Path(repo.git_dir) / "objects" / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        alternates = info / "alternates"
+        wanted = f"{objects.resolve()}\n"
+        if not alternates.exists() or alternates.read_text() != wanted:
+            alternates.write_text(wanted)
 
     def _abandon(self) -> None:
         """Give the slot back after a failed open, so that a retry takes the same slot."""
@@ -923,6 +943,13 @@ class GitPythonRepo:
 
     def _fetch_unlocked(self) -> None:
         tracking = f"refs/remotes/origin/{self.branch}"
+        if self._local:
+            # The remote's objects are ours too (_borrow_objects): knowing its head is enough.
+            # The ref file on disk may lag; everything here reads the SHA kept in memory.
+            remote = _read_ref(_local_path(self.url), f"refs/heads/{self.branch}")
+            if remote is not None and self._has_commit(remote):
+                self._tracking_sha = remote
+                return
         try:
             self.repo.git.fetch(
                 "-q", "--no-tags", "origin", f"+refs/heads/{self.branch}:{tracking}"
@@ -948,12 +975,15 @@ class GitPythonRepo:
 
     def _reset(self, revision: str) -> None:
         # `_clean_at` is the commit the working tree is known to match exactly; skipping the
-        # checkout then saves two subprocesses on every write.
+        # checkout then saves two subprocesses on every write. A tree known clean at another
+        # commit has no stray files: the checkout alone moves it.
         if self._clean_at == revision:
             return
+        clean = self._clean_at is not None
         self._clean_at = None
         self.repo.git.checkout("-q", "-f", "--detach", revision)
-        self.repo.git.clean("-q", "-f", "-d", "-x")
+        if not clean:
+            self.repo.git.clean("-q", "-f", "-d", "-x")
         self._clean_at = revision
 
 
