@@ -321,3 +321,73 @@ def test_flag_matrix_is_served_per_revision_with_an_etag(client, gitops_remote: 
     assert changed.status_code == 200
     assert changed.get_json()["beta_api"]["stages"]["staging"]["enabled"] is False
     assert first.get_json()["beta_api"]["stages"]["staging"]["enabled"] is True
+
+
+def test_writes_splice_the_previous_text_and_commit_what_a_full_render_writes(
+    client, stageflow, gitops_remote: Path, monkeypatch
+):
+    from stageflow.domain.flags import parse_flag_document, render_flag_document
+    from stageflow.services import flags as flag_service
+
+    full: list[int] = []
+
+    def counted(doc):
+        full.append(len(doc.flags))
+        return render_flag_document(doc)
+
+    monkeypatch.setattr(flag_service, "render_flag_document", counted)
+    base = "/api/v1/apps/demo/stages/development/flags"
+    steps = [
+        ("POST", "/api/v1/apps/demo/flags", {"key": "splice.a", "lifecycle": "beta"}),
+        ("PATCH", f"{base}/splice.a", {"enabled": True}),
+        ("PATCH", f"{base}/new_ui", {"enabled": False}),
+        (
+            "POST",
+            "/api/v1/apps/demo/flags",
+            {"key": "splice.b", "variants": {"x": "1", "y": "2"}, "defaultVariant": "x"},
+        ),
+        ("PATCH", f"{base}/splice.b", {"defaultVariant": "y", "state": "ENABLED"}),
+        (
+            "PATCH",
+            f"{base}/splice.b",
+            {"targeting": {"if": [{"ends_with": [{"var": "email"}, "@acme.com"]}, "x", "y"]}},
+        ),
+        ("PATCH", f"{base}/splice.b", {"targeting": None}),
+        ("PATCH", "/api/v1/apps/demo/flags/splice.a", {"description": "Now described"}),
+        ("DELETE", f"{base}/splice.a", None),
+        ("PATCH", f"{base}/new_ui", {"enabled": True}),
+    ]
+    for method, url, body in steps:
+        answer = client.open(url, method=method, json=body)
+        assert answer.status_code in (200, 201, 204), (method, url, answer.get_json())
+        committed = read_remote(gitops_remote, "main", f"{DEV}/flags.json")
+        # byte for byte what rendering the whole committed document writes
+        assert committed == render_flag_document(parse_flag_document(committed)), (method, url)
+    # The first write of the stage rendered the document whole; every later one edited the text
+    # this process had written before.
+    assert len(full) == 1
+
+
+def test_a_flags_only_render_stays_proven_while_large_documents_pass_through_the_cache(
+    client, stageflow, gitops_remote: Path
+):
+    from stageflow.domain.flags import new_flag, parse_flag_document, render_flag_document
+    from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE
+    from tests.builders import third_party_commit
+
+    sf, _ = stageflow
+    doc = parse_flag_document(read_remote(gitops_remote, "main", f"{DEV}/flags.json"))
+    for index in range(1500):
+        doc = doc.put(new_flag(f"bulk{index}", lifecycle="stable"))
+    text = render_flag_document(doc)
+    third_party_commit(gitops_remote, f"{DEV}/flags.json", text, "1,500 flags")
+    # room for four parses of the document: each write makes a new one and pushes older out
+    sf.cache.max_weight = 4 * PARSED_BYTES_PER_SOURCE_BYTE * len(text.encode())
+    sf.renderer = counting = CountingRenderer(sf.renderer)
+
+    url = "/api/v1/apps/demo/stages/development/flags/bulk7"
+    for enabled in (True, False) * 6:
+        assert client.patch(url, json={"enabled": enabled}).status_code == 200
+
+    # proven by the first render; the proof is used on every write, so it is never the oldest
+    assert counting.rendered == ["development"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from stageflow.domain.flags import (
     parse_flag_document,
     render_flag_document,
     set_enabled,
+    splice_flag_document,
     with_changes,
 )
 
@@ -206,6 +209,192 @@ def test_toggling_a_string_flag_changes_exactly_one_line() -> None:
     after = render_flag_document(doc.put(set_enabled(doc.get("theme"), True))).splitlines()
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     assert changed == [('      "state": "DISABLED",', '      "state": "ENABLED",')]
+
+
+# --- splicing: a write edits the previous text instead of rendering every flag --------------
+
+
+def varied_document() -> FlagDocument:
+    """Flags of every shape the layout knows, between plain ones (first, middle and last)."""
+    doc = many_flags(30).with_metadata(version="0" * 40)
+    doc = doc.put(
+        Flag(
+            "theme",
+            "DISABLED",
+            {"light": "#ffffff", "dark": "#000000", "contrast": "#ffff00"},
+            "light",
+            metadata={"lifecycle": "beta"},
+        )
+    )
+    doc = doc.put(Flag("limits", "ENABLED", {"low": 10, "high": 1.5, "none": 0}, "low"))
+    doc = doc.put(
+        Flag("config", "ENABLED", {"a": {"depth": [1, {"x": None}]}, "b": {}}, "a", metadata={})
+    )
+    doc = doc.put(Flag("greeting", "ENABLED", {"hi": "Grüß Gott", "yo": "¡Hola!\n"}, None))
+    doc = doc.put(
+        Flag(
+            "wide",
+            "ENABLED",
+            {f"variant_{i}": f"a rather long value number {i}" for i in range(6)},
+            "variant_0",
+            metadata={"lifecycle": "stable", "description": "d" * 120},
+        )
+    )
+    doc = doc.put(new_flag("flag_last", description="The last one", lifecycle="stable"))
+    return replace_evaluators(doc, {"staff": {"in": ["@example.com", {"var": "email"}]}})
+
+
+def replace_evaluators(doc: FlagDocument, evaluators: dict[str, Any]) -> FlagDocument:
+    return FlagDocument(dict(doc.flags), dict(doc.metadata), evaluators, doc.schema)
+
+
+def toggled(doc: FlagDocument, key: str) -> FlagDocument:
+    flag = doc.get(key)
+    return doc.put(set_enabled(flag, not flag.enabled))
+
+
+EDITS: dict[str, Callable[[FlagDocument], FlagDocument]] = {
+    "toggle the first flag": lambda d: toggled(d, "flag_0"),
+    "toggle a middle flag": lambda d: toggled(d, "flag_7"),
+    "toggle the last flag": lambda d: toggled(d, "flag_last"),
+    "toggle a targeted flag (state too)": lambda d: toggled(d, "flag_3"),
+    "toggle a string flag": lambda d: toggled(d, "theme"),
+    "change the default variant": lambda d: d.put(
+        with_changes(d.get("theme"), default_variant="dark")
+    ),
+    "set the default variant to null": lambda d: d.put(
+        with_changes(d.get("limits"), default_variant=None)
+    ),
+    "change the state": lambda d: d.put(with_changes(d.get("config"), state="DISABLED")),
+    "add targeting": lambda d: d.put(
+        with_changes(d.get("flag_1"), targeting={"if": [{"$ref": "staff"}, "on", "off"]})
+    ),
+    "change targeting": lambda d: d.put(
+        with_changes(d.get("flag_3"), targeting={"fractional": [["on", 10], ["off", 90]]})
+    ),
+    "remove targeting": lambda d: d.put(with_changes(d.get("flag_6"), targeting=None)),
+    "change lifecycle and description": lambda d: d.put(
+        with_changes(d.get("flag_2"), lifecycle="stable", description="Now with a longer text")
+    ),
+    "make metadata too wide for one line": lambda d: d.put(
+        with_changes(d.get("flag_4"), description="x" * 90)
+    ),
+    "remove the description": lambda d: d.put(with_changes(d.get("wide"), description=None)),
+    "add a flag": lambda d: d.put(new_flag("brand_new", description="Fresh")),
+    "add two flags": lambda d: d.put(new_flag("one")).put(new_flag("two", lifecycle="beta")),
+    "remove the first flag": lambda d: d.remove("flag_0"),
+    "remove a middle flag": lambda d: d.remove("flag_15"),
+    "remove the last flag": lambda d: d.remove("flag_last"),
+    "remove the last two flags": lambda d: d.remove("flag_last").remove("wide"),
+    "remove the last flag, change the one before": lambda d: toggled(d.remove("flag_last"), "wide"),
+    "remove two neighbours": lambda d: d.remove("flag_8").remove("flag_9"),
+    "remove one, add one": lambda d: d.remove("flag_11").put(new_flag("flag_11_again")),
+    "remove the last, add one": lambda d: d.remove("flag_last").put(new_flag("after")),
+    "toggle, add and remove": lambda d: toggled(d, "flag_5").remove("flag_20").put(new_flag("z")),
+    "only the version": lambda d: d.with_metadata(version="f" * 40),
+    "new metadata entry": lambda d: d.with_metadata(owner="team-a"),
+    "change the evaluators": lambda d: replace_evaluators(d, {"staff": {"var": "staff"}}),
+    "drop the evaluators": lambda d: replace_evaluators(d, {}),
+    "an equal copy of a flag": lambda d: d.put(Flag(**vars(d.get("flag_12")))),
+    "a variant equal but not identical (1 for true)": lambda d: d.put(
+        Flag("flag_13", "ENABLED", {"on": 1, "off": False}, "off")
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS.values(), ids=list(EDITS))
+def test_splice_gives_the_full_render_byte_for_byte(edit: Callable[[FlagDocument], FlagDocument]):
+    before = varied_document()
+    after = edit(before).with_metadata(version="1" * 40)
+    spliced = splice_flag_document(before, render_flag_document(before), after)
+    assert spliced is not None
+    assert spliced == render_flag_document(after)
+
+
+def test_splice_of_a_toggle_is_a_two_line_diff() -> None:
+    before = many_flags(50).with_metadata(version="a" * 40)
+    after = toggled(before, "flag_10").with_metadata(version="b" * 40)
+    spliced = splice_flag_document(before, render_flag_document(before), after)
+    assert spliced == render_flag_document(after)
+    diff = [
+        line
+        for line in difflib.unified_diff(
+            render_flag_document(before).splitlines(), spliced.splitlines(), lineterm="", n=0
+        )
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    assert len(diff) == 4  # the version line and the defaultVariant line, each out and in
+
+
+def test_splice_matches_the_full_render_over_a_long_run_of_random_edits() -> None:
+    chance = random.Random(20261127)
+    doc = varied_document()
+    text = render_flag_document(doc)
+    spliced_count = 0
+    for step in range(400):
+        keys = list(doc.flags)
+        roll = chance.random()
+        key = chance.choice(keys)
+        flag = doc.get(key)
+        if roll < 0.4 and flag.is_boolean:
+            changed = toggled(doc, key)
+        elif roll < 0.5:
+            changed = doc.put(with_changes(flag, state=chance.choice(["ENABLED", "DISABLED"])))
+        elif roll < 0.6:
+            changed = doc.put(
+                with_changes(flag, default_variant=chance.choice([*flag.variants, None]))
+            )
+        elif roll < 0.7:
+            rule = chance.choice([None, {"if": [{"var": "beta"}, *list(flag.variants)[:2]]}])
+            changed = doc.put(with_changes(flag, targeting=rule))
+        elif roll < 0.8:
+            changed = doc.put(with_changes(flag, description=chance.choice([None, "d" * step])))
+        elif roll < 0.9 and len(keys) > 1:
+            changed = doc.remove(key)
+        else:
+            changed = doc.put(new_flag(f"added_{step}", lifecycle="beta"))
+        changed = changed.with_metadata(version=f"{step:040x}")
+        spliced = splice_flag_document(doc, text, changed)
+        expected = render_flag_document(changed)
+        assert spliced is None or spliced == expected, f"step {step}"
+        spliced_count += spliced is not None
+        doc, text = changed, expected
+    assert spliced_count == 400  # every one of these edits is spliced, none falls back
+
+
+def test_splice_gives_way_to_the_full_render_when_it_cannot_prove_the_layout() -> None:
+    before = many_flags(20)
+    text = render_flag_document(before)
+    after = toggled(before, "flag_5")
+    # flags in another order
+    reordered = FlagDocument(dict(reversed(list(after.flags.items()))), dict(after.metadata))
+    assert splice_flag_document(before, text, reordered) is None
+    # a new flag anywhere but at the end
+    inserted = FlagDocument({"first": new_flag("first"), **after.flags}, dict(after.metadata))
+    assert splice_flag_document(before, text, inserted) is None
+    # a text that is not the render of the previous document where it matters: the block of the
+    # changed flag, the head, the end
+    at = text.index('"flag_5"')
+    tampered = text[:at] + text[at:].replace('"defaultVariant": "off"', '"defaultVariant": "on"', 1)
+    assert splice_flag_document(before, tampered, after) is None
+    assert splice_flag_document(before, text.replace('"flag_5"', '"flag_55"'), after) is None
+    assert splice_flag_document(before, text.replace("seed", "other"), after) is None
+    assert splice_flag_document(before, text.rstrip("\n"), after) is None
+    # empty documents, before or after
+    assert (
+        splice_flag_document(FlagDocument({}), render_flag_document(FlagDocument({})), after)
+        is None
+    )
+    emptied = FlagDocument({}, dict(before.metadata))
+    assert splice_flag_document(before, text, emptied) is None
+    # many changes at once: rendering the whole document is as cheap
+    everything = FlagDocument(
+        {key: set_enabled(flag, True) for key, flag in before.flags.items()}, dict(before.metadata)
+    )
+    assert (
+        splice_flag_document(many_flags(100), render_flag_document(many_flags(100)), everything)
+        is None
+    )
 
 
 # --- parsing -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from stageflow.domain.flags import (
     new_flag,
     render_flag_document,
     set_enabled,
+    splice_flag_document,
     with_changes,
 )
 from stageflow.domain.pipeline import App, Pipeline, Stage
@@ -69,15 +70,43 @@ def _state_word(flag: Flag | None) -> str:
 
 
 def write_flags(
-    sf: Stageflow, ws: Workspace, app: App, stage: str, doc: FlagDocument, changed: list[str]
+    sf: Stageflow,
+    ws: Workspace,
+    app: App,
+    stage: str,
+    doc: FlagDocument,
+    changed: list[str],
+    *,
+    base: FlagDocument | None = None,
 ) -> None:
+    """Write ``doc`` as the stage's flags.json; ``base`` is the document the operation read."""
     doc = doc.with_metadata(flagSetId=app.name, version=ws.revision)
     # Only the changed flags (and the document-level parts) are schema-checked: the rest are
     # already committed, and a whole 5,000-flag document takes the schema half a second.
     sf.codecs.validate_flags(doc, changed)
-    text = render_flag_document(doc)
-    ws.write(flags_path(app, stage), text)
+    path = flags_path(app, stage)
+    text = _flags_text(sf, path, base, doc)
+    ws.write(path, text)
     remember_flags(sf, text, doc)
+    sf.cache.put(("flags-text", path), (doc, text), len(text))
+
+
+def _flags_text(sf: Stageflow, path: str, base: FlagDocument | None, doc: FlagDocument) -> str:
+    """Render ``doc``; by editing the text of ``base`` when this process rendered that text.
+
+    The last document written to ``path`` is held with the text rendered from it. When ``base``
+    is that very object (``flags_in`` answers with the document ``remember_flags`` held for the
+    text's blob id), the held text is ``render_flag_document(base)`` byte for byte, so only the
+    flags that changed need rendering (a toggle in a 5,000-flag stage: one flag, not 5,000).
+    Any other base (parsed from a text another process wrote) is rendered whole.
+    """
+    if base is not None:
+        last = sf.cache.peek(("flags-text", path))
+        if last is not None and last[0] is base:
+            text = splice_flag_document(base, last[1], doc)
+            if text is not None:
+                return text
+    return render_flag_document(doc)
 
 
 def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
@@ -92,6 +121,9 @@ def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
     for stage in stages:
         proof = _flags_only_inputs(sf, ws, app, stage)
         if proof is not None and sf.cache.peek(("rendered", proof)):
+            # Held again as just used: large flag documents pass through the cache on every
+            # write and would otherwise push the proof out, and with it the render back in.
+            sf.cache.put(("rendered", proof), True)
             continue
         sf.renderer.render(ws.directory(app.overlay_path(stage)))
         if proof is not None:
@@ -151,7 +183,8 @@ def create_flag(
             default_variant=default_variant,
         )
         _check_allowed(first, flag)
-        write_flags(sf, ws, app, first.name, flags_in(sf, ws, app, first.name).put(flag), [key])
+        doc = flags_in(sf, ws, app, first.name)
+        write_flags(sf, ws, app, first.name, doc.put(flag), [key], base=doc)
         _render(sf, ws, app, [first.name])
         return Change(
             f"{app.name}/{first.name}: add flag {key} ({_state_word(flag)})",
@@ -217,7 +250,7 @@ def update_stage_flag(
         if flag.enabled and flag != before:
             _check_allowed(stage, flag)
         if flag != before:
-            write_flags(sf, ws, app, stage.name, doc.put(flag), [key])
+            write_flags(sf, ws, app, stage.name, doc.put(flag), [key], base=doc)
             # The schema judges the rule's shape; only flagd's evaluator shows what it returns.
             if flag.targeting and flag.targeting != before.targeting and sf.codecs.trial_evaluate:
                 sf.codecs.trial_evaluate(doc.put(flag), key)
@@ -265,7 +298,7 @@ def edit_flag(
             if new.lifecycle != old.lifecycle:
                 _check_allowed(stage, new)
             if new != old:
-                write_flags(sf, ws, app, stage.name, doc.put(new), [key])
+                write_flags(sf, ws, app, stage.name, doc.put(new), [key], base=doc)
                 touched.append(stage.name)
                 before[stage.name] = {"lifecycle": old.lifecycle, "description": old.description}
                 after[stage.name] = {"lifecycle": new.lifecycle, "description": new.description}
@@ -293,7 +326,7 @@ def delete_stage_flag(
         stage = pipeline.stage(stage_name)
         doc = flags_in(sf, ws, app, stage.name)
         before = _stage_flag(pipeline, doc, app, stage, key)
-        write_flags(sf, ws, app, stage.name, doc.remove(key), [])
+        write_flags(sf, ws, app, stage.name, doc.remove(key), [], base=doc)
         _render(sf, ws, app, [stage.name])
         return Change(
             f"{app.name}/{stage.name}: delete flag {key}",
