@@ -265,22 +265,28 @@ def test_an_overlay_that_reads_flags_json_elsewhere_is_always_rendered(
         assert len(counting.rendered) > before  # every toggle rendered
 
 
-def test_writes_of_a_large_flag_document_reuse_its_parse_and_keep_the_cache_bounded(
-    client, stageflow, gitops_remote: Path, monkeypatch
-):
+def _large_flag_document(sf, gitops_remote: Path) -> None:
+    """Commit 1,500 more flags to development (as someone else); leave the cache room for four
+    parses of that document, so that each write's new one pushes older entries out."""
     from stageflow.domain.flags import new_flag, parse_flag_document, render_flag_document
-    from stageflow.services import state
     from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE
     from tests.builders import third_party_commit
 
-    sf, _ = stageflow
     doc = parse_flag_document(read_remote(gitops_remote, "main", f"{DEV}/flags.json"))
     for index in range(1500):
         doc = doc.put(new_flag(f"bulk{index}", lifecycle="stable"))
     text = render_flag_document(doc)
     third_party_commit(gitops_remote, f"{DEV}/flags.json", text, "1,500 flags")
-    # room for four parses of the document: each write makes a new one
     sf.cache.max_weight = 4 * PARSED_BYTES_PER_SOURCE_BYTE * len(text.encode())
+
+
+def test_writes_of_a_large_flag_document_reuse_its_parse_and_keep_the_cache_bounded(
+    client, stageflow, gitops_remote: Path, monkeypatch
+):
+    from stageflow.services import state
+
+    sf, _ = stageflow
+    _large_flag_document(sf, gitops_remote)
     large: list[int] = []
     parse = state.parse_flag_document
 
@@ -371,18 +377,8 @@ def test_writes_splice_the_previous_text_and_commit_what_a_full_render_writes(
 def test_a_flags_only_render_stays_proven_while_large_documents_pass_through_the_cache(
     client, stageflow, gitops_remote: Path
 ):
-    from stageflow.domain.flags import new_flag, parse_flag_document, render_flag_document
-    from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE
-    from tests.builders import third_party_commit
-
     sf, _ = stageflow
-    doc = parse_flag_document(read_remote(gitops_remote, "main", f"{DEV}/flags.json"))
-    for index in range(1500):
-        doc = doc.put(new_flag(f"bulk{index}", lifecycle="stable"))
-    text = render_flag_document(doc)
-    third_party_commit(gitops_remote, f"{DEV}/flags.json", text, "1,500 flags")
-    # room for four parses of the document: each write makes a new one and pushes older out
-    sf.cache.max_weight = 4 * PARSED_BYTES_PER_SOURCE_BYTE * len(text.encode())
+    _large_flag_document(sf, gitops_remote)
     sf.renderer = counting = CountingRenderer(sf.renderer)
 
     url = "/api/v1/apps/demo/stages/development/flags/bulk7"

@@ -1,4 +1,5 @@
-"""Real outside parts for integration tests: a Prometheus with backfilled data."""
+"""Real outside parts for integration tests: clones of the test remote, a Prometheus with
+backfilled data."""
 
 from __future__ import annotations
 
@@ -8,10 +9,29 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from stageflow.adapters.git_repo import GitPythonRepo
+
+
+@pytest.fixture
+def open_repo(tmp_path: Path, gitops_remote: Path) -> Iterator[Callable[..., GitPythonRepo]]:
+    """Open GitPythonRepo instances on the remote (all closed at the end of the test)."""
+    opened: list[GitPythonRepo] = []
+
+    def make(url: Path | str = gitops_remote, **options: object) -> GitPythonRepo:
+        options.setdefault("head_ttl", 0.0)
+        repo = GitPythonRepo(str(url), "main", tmp_path / "clones", **options)  # type: ignore[arg-type]
+        opened.append(repo)
+        repo.open()
+        return repo
+
+    yield make
+    for repo in opened:
+        repo.close()
 
 
 def free_port() -> int:

@@ -3,34 +3,19 @@ writes, a size check before hashing, a cheap pack for a local remote) commit the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import git as gitpython
 import pytest
 
-from stageflow.adapters.git_repo import GitPythonRepo, _text, _Workspace
+from stageflow.adapters.git_repo import _text, _Workspace
 from stageflow.services.ports import Change, Workspace
 from tests.builders import changed_files, read_remote, remote_head
 from tests.conftest import git
 
 TRAILERS = {"Stageflow-Change": "c0ffee00-0000-4000-8000-000000000002", "Stageflow-Actor": "bob"}
 BIG = "notes/big.json"
-
-
-@pytest.fixture
-def open_repo(tmp_path: Path, gitops_remote: Path) -> Iterator[Callable[..., GitPythonRepo]]:
-    opened: list[GitPythonRepo] = []
-
-    def make(url: Path | str = gitops_remote) -> GitPythonRepo:
-        repo = GitPythonRepo(str(url), "main", tmp_path / "clones", head_ttl=0.0)
-        opened.append(repo)
-        repo.open()
-        return repo
-
-    yield make
-    for repo in opened:
-        repo.close()
 
 
 def big_text(fill: str, lines: int = 20_000) -> str:

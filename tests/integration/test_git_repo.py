@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +28,6 @@ from tests.conftest import SEED, git
 
 TRAILERS = {"Stageflow-Change": "c0ffee00-0000-4000-8000-000000000001", "Stageflow-Actor": "alice"}
 NOTES = "notes/stageflow.txt"
-
-
-@pytest.fixture
-def open_repo(tmp_path: Path, gitops_remote: Path) -> Iterator[Callable[..., GitPythonRepo]]:
-    """Open GitPythonRepo instances on the remote (all closed at the end of the test)."""
-    opened: list[GitPythonRepo] = []
-
-    def make(url: Path | str = gitops_remote, **options: object) -> GitPythonRepo:
-        options.setdefault("head_ttl", 0.0)
-        repo = GitPythonRepo(str(url), "main", tmp_path / "clones", **options)  # type: ignore[arg-type]
-        opened.append(repo)
-        repo.open()
-        return repo
-
-    yield make
-    for repo in opened:
-        repo.close()
 
 
 def write(path: str, text: str, message: str = "write a file") -> Callable[[Workspace], Change]:

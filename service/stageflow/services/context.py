@@ -55,12 +55,6 @@ class ParseCache:
             item = self._items.get(key)
         return None if item is None else item[0]
 
-    def weight_of(self, key: Any) -> int:
-        """Return the weight an entry was stored with (0 when it is not held)."""
-        with self._lock:
-            item = self._items.get(key)
-        return 0 if item is None else item[1]
-
     def put(self, key: Any, value: Any, weight: int = SMALL_ENTRY) -> None:
         with self._lock:
             self._store(key, value, weight)
