@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import secrets
 import time
 from typing import Any
 
 from flask import Flask, g, request
 from flask_smorest import Api
-from prometheus_client import Counter, Histogram
 from werkzeug.routing import IntegerConverter
 
 from stageflow.api import (
@@ -25,19 +21,11 @@ from stageflow.api import (
     reads,
     webhooks,
 )
+from stageflow.api.fastpath import FastReads
+from stageflow.api.telemetry import LATENCY, REQUESTS, request_id
 
 log = logging.getLogger("stageflow.http")
 OFREP_PREFIX = "/ofrep/"
-
-REQUESTS = Counter(
-    "stageflow_http_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"]
-)
-LATENCY = Histogram(
-    "stageflow_http_request_seconds",
-    "Time to answer an HTTP request.",
-    ["method", "endpoint"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
 
 
 class DatabaseId(IntegerConverter):
@@ -53,27 +41,6 @@ class StageflowApi(Api):
 
     def _register_error_handlers(self) -> None:
         errors.register(self._app)
-
-
-_request_ids = itertools.count(1)
-_request_prefix = secrets.token_hex(6)
-
-
-def _new_request_prefix() -> None:
-    global _request_prefix
-    _request_prefix = secrets.token_hex(6)
-
-
-os.register_at_fork(after_in_child=_new_request_prefix)  # each gunicorn worker has its own
-
-
-def _request_id() -> str:
-    """Return an id unique across processes and restarts: a random prefix per process + a count.
-
-    Not a UUID per request: reading the kernel's random source releases the GIL, and under load
-    the thread then waits its turn to get it back — reads paid for that in their p99.
-    """
-    return f"{_request_prefix}-{next(_request_ids):x}"
 
 
 def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = None) -> Flask:
@@ -117,7 +84,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id") or _request_id()
+        g.request_id = request.headers.get("X-Request-Id") or request_id()
         auth.authenticate_request()
 
     @app.after_request
@@ -153,4 +120,6 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
             )
         return response
 
+    # The hot reads skip Flask's dispatch when they will succeed (see fastpath.py).
+    app.wsgi_app = FastReads(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

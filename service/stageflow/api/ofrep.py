@@ -213,10 +213,18 @@ def _rate_limit() -> ResponseReturnValue | None:
     return response
 
 
+# Every answer's CORS headers, and the bulk answer's cache policy (the fast path sends them too).
+CORS_HEADERS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Expose-Headers", "ETag, Retry-After"),
+)
+BULK_CACHE_CONTROL = "private, no-cache"
+
+
 @blp.after_request
 def _cors(response: Response) -> Response:
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After"
+    for name, value in CORS_HEADERS:
+        response.headers[name] = value
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = (
@@ -303,5 +311,5 @@ def evaluate_flags() -> ResponseReturnValue:
     else:
         response = current_app.response_class(answer.body, mimetype="application/json")
     response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Cache-Control"] = BULK_CACHE_CONTROL
     return response

@@ -49,9 +49,7 @@ class AppByName(MethodView):
         # AppStateSchema documents the answer; the view already builds exactly that shape, and
         # a marshmallow dump of hundreds of flag cells would cost a third of the request. A
         # Response passes through flask-smorest unchanged.
-        sf = current_stageflow()
-        tag, view = state.app_view(sf, app)
-        return _cached_json(sf, ("app-state-json", tag, app), tag, view)
+        return _conditional(*app_state_answer(current_stageflow(), current_app.json.dumps, app))
 
 
 @blp.route("/apps/<app>/flags")
@@ -62,9 +60,7 @@ class FlagMatrix(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str):  # type: ignore[no-untyped-def]
         """Show every flag of an app across the stages (null where a stage lacks it)."""
-        sf = current_stageflow()
-        revision, matrix = state.flag_matrix(sf, app)
-        return _cached_json(sf, ("matrix-json", revision, app), revision, matrix)
+        return _conditional(*matrix_answer(current_stageflow(), current_app.json.dumps, app))
 
 
 @blp.route("/apps/<app>/stages/<stage>/flags")
@@ -75,22 +71,52 @@ class StageFlagsDocument(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str, stage: str):  # type: ignore[no-untyped-def]
         """Return the stage's flagd document byte for byte as committed."""
-        revision, text = state.stage_flags_document(current_stageflow(), app, stage)
-        return _conditional(f'"{revision}"', lambda: text)
+        return _conditional(*document_answer(current_stageflow(), app, stage))
 
 
-def _conditional(etag: str, body: Callable[[], str | bytes]) -> Response:
+# -- the answers, shared with the fast path (fastpath.py) ----------------------------------------
+
+Body = Callable[[], bytes]
+
+
+def app_state_answer(sf: Stageflow, dumps: Callable[[Any], str], app: str) -> tuple[str, Body]:
+    """Return the ETag of an app's state and a maker of its JSON body (made once per tag)."""
+    tag, view = state.app_view(sf, app)
+    return _cached_json(sf, ("app-state-json", tag, app), tag, view, dumps)
+
+
+def matrix_answer(sf: Stageflow, dumps: Callable[[Any], str], app: str) -> tuple[str, Body]:
+    """Return the ETag (the revision) of an app's flag matrix and a maker of its JSON body."""
+    revision, matrix = state.flag_matrix(sf, app)
+    return _cached_json(sf, ("matrix-json", revision, app), revision, matrix, dumps)
+
+
+def document_answer(sf: Stageflow, app: str, stage: str) -> tuple[str, Body]:
+    """Return the ETag (the revision) of a stage's flagd document and a maker of its bytes."""
+    revision, text = state.stage_flags_document(sf, app, stage)
+
+    def encode() -> tuple[bytes, int]:
+        data = text.encode("utf-8")
+        return data, len(data)
+
+    key = ("flags-bytes", revision, app, stage)
+    return f'"{revision}"', lambda: sf.cache.get_weighed(key, encode)
+
+
+def _cached_json(
+    sf: Stageflow, key: tuple[str, ...], tag: str, view: Any, dumps: Callable[[Any], str]
+) -> tuple[str, Body]:
+    """Serialize a view that ``tag`` versions once per tag (``key``) in this process."""
+
+    def serialize() -> tuple[bytes, int]:
+        data = dumps(view).encode("utf-8")
+        return data, len(data)
+
+    return f'"{tag}"', lambda: sf.cache.get_weighed(key, serialize)
+
+
+def _conditional(etag: str, body: Body) -> Response:
     """Answer 304 when If-None-Match names ``etag``, else 200 with ``body()``; ETag either way."""
     if request.if_none_match.contains_weak(etag.strip('"')):  # as the OFREP bulk answer does
         return Response(status=304, headers={"ETag": etag})
     return Response(body(), mimetype="application/json", headers={"ETag": etag})
-
-
-def _cached_json(sf: Stageflow, key: tuple[str, ...], tag: str, view: Any) -> Response:
-    """Answer a view that ``tag`` versions, serialized once per tag (``key``) in this process."""
-
-    def serialize() -> tuple[bytes, int]:
-        data = current_app.json.dumps(view).encode("utf-8")
-        return data, len(data)
-
-    return _conditional(f'"{tag}"', lambda: sf.cache.get_weighed(key, serialize))
