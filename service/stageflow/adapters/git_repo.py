@@ -7,7 +7,8 @@ remote head this clone knows, committed and pushed; when the push is rejected be
 pushed first, the clone fetches and the *operation* runs again on the new head (never a stale
 diff), up to a bound. Any failure resets the clone to where it was, so nothing half-written stays.
 The processes of one host (gunicorn workers on one data dir) take turns writing, through an
-``flock`` on ``<clones>/write.lock``, instead of racing each other for the push.
+``flock`` on ``<clones>/write.lock``, instead of racing each other for the push. Within a process,
+writes that wait for their turn are grouped: one push carries a commit for each of them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import git
@@ -43,6 +44,11 @@ _MISSING: Any = object()
 PUSH_SECONDS = Histogram("stageflow_git_push_seconds", "Time one `git push` took.", ["outcome"])
 WRITE_SECONDS = Histogram(
     "stageflow_git_write_seconds", "Time a whole write (apply, render, commit, push) took."
+)
+COMMITS_PER_PUSH = Histogram(
+    "stageflow_git_commits_per_push",
+    "Commits one push carried (writes that waited for their turn are pushed together).",
+    buckets=(1, 2, 4, 8, 16, 32),
 )
 
 _GIT_ENV = {
@@ -265,6 +271,38 @@ class _Workspace:
         return self._path(path)
 
 
+# How many waiting writes one push takes at most (see `GitPythonRepo.change`).
+_MAX_BATCH = 32
+
+
+class _Write(Generic[T]):
+    """One caller's write waiting in the queue, and what became of it."""
+
+    __slots__ = ("actor", "done", "operation", "result", "trailers")
+
+    def __init__(
+        self,
+        operation: Callable[[_Workspace], Change[T]],
+        actor: str,
+        trailers: Mapping[str, str],
+    ) -> None:
+        self.operation = operation
+        self.actor = actor
+        self.trailers = trailers
+        self.done = False
+        self.result: Committed[T] | BaseException | None = None
+
+    def settle(self, outcome: Committed[T] | BaseException) -> None:
+        self.result, self.done = outcome, True
+
+    def outcome(self) -> Committed[T]:
+        result = self.result
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+
 class GitPythonRepo:
     """The `GitRepo` port over a GitPython working clone of the GitOps remote."""
 
@@ -292,6 +330,8 @@ class GitPythonRepo:
         # request at a time); it is only ever held for one lookup, never across a subprocess.
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Write[Any]] = []  # writes waiting for the write lock, oldest first
         # Held by every command that moves refs/remotes/origin/<branch> (fetch, push): two of
         # them at once would fail on the ref's lock file.
         self._fetch_lock = threading.Lock()
@@ -727,58 +767,124 @@ class GitPythonRepo:
         actor: str,
         trailers: Mapping[str, str],
     ) -> Committed[T]:
-        """Apply ``operation`` on the remote head and push it as one commit."""
+        """Apply ``operation`` on the remote head and push it as one commit.
+
+        Writes of this process that arrive while another is being written are *grouped*: the
+        thread that next takes the write lock applies every waiting operation in turn, each as
+        its own commit on top of the previous one, and pushes them all at once. Each caller gets
+        its own commit (or its own error) only once the push has landed. Under concurrent writers
+        this shares the push, the dearest part of a write, and keeps one commit per change.
+        """
         started = time.perf_counter()
+        write = _Write(operation, actor, trailers)
+        with self._queue_lock:
+            self._queue.append(write)
         # Only the write locks are held for the whole write: reads (which take `_lock` for one
-        # object lookup at a time) go on while the operation renders and pushes.
-        with self._write_lock, self._host_write_lock() as waited:
-            base = self._fresh_base(self._tracking(), waited=waited)
-            conflicts: list[str] = []
-            for attempt in range(1, self.push_attempts + 1):
-                self._reset(base)
-                workspace = _Workspace(Path(self.repo.working_tree_dir or "."), base)
+        # object lookup at a time) go on while the operations render and push.
+        with self._write_lock:
+            while not write.done:  # an earlier leader may have written it meanwhile
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
                 try:
-                    change = operation(workspace)
-                    sha = self._commit(workspace, change, actor, trailers)
-                    pushed, why = (False, "") if sha is None else self._push(sha, base)
-                except StageflowError as exc:
-                    self._restore(base)
-                    # Writes start optimistically from the last head this clone knows. A refusal
-                    # (unknown flag, nothing to change, policy) decided on a stale base would be
-                    # a wrong answer: decide again on the remote's head.
-                    if isinstance(exc, Unavailable) or not self._behind(base):
+                    with self._host_write_lock() as waited:
+                        self._write_batch(batch, waited)
+                except BaseException as exc:
+                    for other in batch:  # e.g. the push failed: each write of the batch did
+                        if not other.done:
+                            other.settle(exc)
+                    if not isinstance(exc, Exception):
                         raise
-                    base = self._tracking()
-                    continue
-                except BaseException:
-                    self._restore(base)
-                    raise
-                if sha is None:
-                    # Nothing to change on this base; make sure it is the remote's head, or a
-                    # toggle another process made meanwhile would be silently undone ("lost").
-                    if not self._behind(base):
-                        return Committed(revision=base, result=change.result, committed=False)
-                    base = self._tracking()
-                    continue
-                if pushed:
-                    self._head, self._head_at = sha, time.monotonic()
-                    WRITE_SECONDS.observe(time.perf_counter() - started)
-                    return Committed(revision=sha, result=change.result, committed=True)
-                self._clean_at = None  # our unpushed commit is in the tree; go back on retry
-                conflicts.append(why)
-                log.info("push rejected (attempt %d), re-applying on the new head", attempt)
-                try:
-                    self._fetch()
-                except BaseException:
-                    self._restore(base)
-                    raise
+        committed = write.outcome()
+        WRITE_SECONDS.observe(time.perf_counter() - started)
+        return committed
+
+    def _write_batch(self, batch: list[_Write[Any]], waited: bool) -> None:
+        """Apply, commit and push ``batch`` (in order); settle every write of it."""
+        base = self._fresh_base(self._tracking(), waited=waited)
+        conflicts: list[str] = []
+        for attempt in range(1, self.push_attempts + 1):
+            applied = self._apply_batch(batch, base)
+            if applied is None:  # a refusal decided on a stale base: again, on the new head
                 base = self._tracking()
-            self._restore(base)
-            raise WriteConflict(
-                f"the remote kept changing: {self.push_attempts} pushes in a row were rejected "
-                "because others pushed first; nothing was committed — try again",
-                details={"attempts": self.push_attempts, "rejections": conflicts[-3:]},
-            )
+                continue
+            head, settled = applied
+            if head == base:  # nothing to push: every write failed or changed nothing
+                for write, outcome in settled:
+                    write.settle(outcome)
+                return
+            try:
+                pushed, why = self._push(head, base)
+            except BaseException:
+                self._restore(base)
+                raise
+            if pushed:
+                self._head, self._head_at = head, time.monotonic()
+                commits = 0
+                for write, outcome in settled:
+                    write.settle(outcome)
+                    commits += isinstance(outcome, Committed) and outcome.committed
+                COMMITS_PER_PUSH.observe(commits)
+                return
+            self._clean_at = None  # our unpushed commits are in the tree; go back on retry
+            conflicts.append(why)
+            log.info("push rejected (attempt %d), re-applying on the new head", attempt)
+            try:
+                self._fetch()
+            except BaseException:
+                self._restore(base)
+                raise
+            base = self._tracking()
+        self._restore(base)
+        raise WriteConflict(
+            f"the remote kept changing: {self.push_attempts} pushes in a row were rejected "
+            "because others pushed first; nothing was committed — try again",
+            details={"attempts": self.push_attempts, "rejections": conflicts[-3:]},
+        )
+
+    def _apply_batch(
+        self, batch: list[_Write[Any]], base: str
+    ) -> tuple[str, list[tuple[_Write[Any], Any]]] | None:
+        """Commit each write's operation on top of the last; return the head and the outcomes.
+
+        A write whose operation fails leaves no trace (the tree goes back to the commit before
+        it) and the next one goes on. None when a refusal may be due to a stale ``base``.
+        """
+        head = base
+        settled: list[tuple[_Write[Any], Any]] = []
+        for write in batch:
+            self._reset(head)
+            workspace = _Workspace(Path(self.repo.working_tree_dir or "."), head)
+            try:
+                change = write.operation(workspace)
+                sha = self._commit(workspace, change, write.actor, write.trailers)
+            except StageflowError as exc:
+                self._restore(head)
+                # Writes start optimistically from the last head this clone knows. A refusal
+                # (unknown flag, nothing to change, policy) decided on a stale base would be
+                # a wrong answer: decide again on the remote's head.
+                if isinstance(exc, Unavailable) or not self._behind(base):
+                    settled.append((write, exc))
+                    continue
+                return None
+            except Exception as exc:
+                self._restore(head)
+                settled.append((write, exc))
+                continue
+            except BaseException:
+                self._restore(base)
+                raise
+            if sha is None:
+                # Nothing to change on this head; make sure the remote has not moved, or a
+                # toggle another process made meanwhile would be silently undone ("lost").
+                if head == base and self._behind(base):
+                    return None
+                settled.append(
+                    (write, Committed(revision=head, result=change.result, committed=False))
+                )
+                continue
+            head = sha
+            settled.append((write, Committed(revision=sha, result=change.result, committed=True)))
+        return head, settled
 
     @contextlib.contextmanager
     def _host_write_lock(self) -> Iterator[bool]:
