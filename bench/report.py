@@ -42,6 +42,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "vs floor",
         "base median",
         "vs base",
+        "git alone vs base",
         "target",
         "verdict",
     ),

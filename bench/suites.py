@@ -464,6 +464,9 @@ def _scale_rows(
             floor = Floor(server.remote, root / f"{name}-floor")
             say(f"scale: {cfg.scale_reps} toggles there, each followed by one on the base repo")
             series, reference = writes.paired_toggles(base, server, floor, reps=cfg.scale_reps)
+            say("scale: git alone there and on the base repo (commit + push, in turn)")
+            base_floor = Floor(base.remote, root / f"{name}-base-floor")
+            git_mine, git_base = writes.paired_commit_pushes(floor, base_floor, reps=cfg.scale_reps)
             server.ensure_alive(f"the toggles on {label}")
             base.ensure_alive(f"the toggles on {label}")
             helpers = helpers_rss_mib(server)
@@ -482,7 +485,11 @@ def _scale_rows(
         vs_base = ours / base_ms if ours and base_ms else None
         row.cells["base median"] = ms(base_ms)
         row.cells["vs base"] = times(vs_base)
+        # What the same change costs git itself here vs on the base repo: the physical ratio.
+        git_ratio = summary_ms(git_mine)["median"] / summary_ms(git_base)["median"]
+        row.cells["git alone vs base"] = times(git_ratio)
         row.values["vs_base"] = vs_base
+        row.values["git_commit_push_s"] = {"here": git_mine, "base": git_base, "ratio": git_ratio}
         row.values["base"] = reference.to_json()
         row.values["repo"] = server.built
         row.ok = vs_base is not None and vs_base <= 1.3 and not series.rejected

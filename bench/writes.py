@@ -136,6 +136,25 @@ def paired_toggles(
     return series, reference
 
 
+def paired_commit_pushes(
+    floor: Floor, base_floor: Floor, *, reps: int, warmup: int = 2
+) -> tuple[list[float], list[float]]:
+    """Git alone, in turn on the two repositories: flip one flag line, `git commit` + `git push`.
+
+    What the size of a stage's flags.json costs git itself, whatever calls it.
+    """
+    key = flag_key(5)
+    mine: list[float] = []
+    theirs: list[float] = []
+    for i in range(warmup + reps):
+        for target, out in ((floor, mine), (base_floor, theirs)):
+            target.flip_flag(FIRST, key)
+            took = target.commit_push(f"floor: flip {key}")
+            if i >= warmup:
+                out.append(took)
+    return mine, theirs
+
+
 def image_sets(server: StageflowServer, floor: Floor, *, reps: int, warmup: int = 2) -> Series:
     """PUT a new tag of the app's image into the first stage ``reps`` times."""
     client = server.admin()

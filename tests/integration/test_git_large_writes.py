@@ -88,10 +88,31 @@ def test_a_push_to_a_local_remote_lands_the_same_objects(open_repo, gitops_remot
     assert clone_tree == remote_tree
     blob = git("--git-dir", str(gitops_remote), "rev-parse", f"{done.revision}:{BIG}").strip()
     assert git("--git-dir", str(gitops_remote), "cat-file", "-t", blob).strip() == "blob"
-    # the remote's own settings are untouched: the pack options are for the push command only
-    for key in ("pack.window", "pack.compression"):
-        probe = gitpython.Git().execute(
-            ["git", "--git-dir", str(gitops_remote), "config", "--get", key],
-            with_exceptions=False,
-        )
-        assert probe == ""
+    # the remote's and the clone's own settings are untouched: the pack and big-file options
+    # are for the commit and push commands only
+    for key in ("pack.window", "pack.compression", "core.bigFileThreshold"):
+        for where in (["--git-dir", str(gitops_remote)], ["-C", str(repo.workdir)]):
+            probe = gitpython.Git().execute(
+                ["git", *where, "config", "--get", key], with_exceptions=False
+            )
+            assert probe == ""
+    assert git("--git-dir", str(gitops_remote), "fsck", "--strict", "--no-progress") == ""
+
+
+def test_an_operation_knows_the_blob_of_each_file_it_has_not_written(
+    open_repo, gitops_remote: Path
+) -> None:
+    repo = open_repo()
+    first = repo.change(writing(BIG, big_text("a")), actor="bob", trailers=TRAILERS)
+    seen: dict[str, str | None] = {}
+
+    def operation(ws: Workspace) -> Change[None]:
+        seen["before"] = ws.unwritten_blob(BIG)
+        seen["missing"] = ws.unwritten_blob("notes/none.json")
+        ws.write(BIG, big_text("b"))
+        seen["after"] = ws.unwritten_blob(BIG)
+        return Change("write b", None)
+
+    assert repo.change(operation, actor="bob", trailers=TRAILERS).committed
+    committed = git("--git-dir", str(gitops_remote), "rev-parse", f"{first.revision}:{BIG}")
+    assert seen == {"before": committed.strip(), "missing": None, "after": None}

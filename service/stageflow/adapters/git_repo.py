@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -68,6 +69,11 @@ _GIT_ENV = {
 # 5,000-flag stage takes ~5 ms less. The remote stores the same objects either way:
 # `receive-pack` unpacks a push of a few objects into loose objects of its own compression.
 _LOCAL_PUSH_OPTIONS = ("-c", "pack.window=0", "-c", "pack.compression=1")
+# A commit stores a file from this size on (a 5,000-flag flags.json) straight into a pack of its
+# own, deflated once at level 1, instead of as a loose object: the push then sends that packed
+# data as it is instead of inflating and deflating it again (~2.5 ms less on 1 MB). Given to the
+# commit and the push only: in the clone's config it would make `git diff` call such files binary.
+_BIG_FILE_OPTIONS = ("-c", "core.bigFileThreshold=256k", "-c", "pack.compression=1")
 # Files from this size on are compared with their base blob by size first (`_other_size`).
 _SIZE_CHECK_FROM = 64 * 1024
 
@@ -220,6 +226,7 @@ class _Workspace:
     root: Path
     revision: str
     written: set[str] = field(default_factory=set)
+    blob_of: Callable[[str], str | None] | None = None  # a path's blob id at ``revision``
 
     def _path(self, rel: str) -> Path:
         path = (self.root / rel).resolve()
@@ -232,6 +239,12 @@ class _Workspace:
             return _text(self._path(path).read_bytes())
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    def unwritten_blob(self, path: str) -> str | None:
+        # The clone is reset to `revision` before the operation: an unwritten file is the blob.
+        if self.blob_of is None or path in self.written:
+            return None
+        return self.blob_of(path)
 
     def write(self, path: str, text: str) -> None:
         target = self._path(path)
@@ -853,7 +866,11 @@ class GitPythonRepo:
         settled: list[tuple[_Write[Any], Any]] = []
         for write in batch:
             self._reset(head)
-            workspace = _Workspace(Path(self.repo.working_tree_dir or "."), head)
+            workspace = _Workspace(
+                Path(self.repo.working_tree_dir or "."),
+                head,
+                blob_of=functools.partial(self.blob_id, head),
+            )
             try:
                 change = write.operation(workspace)
                 sha = self._commit(workspace, change, write.actor, write.trailers)
@@ -1039,6 +1056,7 @@ class GitPythonRepo:
             # file twice (1 MB of flags.json: ~2 ms more).
             [
                 "git",
+                *_BIG_FILE_OPTIONS,
                 "commit",
                 "-q",
                 "--no-verify",
@@ -1088,6 +1106,7 @@ class GitPythonRepo:
                 self.repo.git.execute(
                     [
                         self.repo.git.GIT_PYTHON_GIT_EXECUTABLE or "git",
+                        *_BIG_FILE_OPTIONS,
                         *(_LOCAL_PUSH_OPTIONS if self._local else ()),
                         "push",
                         "--porcelain",

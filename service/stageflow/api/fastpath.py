@@ -71,7 +71,7 @@ class FastReads:
         self.app = app
         self.wsgi_app = wsgi_app
         self.enabled = True
-        self.served = 0  # answers given here (tests and the benchmark read it)
+        self.served = 0  # answers given here (for tests; not exact under concurrent requests)
         self._max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 1024 * 1024)
         self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

@@ -45,6 +45,13 @@ class Workspace(Protocol):
 
     def read(self, path: str) -> str | None: ...
 
+    def unwritten_blob(self, path: str) -> str | None:
+        """The blob id of ``path`` at ``revision`` while the operation has not written it.
+
+        None once it has, or when the revision has no such file: then ``read`` it.
+        """
+        ...
+
     def write(self, path: str, text: str) -> None: ...
 
     def delete(self, path: str) -> None: ...

@@ -146,7 +146,11 @@ def pipeline_in(sf: Stageflow, workspace: Workspace) -> Pipeline:
 
 def flags_in(sf: Stageflow, workspace: Workspace, app: App, stage: str) -> FlagDocument:
     """The flag document of a stage as the working tree of a write has it."""
-    text = workspace.read(flags_path(app, stage))
+    path = flags_path(app, stage)
+    blob = workspace.unwritten_blob(path)
+    if blob is not None:  # as committed: parsed (or held) by blob id, without reading or hashing
+        return parsed(sf, ("flags", blob), lambda: sf.repo.read_blob(blob), _parse_flags)
+    text = workspace.read(path)
     if text is None:
         return empty_flag_document(app.name)
     data = text.encode("utf-8")
