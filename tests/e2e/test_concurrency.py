@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from stageflow import bootstrap
 from stageflow.api import create_app
@@ -193,3 +194,47 @@ def test_a_stale_clone_never_answers_from_its_old_state(processes, gitops_remote
     flags = json.loads(read_remote(gitops_remote, "main", DEV_FLAGS))["flags"]
     assert flags["new_ui"]["defaultVariant"] == "on"
     assert flags["fresh_flag"]["defaultVariant"] == "on"
+
+
+def test_concurrent_writers_of_one_process_each_get_their_own_commit(client, gitops_remote: Path):
+    # Writes that wait for the write lock are pushed together (grouped); each toggle must
+    # still be its own commit, hold its own value and be audited once.
+    keys = [f"grouped_{n}" for n in range(8)]
+    for key in keys:
+        created = client.post("/api/v1/apps/demo/flags", json={"key": key})
+        assert created.status_code == 201, created.get_json()
+    base = remote_head(gitops_remote)
+    carried = REGISTRY.get_sample_value("stageflow_git_commits_per_push_sum") or 0
+    answers: dict[str, list[tuple[bool, int, dict]]] = {key: [] for key in keys}
+    start = threading.Barrier(len(keys))
+
+    def toggler(key: str) -> None:
+        start.wait(timeout=30)
+        for i in range(4):
+            enabled = i % 2 == 0  # new flags start OFF: on, off, on, off
+            response = client.patch(
+                f"/api/v1/apps/demo/stages/development/flags/{key}", json={"enabled": enabled}
+            )
+            answers[key].append((enabled, response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=toggler, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+
+    history = remote_log(gitops_remote, 100)
+    mine = []
+    for key, results in answers.items():
+        assert [status for _, status, _ in results] == [200] * 4, results
+        for enabled, _, body in results:
+            committed = json.loads(read_remote(gitops_remote, body["revision"], DEV_FLAGS))
+            assert committed["flags"][key]["defaultVariant"] == ("on" if enabled else "off")
+            assert f"flag {key} " in commit_message(gitops_remote, body["revision"])
+            mine.append(body["revision"])
+    assert len(set(mine)) == 32
+    assert sorted(history[: history.index(base)]) == sorted(mine)
+    audit = client.get("/api/v1/audit?limit=1000").get_json()["items"]
+    assert sorted(e["revision"] for e in audit if e["action"] == "flag.update") == sorted(mine)
+    assert REGISTRY.get_sample_value("stageflow_git_commits_per_push_sum") == carried + 32
