@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import logging
 import os
@@ -226,7 +225,7 @@ class _Workspace:
     root: Path
     revision: str
     written: set[str] = field(default_factory=set)
-    blob_of: Callable[[str], str | None] | None = None  # a path's blob id at ``revision``
+    blob_of: Callable[[str, str], str | None] | None = None  # (revision, path) -> blob id
 
     def _path(self, rel: str) -> Path:
         path = (self.root / rel).resolve()
@@ -244,7 +243,7 @@ class _Workspace:
         # The clone is reset to `revision` before the operation: an unwritten file is the blob.
         if self.blob_of is None or path in self.written:
             return None
-        return self.blob_of(path)
+        return self.blob_of(self.revision, path)
 
     def write(self, path: str, text: str) -> None:
         target = self._path(path)
@@ -291,7 +290,7 @@ _MAX_BATCH = 32
 class _Write(Generic[T]):
     """One caller's write waiting in the queue, and what became of it."""
 
-    __slots__ = ("actor", "done", "operation", "result", "trailers")
+    __slots__ = ("actor", "operation", "result", "trailers")
 
     def __init__(
         self,
@@ -302,11 +301,14 @@ class _Write(Generic[T]):
         self.operation = operation
         self.actor = actor
         self.trailers = trailers
-        self.done = False
-        self.result: Committed[T] | BaseException | None = None
+        self.result: Committed[T] | BaseException | None = None  # None while it waits
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
 
     def settle(self, outcome: Committed[T] | BaseException) -> None:
-        self.result, self.done = outcome, True
+        self.result = outcome
 
     def outcome(self) -> Committed[T]:
         result = self.result
@@ -821,22 +823,19 @@ class GitPythonRepo:
                 base = self._tracking()
                 continue
             head, settled = applied
-            if head == base:  # nothing to push: every write failed or changed nothing
-                for write, outcome in settled:
-                    write.settle(outcome)
-                return
-            try:
-                pushed, why = self._push(head, base)
+            try:  # nothing to push when every write failed or changed nothing
+                pushed, why = (True, "") if head == base else self._push(head, base)
             except BaseException:
                 self._restore(base)
                 raise
             if pushed:
-                self._head, self._head_at = head, time.monotonic()
-                commits = 0
+                if head != base:
+                    self._head, self._head_at = head, time.monotonic()
+                    COMMITS_PER_PUSH.observe(
+                        sum(isinstance(done, Committed) and done.committed for _, done in settled)
+                    )
                 for write, outcome in settled:
                     write.settle(outcome)
-                    commits += isinstance(outcome, Committed) and outcome.committed
-                COMMITS_PER_PUSH.observe(commits)
                 return
             self._clean_at = None  # our unpushed commits are in the tree; go back on retry
             conflicts.append(why)
@@ -867,9 +866,7 @@ class GitPythonRepo:
         for write in batch:
             self._reset(head)
             workspace = _Workspace(
-                Path(self.repo.working_tree_dir or "."),
-                head,
-                blob_of=functools.partial(self.blob_id, head),
+                Path(self.repo.working_tree_dir or "."), head, blob_of=self.blob_id
             )
             try:
                 change = write.operation(workspace)

@@ -47,7 +47,10 @@ def current_actor() -> Actor:
 
     The id is made on first use: only writes ask for it, and reads should not pay for a UUID.
     """
-    change_id = request.environ.setdefault("stageflow.change_id", str(uuid.uuid4()))
+    environ = request.environ
+    change_id = environ.get("stageflow.change_id") or environ.setdefault(
+        "stageflow.change_id", str(uuid.uuid4())
+    )
     return Actor(current_token().owner, change_id)
 
 

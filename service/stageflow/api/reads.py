@@ -93,14 +93,8 @@ def matrix_answer(sf: Stageflow, dumps: Callable[[Any], str], app: str) -> tuple
 
 def document_answer(sf: Stageflow, app: str, stage: str) -> tuple[str, Body]:
     """Return the ETag (the revision) of a stage's flagd document and a maker of its bytes."""
-    revision, text = state.stage_flags_document(sf, app, stage)
-
-    def encode() -> tuple[bytes, int]:
-        data = text.encode("utf-8")
-        return data, len(data)
-
-    key = ("flags-bytes", revision, app, stage)
-    return f'"{revision}"', lambda: sf.cache.get_weighed(key, encode)
+    revision, data = state.stage_flags_document(sf, app, stage)
+    return f'"{revision}"', lambda: data
 
 
 def _cached_json(

@@ -72,8 +72,10 @@ class Snapshot:
             return empty_flag_document(app.name)
         return parsed(self.sf, ("flags", blob), lambda: self.sf.repo.read_blob(blob), _parse_flags)
 
-    def flags_text(self, app: App, stage: str) -> str | None:
-        return self.sf.repo.read(self.revision, flags_path(app, stage))
+    def flags_data(self, app: App, stage: str) -> bytes | None:
+        """The stage's flags.json as committed (the blob's bytes), None when there is none."""
+        blob = self.sf.repo.blob_id(self.revision, flags_path(app, stage))
+        return None if blob is None else self.sf.repo.read_blob(blob)
 
     def images(self, app: App, stage: str) -> list[ImageRef]:
         path = kustomization_path(app, stage)
@@ -350,16 +352,16 @@ def _matrix(snap: Snapshot, app: App) -> dict[str, Any]:
     return matrix
 
 
-def stage_flags_document(sf: Stageflow, app_name: str, stage_name: str) -> tuple[str, str]:
+def stage_flags_document(sf: Stageflow, app_name: str, stage_name: str) -> tuple[str, bytes]:
     """Return the revision and the committed flagd document of one stage, byte for byte."""
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
     snap.pipeline.stage(stage_name)
-    text = snap.flags_text(app, stage_name)
-    if text is None:
+    data = snap.flags_data(app, stage_name)
+    if data is None:
         raise NotFound(
             f"{flags_path(app, stage_name)} does not exist at {snap.revision[:12]}; create a flag "
             f"with POST /api/v1/apps/{app.name}/flags",
             code="flags_not_found",
         )
-    return snap.revision, text
+    return snap.revision, data
