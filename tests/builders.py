@@ -6,6 +6,7 @@ import io
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from stageflow.adapters.kustomize import KubectlKustomize
 from tests.conftest import git
@@ -72,3 +73,41 @@ def third_party_commit(bare: Path, path: str, text: str, message: str = "hand ed
         git("commit", "-q", "-m", message, cwd=work)
         git("push", "-q", "origin", "HEAD:main", cwd=work)
         return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def add_app(bare: Path, name: str, copy_of: str = "demo") -> str:
+    """Push another app to the remote: a copy of ``copy_of`` under its own name, in the pipeline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "w"
+        git("clone", "-q", str(bare), str(work))
+        source, target = work / "apps" / copy_of, work / "apps" / name
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                dest = target / path.relative_to(source)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_text(path.read_text().replace(copy_of, name))
+        pipeline = work / "stageflow.yaml"
+        pipeline.write_text(
+            pipeline.read_text().replace(
+                f"  {copy_of}:\n    path: apps/{copy_of}\n",
+                f"  {copy_of}:\n    path: apps/{copy_of}\n  {name}:\n    path: apps/{name}\n",
+            )
+        )
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", f"add the app {name}", cwd=work)
+        git("push", "-q", "origin", "HEAD:main", cwd=work)
+        return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def make_token(client: Any, owner: str, roles: list[str], **scope: list[str]) -> str:
+    """Create a token over the API (``client`` sends an admin token); return its secret."""
+    body: dict[str, Any] = {"name": owner, "owner": owner, "roles": roles}
+    if scope:
+        body["scope"] = scope
+    created = client.post("/api/v1/tokens", json=body)
+    assert created.status_code == 201, created.get_json()
+    return str(created.get_json()["token"])
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}

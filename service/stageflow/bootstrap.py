@@ -21,6 +21,7 @@ from stageflow.domain.flags import FlagDocument
 from stageflow.logs import configure_logging
 from stageflow.services import tokens
 from stageflow.services.context import Stageflow
+from stageflow.services.evaluation import RateLimiter
 from stageflow.services.ports import Codecs
 
 __all__ = ["Settings", "build", "configure_logging", "prepare"]
@@ -85,6 +86,11 @@ def build(
         uow=lambda: SqlUnitOfWork(session_factory),
         metrics=PrometheusHTTP(settings.prometheus_url),
         closers=[engine.dispose, repo.close],
+        auth_failures=RateLimiter(
+            settings.auth_failures_per_minute / 60, burst=settings.auth_failures_per_minute
+        )
+        if settings.auth_failures_per_minute
+        else None,
     )
     if open_repo:
         repo.open()

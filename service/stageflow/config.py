@@ -112,6 +112,28 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "Requests a second one token may send to `/ofrep/` (bursts of as many), per process; "
         "beyond that 429 with `Retry-After`. 0: no limit.",
     ),
+    (
+        "flux_webhook_apps",
+        "STAGEFLOW_FLUX_WEBHOOK_APPS",
+        "(every app)",
+        "Comma-separated apps whose reports a request signed with the Flux HMAC secret may "
+        "record (a report about another app is 403 `out_of_scope`).",
+    ),
+    (
+        "flux_webhook_stages",
+        "STAGEFLOW_FLUX_WEBHOOK_STAGES",
+        "(every stage)",
+        "Comma-separated stages the Flux HMAC secret may report on, e.g. the stages of the one "
+        "cluster whose notification-controller holds the secret.",
+    ),
+    (
+        "auth_failures_per_minute",
+        "STAGEFLOW_AUTH_FAILURES_PER_MINUTE",
+        "30",
+        "Unknown or inactive tokens one client address may send a minute (bursts of as many), "
+        "per process; beyond that its requests answer 429 with `Retry-After` until the rate "
+        "drops (tokens it already used successfully keep working). 0: no limit.",
+    ),
 )
 
 
@@ -142,6 +164,9 @@ class Settings:
     seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
     max_body_bytes: int = 1024 * 1024
     ofrep_rate_limit: int = 0
+    flux_webhook_apps: tuple[str, ...] = ()
+    flux_webhook_stages: tuple[str, ...] = ()
+    auth_failures_per_minute: int = 30
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir).resolve()
@@ -197,6 +222,7 @@ class Settings:
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
             ("ofrep_rate_limit", "STAGEFLOW_OFREP_RATE_LIMIT", int, 0, 1_000_000),
+            ("auth_failures_per_minute", "STAGEFLOW_AUTH_FAILURES_PER_MINUTE", int, 0, 1_000_000),
         ):
             value = number(name, kind, low, high)
             if value is not None:
@@ -232,6 +258,12 @@ class Settings:
                 f"STAGEFLOW_PROMETHEUS_URL={url!r} is not an http(s) URL; use e.g. "
                 "http://prometheus:9090"
             )
+        for attr, name in (
+            ("flux_webhook_apps", "STAGEFLOW_FLUX_WEBHOOK_APPS"),
+            ("flux_webhook_stages", "STAGEFLOW_FLUX_WEBHOOK_STAGES"),
+        ):
+            if (raw := text(name)) is not None:
+                values[attr] = tuple(part.strip() for part in raw.split(",") if part.strip())
         if (raw := text("STAGEFLOW_DATA_DIR")) is not None:
             values["data_dir"] = Path(raw)
         if (raw := text("STAGEFLOW_SEED_DIR")) is not None:

@@ -537,7 +537,7 @@ def test_answers_come_from_memory_not_from_git_or_the_database(
     headers = _bearer(dev_token)
     warm = anonymous.post(SINGLE, json={"context": {"targetingKey": "u"}}, headers=headers)
     assert warm.status_code == 200
-    monkeypatch.setattr(tokens, "_CACHE_TTL", 3600.0)  # keep the authenticated token cached
+    monkeypatch.setattr(tokens, "CACHE_TTL", 3600.0)  # keep the authenticated token cached
 
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("evaluation read Git or the database")

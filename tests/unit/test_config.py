@@ -37,6 +37,9 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "STAGEFLOW_SEED_DIR": ("/srv/starter", Path("/srv/starter")),
     "STAGEFLOW_MAX_BODY_BYTES": ("2048", 2048),
     "STAGEFLOW_OFREP_RATE_LIMIT": ("50", 50),
+    "STAGEFLOW_FLUX_WEBHOOK_APPS": ("demo, shop", ("demo", "shop")),
+    "STAGEFLOW_FLUX_WEBHOOK_STAGES": ("production", ("production",)),
+    "STAGEFLOW_AUTH_FAILURES_PER_MINUTE": ("5", 5),
 }
 
 

@@ -11,8 +11,8 @@ from flask_smorest import Api
 from werkzeug.routing import IntegerConverter
 
 from stageflow.api import (
+    access,
     admin,
-    auth,
     changes,
     errors,
     ofrep,
@@ -85,7 +85,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     def _start() -> None:
         g.started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-Id") or request_id()
-        auth.authenticate_request()
+        access.authorize_request()
 
     @app.after_request
     def _finish(response):  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from stageflow.api import access
 from stageflow.api.auth import current_stageflow, current_token, requires
 from stageflow.api.schemas import (
     AuditPageSchema,
@@ -32,13 +33,14 @@ def token_view(token: ApiToken, now: Any) -> dict[str, Any]:
         "created_by": token.created_by,
         "expires_at": token.expires_at,
         "revoked_at": token.revoked_at,
+        "last_used_at": token.last_used_at,
         "active": token.active(now),
     }
 
 
 @blp.route("/tokens")
 class Tokens(MethodView):
-    @requires("admin")
+    @requires("admin", touches=access.new_token)
     @blp.arguments(TokenCreateSchema)
     @blp.response(201, TokenCreatedSchema)
     @blp.alt_response(403, response="DEFAULT_ERROR")
@@ -65,12 +67,12 @@ class Tokens(MethodView):
         """List tokens (never their secrets)."""
         sf = current_stageflow()
         now = sf.clock()
-        return [token_view(t, now) for t in tokens.list_tokens(sf)]
+        return [token_view(t, now) for t in tokens.list_tokens(sf, current_token())]
 
 
 @blp.route("/tokens/<token_id>")
 class TokenById(MethodView):
-    @requires("admin")
+    @requires("admin", touches=access.existing_token)
     @blp.response(200, TokenSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def delete(self, token_id: str):  # type: ignore[no-untyped-def]
@@ -95,6 +97,7 @@ class Audit(MethodView):
             actor=query.get("actor"),
             before_id=query.get("before"),
             limit=limit,
+            reader=current_token(),
         )
         items = [e.__dict__ for e in entries]
         return {"items": items, "next": entries[-1].id if len(entries) == limit else None}

@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from stageflow.api import access
 from stageflow.api.auth import current_actor, current_stageflow, requires
 from stageflow.api.idempotency import idempotent
 from stageflow.api.schemas import (
@@ -39,7 +40,7 @@ IDEMPOTENCY_HEADER = {
 
 @blp.route("/apps/<app>/flags")
 class Flags(MethodView):
-    @requires("editor")
+    @requires("editor", touches=access.first_stage)
     @idempotent
     @blp.arguments(FlagCreateSchema)
     @blp.response(201, FlagCreatedSchema)
@@ -64,7 +65,7 @@ class Flags(MethodView):
 
 @blp.route("/apps/<app>/flags/<key>")
 class FlagByKey(MethodView):
-    @requires("editor")
+    @requires("editor", touches=access.stages_with_flag)
     @idempotent
     @blp.arguments(FlagEditSchema)
     @blp.response(200, RevisionSchema)

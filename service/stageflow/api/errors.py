@@ -22,6 +22,7 @@ STATUS: list[tuple[type[domain.StageflowError], int]] = [
     (domain.NotFound, 404),
     (domain.Unauthenticated, 401),
     (domain.Forbidden, 403),
+    (domain.TooManyRequests, 429),
     (domain.PipelineError, 409),  # the repo's stageflow.yaml is broken: a state, not a request
     (domain.Invalid, 422),
     (domain.Conflict, 409),
@@ -150,7 +151,10 @@ def handle_domain_error(exc: domain.StageflowError):  # type: ignore[no-untyped-
     status = status_of(exc)
     if status >= 500:
         log.warning("dependency unavailable: %s", exc.message)
-    return error_response(status, exc.code, exc.message, exc.details)
+    response = error_response(status, exc.code, exc.message, exc.details)
+    if isinstance(exc, domain.TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def handle_unexpected(exc: BaseException):  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.http import parse_etags
 
-from stageflow.api import ofrep, reads
+from stageflow.api import access, ofrep, reads
 from stageflow.api.telemetry import LATENCY, REQUESTS, request_id
 from stageflow.domain.evaluation import read_request
 from stageflow.domain.identity import ApiToken
@@ -48,6 +48,9 @@ _ROUTES = (
     ("GET", re.compile(r"/api/v1/apps/([^/]+)/stages/([^/]+)/flags"), DOCUMENT),
     ("POST", re.compile(re.escape(BULK)), BULK),
 )
+_ROUTES_BY_RULE: dict[str, list[tuple[str, re.Pattern[str], str]]] = {}
+for _route_entry in _ROUTES:
+    _ROUTES_BY_RULE.setdefault(_route_entry[2], []).append(_route_entry)
 _STATUS = {200: "200 OK", 304: "304 NOT MODIFIED"}
 _BULK_HEADERS: Headers = [*ofrep.CORS_HEADERS, ("Cache-Control", ofrep.BULK_CACHE_CONTROL)]
 
@@ -74,6 +77,15 @@ class FastReads:
         self.served = 0  # answers given here (for tests; not exact under concurrent requests)
         self._max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 1024 * 1024)
         self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # The role each route needs, read off the marks of the Flask views it stands for (the
+        # one rule, access.py), never copied here.
+        self._roles: dict[str, str] = {}
+        for url_rule in app.url_map.iter_rules():
+            for method, _, rule in _ROUTES_BY_RULE.get(url_rule.rule, ()):
+                if method in (url_rule.methods or ()):
+                    found = access.access_of(app.view_functions[url_rule.endpoint], method)
+                    if found is not None:
+                        self._roles[rule] = found.role
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if self.enabled:
@@ -90,16 +102,22 @@ class FastReads:
         if scheme.lower() != "bearer" or not secret.strip():
             return None
         sf: Stageflow = self.app.extensions["stageflow"]
+        role = self._roles.get(rule)
+        if role is None:
+            return None
         try:
-            token = tokens.authenticate(sf, secret.strip())
+            token = tokens.authenticate(sf, secret.strip(), client=environ.get("REMOTE_ADDR"))
             if rule == BULK:
+                token.require(role)
                 answer = self._bulk(sf, environ, token)
             else:
-                token.require("viewer", app=args[0], stage=args[1] if len(args) > 1 else None)
+                token.require(role, app=args[0], stage=args[1] if len(args) > 1 else None)
                 if rule == APP_STATE:
-                    made = reads.app_state_answer(sf, self.app.json.dumps, args[0])
+                    made = reads.app_state_answer(
+                        sf, self.app.json.dumps, args[0], token.scope.stages
+                    )
                 elif rule == MATRIX:
-                    made = reads.matrix_answer(sf, self.app.json.dumps, args[0])
+                    made = reads.matrix_answer(sf, self.app.json.dumps, args[0], token.scope.stages)
                 else:
                     made = reads.document_answer(sf, args[0], args[1])
                 answer = Answer(*made, [])

@@ -18,7 +18,7 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from stageflow.api import errors
-from stageflow.api.auth import current_token
+from stageflow.api.auth import current_token, requires
 from stageflow.domain import errors as domain
 from stageflow.domain.evaluation import (
     FLAG_NOT_FOUND,
@@ -168,6 +168,10 @@ def _domain_error(exc: domain.StageflowError) -> ResponseReturnValue:
     status = errors.status_of(exc)
     if status in (401, 403, 503):
         return _failure(status, GENERAL, exc.message)
+    if isinstance(exc, domain.TooManyRequests):
+        response, _ = _failure(429, GENERAL, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, 429
     # Anything else is the state of the repo (e.g. a broken stageflow.yaml), not the request.
     log.warning("OFREP cannot evaluate: %s", exc.message)
     return jsonify({"errorDetails": exc.message}), 500
@@ -246,6 +250,11 @@ def _flag_set() -> FlagSet:
     )
 
 
+def selected_flag_set(sf: Any, args: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    """The app and stage the selection headers name (the token's scope picks them otherwise)."""
+    return [(request.headers.get(APP_HEADER) or None, request.headers.get(STAGE_HEADER) or None)]
+
+
 @blp.route("/evaluate/flags/<key>", methods=["POST"])
 @blp.doc(
     operationId="evaluateFlag",
@@ -258,6 +267,7 @@ def _flag_set() -> FlagSet:
         **_COMMON_RESPONSES,
     },
 )
+@requires("client", touches=selected_flag_set)
 def evaluate_flag(key: str) -> ResponseReturnValue:
     """Evaluate one flag for a context (OFREP)."""
     flags = _flag_set()
@@ -301,6 +311,7 @@ def evaluate_flag(key: str) -> ResponseReturnValue:
         **_COMMON_RESPONSES,
     },
 )
+@requires("client", touches=selected_flag_set)
 def evaluate_flags() -> ResponseReturnValue:
     """Evaluate every flag for a context (OFREP bulk evaluation)."""
     flags = _flag_set()

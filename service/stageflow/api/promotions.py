@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from stageflow.api import access
 from stageflow.api.auth import current_actor, current_stageflow, current_token, requires
 from stageflow.api.changes import IDEMPOTENCY_HEADER
 from stageflow.api.idempotency import idempotent
@@ -65,7 +66,7 @@ def promotion_view(promotion: Promotion, *, dry_run: bool = False) -> dict[str, 
 
 @blp.route("/apps/<app>/promotions")
 class AppPromotions(MethodView):
-    @requires("promoter")
+    @requires("promoter", touches=access.target_stage)
     @idempotent
     @blp.arguments(PromotionCreateSchema)
     @blp.response(201, PromotionSchema)
@@ -76,7 +77,6 @@ class AppPromotions(MethodView):
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     def post(self, body: dict[str, Any], app: str):  # type: ignore[no-untyped-def]
         """Promote the app into `to` from the stage before it, when that stage's gates hold."""
-        current_token().require("promoter", app=app, stage=body["to"])
         promotion = promotions.promote(
             current_stageflow(),
             app,
@@ -107,6 +107,7 @@ class PromotionList(MethodView):
             status=query.get("status"),
             before_id=query.get("before"),
             limit=limit,
+            scope=current_token().scope,
         )
         return {
             "items": [promotion_view(p) for p in items],
@@ -116,7 +117,7 @@ class PromotionList(MethodView):
 
 @blp.route("/promotions/<int:promotion_id>")
 class PromotionById(MethodView):
-    @requires("viewer")
+    @requires("viewer", touches=access.promotion)
     @blp.response(200, PromotionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, promotion_id: int):  # type: ignore[no-untyped-def]
@@ -126,7 +127,7 @@ class PromotionById(MethodView):
 
 @blp.route("/promotions/<int:promotion_id>/approvals")
 class PromotionApprovals(MethodView):
-    @requires("approver")
+    @requires("approver", touches=access.promotion)
     @idempotent
     @blp.arguments(ApprovalCreateSchema)
     @blp.response(201, PromotionSchema)
@@ -148,7 +149,7 @@ class PromotionApprovals(MethodView):
 
 @blp.route("/promotions/<int:promotion_id>/evaluate")
 class PromotionEvaluate(MethodView):
-    @requires("promoter")
+    @requires("promoter", touches=access.promotion)
     @idempotent
     @blp.response(200, PromotionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
@@ -162,7 +163,7 @@ class PromotionEvaluate(MethodView):
 
 @blp.route("/promotions/<int:promotion_id>/cancel")
 class PromotionCancel(MethodView):
-    @requires("promoter")
+    @requires("promoter", touches=access.promotion)
     @blp.response(200, PromotionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
@@ -285,7 +286,7 @@ class StageHold(MethodView):
 
 @blp.route("/stages/<stage>/freeze")
 class StageFreeze(MethodView):
-    @requires("admin")
+    @requires("admin", touches=access.every_app)
     @blp.arguments(FreezeCreateSchema)
     @blp.response(201, description="frozen")
     def post(self, body: dict[str, Any], stage: str):  # type: ignore[no-untyped-def]
@@ -304,7 +305,7 @@ class StageFreeze(MethodView):
             "until": item.until.isoformat() if item.until else None,
         }
 
-    @requires("admin")
+    @requires("admin", touches=access.every_app)
     @blp.response(200, description="thawed")
     def delete(self, stage: str):  # type: ignore[no-untyped-def]
         """Thaw a frozen stage."""
@@ -314,7 +315,7 @@ class StageFreeze(MethodView):
 
 @blp.route("/promotions/<int:promotion_id>/rollback")
 class PromotionRollback(MethodView):
-    @requires("promoter")
+    @requires("promoter", touches=access.promotion)
     @idempotent
     @blp.arguments(RollbackSchema)
     @blp.response(200, PromotionSchema)
@@ -343,7 +344,7 @@ class AppRejections(MethodView):
 
 @blp.route("/apps/<app>/rejections/<int:rejection_id>")
 class AppRejection(MethodView):
-    @requires("promoter")
+    @requires("promoter", touches=access.every_stage)
     @blp.response(200, description="released")
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def delete(self, app: str, rejection_id: int):  # type: ignore[no-untyped-def]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from stageflow.api.auth import current_stageflow, requires
+from stageflow.api.auth import current_stageflow, current_token, requires
 from stageflow.api.schemas import AppStateSchema, AppSummarySchema, PipelineSchema
 from stageflow.services import state
 from stageflow.services.context import Stageflow
@@ -26,7 +26,7 @@ class PipelineView(MethodView):
     @blp.alt_response(401, response="DEFAULT_ERROR")
     def get(self):  # type: ignore[no-untyped-def]
         """Show the pipeline: stages in order with their policy, the apps and the repository."""
-        return state.pipeline_view(current_stageflow())
+        return state.pipeline_view(current_stageflow(), current_token().scope)
 
 
 @blp.route("/apps")
@@ -35,7 +35,7 @@ class Apps(MethodView):
     @blp.response(200, AppSummarySchema(many=True))
     def get(self):  # type: ignore[no-untyped-def]
         """List the apps of the pipeline."""
-        return state.apps_view(current_stageflow())
+        return state.apps_view(current_stageflow(), current_token().scope)
 
 
 @blp.route("/apps/<app>")
@@ -49,7 +49,11 @@ class AppByName(MethodView):
         # AppStateSchema documents the answer; the view already builds exactly that shape, and
         # a marshmallow dump of hundreds of flag cells would cost a third of the request. A
         # Response passes through flask-smorest unchanged.
-        return _conditional(*app_state_answer(current_stageflow(), current_app.json.dumps, app))
+        return _conditional(
+            *app_state_answer(
+                current_stageflow(), current_app.json.dumps, app, current_token().scope.stages
+            )
+        )
 
 
 @blp.route("/apps/<app>/flags")
@@ -60,7 +64,11 @@ class FlagMatrix(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, app: str):  # type: ignore[no-untyped-def]
         """Show every flag of an app across the stages (null where a stage lacks it)."""
-        return _conditional(*matrix_answer(current_stageflow(), current_app.json.dumps, app))
+        return _conditional(
+            *matrix_answer(
+                current_stageflow(), current_app.json.dumps, app, current_token().scope.stages
+            )
+        )
 
 
 @blp.route("/apps/<app>/stages/<stage>/flags")
@@ -79,16 +87,31 @@ class StageFlagsDocument(MethodView):
 Body = Callable[[], bytes]
 
 
-def app_state_answer(sf: Stageflow, dumps: Callable[[Any], str], app: str) -> tuple[str, Body]:
-    """Return the ETag of an app's state and a maker of its JSON body (made once per tag)."""
+def app_state_answer(
+    sf: Stageflow, dumps: Callable[[Any], str], app: str, stages: Sequence[str] = ()
+) -> tuple[str, Body]:
+    """Return the ETag of an app's state and a maker of its JSON body (made once per tag).
+
+    ``stages``: a stage-scoped reader's stages, the only ones its answer shows (default: all).
+    """
     tag, view = state.app_view(sf, app)
+    if stages:
+        view, tag = state.within_stages(view, stages), _scoped_tag(tag, stages)
     return _cached_json(sf, ("app-state-json", tag, app), tag, view, dumps)
 
 
-def matrix_answer(sf: Stageflow, dumps: Callable[[Any], str], app: str) -> tuple[str, Body]:
+def matrix_answer(
+    sf: Stageflow, dumps: Callable[[Any], str], app: str, stages: Sequence[str] = ()
+) -> tuple[str, Body]:
     """Return the ETag (the revision) of an app's flag matrix and a maker of its JSON body."""
-    revision, matrix = state.flag_matrix(sf, app)
-    return _cached_json(sf, ("matrix-json", revision, app), revision, matrix, dumps)
+    tag, matrix = state.flag_matrix(sf, app)
+    if stages:
+        matrix, tag = state.matrix_within_stages(matrix, stages), _scoped_tag(tag, stages)
+    return _cached_json(sf, ("matrix-json", tag, app), tag, matrix, dumps)
+
+
+def _scoped_tag(tag: str, stages: Sequence[str]) -> str:
+    return f"{tag}.{'+'.join(sorted(stages))}"
 
 
 def document_answer(sf: Stageflow, app: str, stage: str) -> tuple[str, Body]:

@@ -256,6 +256,10 @@ class TokenSchema(Schema):
     created_by = fields.String(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
     revoked_at = fields.DateTime(allow_none=True)
+    last_used_at = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "when the token last authenticated (to the minute)"},
+    )
     active = fields.Boolean()
 
 

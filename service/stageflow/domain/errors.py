@@ -103,6 +103,16 @@ class Forbidden(StageflowError):
     code = "forbidden"
 
 
+class TooManyRequests(StageflowError):
+    """A client over a rate limit (HTTP 429); ``retry_after`` says how many seconds to wait."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class Unavailable(StageflowError):
     """A dependency (Git remote, database, kustomize, Prometheus) cannot be reached (HTTP 503)."""
 

@@ -9,6 +9,12 @@ from datetime import datetime
 from stageflow.domain.errors import Forbidden, Invalid
 
 ROLES = ("viewer", "client", "reporter", "editor", "promoter", "approver", "admin")
+# Every role that acts on a resource may read it: an approver reads the promotion it approves, an
+# editor the flags it edits. ``client`` only evaluates flags (OFREP), so it reads nothing else.
+READERS = frozenset(ROLES) - {"client"}
+# A resource that touches every app or every stage (a freeze touches every app of a stage, a flag
+# definition edit every stage that has the flag): only a scope without that limit covers it.
+EVERY = "*"
 OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 
 
@@ -19,10 +25,32 @@ class Scope:
     apps: tuple[str, ...] = ()
     stages: tuple[str, ...] = ()
 
+    @property
+    def limited(self) -> bool:
+        return bool(self.apps or self.stages)
+
     def covers(self, app: str | None = None, stage: str | None = None) -> bool:
-        if app is not None and self.apps and app not in self.apps:
-            return False
-        return not (stage is not None and self.stages and stage not in self.stages)
+        """Whether ``app`` and ``stage`` are inside; None: not concerned, EVERY: all of them."""
+        return _inside(app, self.apps) and _inside(stage, self.stages)
+
+    def within(self, other: Scope) -> bool:
+        """Whether everything this scope lets a token touch is inside ``other`` too."""
+        return all(
+            other.covers(app, stage)
+            for app in self.apps or (EVERY,)
+            for stage in self.stages or (EVERY,)
+        )
+
+    def describe(self) -> str:
+        apps = ", ".join(self.apps) or "every app"
+        stages = ", ".join(self.stages) or "every stage"
+        return f"{apps} / {stages}"
+
+
+def _inside(name: str | None, allowed: tuple[str, ...]) -> bool:
+    if name is None or not allowed:
+        return True
+    return name != EVERY and name in allowed
 
 
 @dataclass(frozen=True)
@@ -38,6 +66,7 @@ class ApiToken:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     created_by: str | None = None
+    last_used_at: datetime | None = None
 
     def active(self, now: datetime) -> bool:
         if self.revoked_at is not None:
@@ -45,7 +74,9 @@ class ApiToken:
         return self.expires_at is None or now < self.expires_at
 
     def has_role(self, role: str) -> bool:
-        return "admin" in self.roles or role in self.roles
+        if "admin" in self.roles or role in self.roles:
+            return True
+        return role == "viewer" and bool(self.roles & READERS)
 
     def require(self, role: str, *, app: str | None = None, stage: str | None = None) -> None:
         """Raise Forbidden unless this token has ``role`` for ``app`` and ``stage``."""
@@ -57,10 +88,20 @@ class ApiToken:
                 details={"required": role},
             )
         if not self.scope.covers(app, stage):
+            what = "/".join(
+                "every " + kind if name == EVERY else name
+                for name, kind in ((app, "app"), (stage, "stage"))
+                if name is not None
+            )
             raise Forbidden(
-                f"token {self.name!r} is scoped to apps {list(self.scope.apps) or 'all'} and "
-                f"stages {list(self.scope.stages) or 'all'}; {app or ''}/{stage or ''} is outside",
+                f"token {self.name!r} is scoped to {self.scope.describe()}; this request touches "
+                f"{what}, which is outside it: use a token whose scope covers it",
                 code="out_of_scope",
+                details={
+                    "app": app,
+                    "stage": stage,
+                    "scope": {"apps": list(self.scope.apps), "stages": list(self.scope.stages)},
+                },
             )
 
 

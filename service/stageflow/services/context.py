@@ -105,6 +105,8 @@ class Stageflow:
     # Authenticated tokens by secret hash (services.tokens); per instance, because a token's
     # secret means a different token in another database.
     token_cache: dict[str, Any] = field(default_factory=dict)
+    # Failed authentications per client address (services.tokens); None: not limited.
+    auth_failures: Any = None
 
     def close(self) -> None:
         """Release what the adapters hold (database pool, clone slot)."""

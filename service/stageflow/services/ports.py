@@ -12,7 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from stageflow.domain.evaluation import Evaluation, EvaluationRequest
 from stageflow.domain.flags import FlagDocument
 from stageflow.domain.gates import CheckResult, Deployment, Freeze, Hold, MetricReading
-from stageflow.domain.identity import ApiToken
+from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.domain.pipeline import Pipeline
@@ -147,6 +147,8 @@ class AuditLog(Protocol):
         actor: str | None = None,
         before_id: int | None = None,
         limit: int = 100,
+        scope: Scope | None = None,
+        own_actor: str | None = None,
     ) -> Sequence[AuditEntry]: ...
 
 
@@ -160,6 +162,8 @@ class TokenStore(Protocol):
     def list(self) -> Sequence[ApiToken]: ...
 
     def revoke(self, token_id: str, at: datetime) -> bool: ...
+
+    def touch(self, token_id: str, at: datetime) -> None: ...
 
     def count_admins(self) -> int: ...
 
@@ -196,6 +200,8 @@ class Promotions(Protocol):
         statuses: Sequence[str] = (),
         before_id: int | None = None,
         limit: int = 100,
+        apps: Sequence[str] = (),
+        targets: Sequence[str] = (),
     ) -> Sequence[Promotion]: ...
 
     def add_approval(self, promotion_id: int, approval: Approval) -> bool: ...

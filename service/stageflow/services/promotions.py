@@ -30,6 +30,7 @@ from stageflow.domain.gates import (
     soak_gate,
     verdict,
 )
+from stageflow.domain.identity import Scope
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.pipeline import App, Stage
 from stageflow.domain.promotions import (
@@ -480,6 +481,12 @@ def get_promotion(sf: Stageflow, promotion_id: int) -> Promotion:
     return promotion
 
 
+def find_promotion(sf: Stageflow, promotion_id: int) -> Promotion | None:
+    """Read a promotion as stored (None when there is none); nothing is settled."""
+    with sf.uow() as uow:
+        return uow.promotions.get(promotion_id)
+
+
 def list_promotions(
     sf: Stageflow,
     *,
@@ -488,7 +495,9 @@ def list_promotions(
     status: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
+    scope: Scope | None = None,
 ) -> Sequence[Promotion]:
+    """List promotions newest first; with ``scope``, only those of its apps into its stages."""
     with sf.uow() as uow:
         return uow.promotions.list(
             app=app,
@@ -496,6 +505,8 @@ def list_promotions(
             statuses=[status] if status else (),
             before_id=before_id,
             limit=limit,
+            apps=scope.apps if scope else (),
+            targets=scope.stages if scope else (),
         )
 
 

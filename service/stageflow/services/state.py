@@ -7,12 +7,14 @@ read after a change costs a parse only for the files that change touched.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from stageflow.domain.errors import NotFound, PipelineError
+from stageflow.domain.errors import Invalid, NotFound, PipelineError
+from stageflow.domain.feedback import argocd_report, flux_report, stage_of
 from stageflow.domain.flags import FlagDocument, parse_flag_document
+from stageflow.domain.identity import Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import App, Pipeline, Stage, format_duration
 from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE, SMALL_ENTRY, Stageflow
@@ -178,7 +180,8 @@ def image_view(ref: ImageRef) -> dict[str, Any]:
     return {"name": ref.name, "tag": ref.tag, "digest": ref.digest}
 
 
-def pipeline_view(sf: Stageflow) -> dict[str, Any]:
+def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> dict[str, Any]:
+    """The pipeline: every stage, and the apps ``scope`` covers (default: every app)."""
     snap = snapshot(sf)
     return {
         "revision": snap.revision,
@@ -187,6 +190,7 @@ def pipeline_view(sf: Stageflow) -> dict[str, Any]:
         "apps": [
             {"name": app.name, "path": app.path, "stages": list(snap.pipeline.stage_names)}
             for app in snap.pipeline.apps.values()
+            if scope is None or scope.covers(app.name)
         ],
     }
 
@@ -209,10 +213,58 @@ def stage_view(stage: Stage) -> dict[str, Any]:
     }
 
 
-def apps_view(sf: Stageflow) -> list[dict[str, Any]]:
+def apps_view(sf: Stageflow, scope: Scope | None = None) -> list[dict[str, Any]]:
+    """The apps ``scope`` covers (default: every app) and the stages they move through."""
     snap = snapshot(sf)
     names = list(snap.pipeline.stage_names)
-    return [{"name": app.name, "stages": names} for app in snap.pipeline.apps.values()]
+    return [
+        {"name": app.name, "stages": names}
+        for app in snap.pipeline.apps.values()
+        if scope is None or scope.covers(app.name)
+    ]
+
+
+def first_stage(sf: Stageflow) -> str:
+    """The stage new flags and images enter."""
+    return snapshot(sf).pipeline.stage_names[0]
+
+
+def stages_with_flag(sf: Stageflow, app_name: str, key: str) -> list[str]:
+    """The stages whose flags.json defines ``key`` at the head (none for an unknown app)."""
+    try:
+        _, matrix = flag_matrix(sf, app_name)
+    except NotFound:
+        return []
+    row = matrix.get(key)
+    return [] if row is None else [stage for stage, cell in row["stages"].items() if cell]
+
+
+def webhook_stage(sf: Stageflow, source: str, body: Any) -> tuple[str, str] | None:
+    """The (app, stage) a Flux or Argo CD payload reports on; None when it names none."""
+    if not isinstance(body, dict):
+        return None
+    try:
+        report = flux_report(body) if source == "flux" else argocd_report(body)
+    except Invalid:
+        return None  # the view says what is wrong with it
+    if report is None:
+        return None
+    return stage_of(snapshot(sf).pipeline, report.source, report.object_name)
+
+
+def within_stages(view: dict[str, Any], stages: Sequence[str]) -> dict[str, Any]:
+    """An app view with only the stages of ``stages`` (a stage-scoped reader's part)."""
+    return {**view, "stages": [part for part in view["stages"] if part["stage"] in stages]}
+
+
+def matrix_within_stages(matrix: dict[str, Any], stages: Sequence[str]) -> dict[str, Any]:
+    """A flag matrix with only the cells of ``stages``, and only flags defined in one of them."""
+    kept: dict[str, Any] = {}
+    for key, row in matrix.items():
+        cells = {stage: cell for stage, cell in row["stages"].items() if stage in stages}
+        if any(cells.values()):
+            kept[key] = {**row, "stages": cells}
+    return kept
 
 
 def _stage_desired(snap: Snapshot, app: App, stage: Stage) -> dict[str, Any]:

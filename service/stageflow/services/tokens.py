@@ -8,17 +8,21 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
-from stageflow.domain.errors import Invalid, NotFound, Unauthenticated
+from stageflow.domain.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
 from stageflow.domain.identity import ApiToken, Scope, validate_owner, validate_roles
 from stageflow.domain.ledger import AuditEntry
 from stageflow.services.context import Stageflow
 
 TOKEN_PREFIX = "sf_"
 # Authentication runs on every request; a short-lived cache keeps it off the database on the
-# hot read path. Revocation in this process clears it at once; other processes see it within TTL.
-_CACHE_TTL = 2.0
+# hot read path. Revocation in this process clears it at once; other processes (workers,
+# replicas) see it when their entry expires, so a revoked token stops everywhere within a second.
+CACHE_TTL = 0.5
+# last_used_at is written at most this often per token (seconds), not on every request.
+TOUCH_EVERY = 60.0
 _cache_lock = threading.Lock()
 
 
@@ -75,8 +79,12 @@ def create_token(
     return token, secret
 
 
-def authenticate(sf: Stageflow, secret: str | None) -> ApiToken:
-    """Return the active token for ``secret`` or raise Unauthenticated."""
+def authenticate(sf: Stageflow, secret: str | None, *, client: str | None = None) -> ApiToken:
+    """Return the active token for ``secret`` or raise Unauthenticated.
+
+    ``client`` (the caller's address) counts failed attempts: past the limit, an address gets 429
+    for any token this process has not seen succeed, until its rate drops.
+    """
     if not secret:
         raise Unauthenticated(
             "this endpoint needs a token: send `Authorization: Bearer <token>` (`make run` "
@@ -87,12 +95,15 @@ def authenticate(sf: Stageflow, secret: str | None) -> ApiToken:
     now_mono = time.monotonic()
     with _cache_lock:
         hit: tuple[float, ApiToken] | None = sf.token_cache.get(digest)
-    if hit is not None and now_mono - hit[0] < _CACHE_TTL:
+    if hit is not None and now_mono - hit[0] < CACHE_TTL:
         token = hit[1]
     else:
-        with sf.uow() as uow:
-            found = uow.tokens.by_hash(digest)
+        limiter = sf.auth_failures
+        if hit is None and limiter is not None and client and (wait := limiter.wait(client)):
+            raise _too_many(wait)
+        found = _lookup(sf, digest)
         if found is None:
+            _failed(sf, client)
             raise Unauthenticated(
                 "the token is not known; check for a typo or ask an admin for a new one",
                 code="token_invalid",
@@ -101,6 +112,7 @@ def authenticate(sf: Stageflow, secret: str | None) -> ApiToken:
         with _cache_lock:
             sf.token_cache[digest] = (now_mono, token)
     if not token.active(sf.clock()):
+        _failed(sf, client)
         raise Unauthenticated(
             f"token {token.name!r} is "
             f"{'revoked' if token.revoked_at else 'expired'}; ask an admin for a new one",
@@ -109,9 +121,70 @@ def authenticate(sf: Stageflow, secret: str | None) -> ApiToken:
     return token
 
 
-def list_tokens(sf: Stageflow) -> Sequence[ApiToken]:
+def _lookup(sf: Stageflow, digest: str) -> ApiToken | None:
+    """Read a token by its secret's hash, and note that it was used (once a minute at most)."""
+    now = sf.clock()
     with sf.uow() as uow:
-        return uow.tokens.list()
+        token = uow.tokens.by_hash(digest)
+        if token is None or not token.active(now):
+            return token
+        last = token.last_used_at
+        if last is None or (now - last).total_seconds() >= TOUCH_EVERY:
+            uow.tokens.touch(token.id, now)
+            uow.commit()
+            token = replace(token, last_used_at=now)
+    return token
+
+
+def _failed(sf: Stageflow, client: str | None) -> None:
+    if sf.auth_failures is not None and client:
+        sf.auth_failures.acquire(client)
+
+
+def _too_many(wait: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"too many requests with unknown or inactive tokens from this address; wait {wait} s "
+        "and check the token you send (ask an admin for a new one)",
+        retry_after=wait,
+    )
+
+
+def find_token(sf: Stageflow, token_id: str) -> ApiToken | None:
+    """Read a token by id (None when there is none)."""
+    with sf.uow() as uow:
+        return uow.tokens.get(token_id)
+
+
+def manages(manager: ApiToken, token: ApiToken) -> bool:
+    """Whether ``manager`` may see and revoke ``token``.
+
+    An admin without a scope manages every token. A scoped admin manages only tokens made by its
+    owner, within its scope, and itself: never the tokens of others.
+    """
+    if not manager.has_role("admin"):
+        return False
+    if not manager.scope.limited:
+        return True
+    if token.id == manager.id:
+        return True
+    return token.created_by == manager.owner and token.scope.within(manager.scope)
+
+
+def require_manager(manager: ApiToken, token: ApiToken) -> None:
+    if not manages(manager, token):
+        raise Forbidden(
+            f"token {manager.name!r} is scoped to {manager.scope.describe()}, and token "
+            f"{token.name!r} was made by {token.created_by or 'someone else'}: only an admin "
+            "without a scope manages the tokens of others",
+            code="out_of_scope",
+        )
+
+
+def list_tokens(sf: Stageflow, reader: ApiToken | None = None) -> Sequence[ApiToken]:
+    """List tokens (never secrets); a ``reader`` sees only the tokens it manages."""
+    with sf.uow() as uow:
+        found = uow.tokens.list()
+    return [t for t in found if reader is None or manages(reader, t)]
 
 
 def revoke_token(sf: Stageflow, token_id: str, *, actor: str) -> ApiToken:

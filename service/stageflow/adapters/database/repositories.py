@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,8 +50,19 @@ class SqlAuditLog:
         actor: str | None = None,
         before_id: int | None = None,
         limit: int = 100,
+        scope: Scope | None = None,
+        own_actor: str | None = None,
     ) -> Sequence[AuditEntry]:
         query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+        if scope is not None and scope.limited:
+            # Strict: an entry about every app (or every stage) is inside only an unlimited scope;
+            # the token's own owner always sees what it did.
+            inside = []
+            if scope.apps:
+                inside.append(AuditRecord.app.in_(list(scope.apps)))
+            if scope.stages:
+                inside.append(AuditRecord.stage.in_(list(scope.stages)))
+            query = query.where(or_(and_(*inside), AuditRecord.actor == own_actor))
         if app is not None:
             query = query.where(AuditRecord.app == app)
         if stage is not None:
@@ -89,6 +100,7 @@ def _token(row: TokenRecord) -> ApiToken:
         expires_at=_utc(row.expires_at),
         revoked_at=_utc(row.revoked_at),
         created_by=row.created_by,
+        last_used_at=_utc(row.last_used_at),
     )
 
 
@@ -133,6 +145,11 @@ class SqlTokenStore:
             .values(revoked_at=at)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    def touch(self, token_id: str, at: datetime) -> None:
+        self.session.execute(
+            update(TokenRecord).where(TokenRecord.id == token_id).values(last_used_at=at)
+        )
 
     def count_admins(self) -> int:
         rows = self.session.scalars(select(TokenRecord).where(TokenRecord.revoked_at.is_(None)))

@@ -145,8 +145,14 @@ class SqlPromotions:
         statuses: Sequence[str] = (),
         before_id: int | None = None,
         limit: int = 100,
+        apps: Sequence[str] = (),
+        targets: Sequence[str] = (),
     ) -> Sequence[Promotion]:
         query = select(PromotionRecord).order_by(PromotionRecord.id.desc()).limit(limit)
+        if apps:
+            query = query.where(PromotionRecord.app.in_(list(apps)))
+        if targets:
+            query = query.where(PromotionRecord.target.in_(list(targets)))
         if app is not None:
             query = query.where(PromotionRecord.app == app)
         if target is not None:

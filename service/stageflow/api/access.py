@@ -1,0 +1,259 @@
+"""Authorization: one decision per request, made before the view runs.
+
+Every view under ``/api/`` and ``/ofrep/`` carries a mark, ``@requires(role, touches=...)``: the
+role it needs and how to find every app and stage the request touches — the URL's, the body's (a
+promotion's target, a webhook's Application), or a referenced resource's (a promotion's app and
+target stage, a token's scope). ``authorize_request`` runs for every request (a ``before_request``
+hook): it finds the mark of the view Flask routed to, resolves the targets and asks the token. A
+view without a mark is refused for everyone, so a new endpoint cannot forget its scope; the
+generated matrix test (``tests/e2e/test_access_matrix.py``) proves each operation of
+``/openapi.json`` for every role, in scope and out.
+
+Views that list (promotions, audit, tokens, apps) are allowed by role and filter what they answer
+by the token's scope (``current_token().scope``), through the services' ``scope`` parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from stageflow.domain.errors import Forbidden, Unauthenticated
+from stageflow.domain.identity import EVERY, ApiToken, Scope
+from stageflow.services import audit, promotions, state, tokens
+from stageflow.services.context import Stageflow
+
+F = TypeVar("F", bound=Callable[..., Any])
+Target = tuple[str | None, str | None]  # (app, stage); None: not concerned, EVERY: all of them
+Resolver = Callable[[Stageflow, dict[str, Any]], Iterable[Target]]
+
+MARK = "_stageflow_access"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a view needs: a role, and the apps and stages it touches (beyond the URL's)."""
+
+    role: str
+    touches: Resolver | None = None
+    # Who is asking: the bearer token by default; the Flux webhook also takes an HMAC signature.
+    principal: Callable[[Stageflow], ApiToken] | None = None
+
+
+def requires(
+    role: str,
+    *,
+    touches: Resolver | None = None,
+    principal: Callable[[Stageflow], ApiToken] | None = None,
+) -> Callable[[F], F]:
+    """Mark a view: it runs only for a token with ``role`` whose scope covers what it touches."""
+    access = Access(role, touches, principal)
+
+    def mark(view: F) -> F:
+        setattr(view, MARK, access)
+        # The role is part of the published contract: /openapi.json shows it per operation.
+        apidoc = getattr(view, "_apidoc", {})
+        apidoc.setdefault("manual_doc", {})["x-stageflow-role"] = role
+        view._apidoc = apidoc  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def access_of(view_function: Any, method: str) -> Access | None:
+    """The mark of the view a Flask endpoint runs for ``method`` (None: unmarked)."""
+    view_class = getattr(view_function, "view_class", None)
+    if view_class is not None:
+        name = "get" if method == "HEAD" else method.lower()
+        view_function = getattr(view_class, name, None)
+    return getattr(view_function, MARK, None)
+
+
+def authorize_request() -> None:
+    """Decide the request from its token and every app and stage it touches (before the view)."""
+    g.token = None
+    if request.routing_exception is not None or request.method == "OPTIONS":
+        return  # Flask answers 404 / 405 itself; CORS preflights carry no token
+    if not request.path.startswith(("/api/", "/ofrep/")):
+        return  # operate endpoints and the OpenAPI document are open
+    sf: Stageflow = current_app.extensions["stageflow"]
+    view = current_app.view_functions.get(request.endpoint or "")
+    access = access_of(view, request.method)
+    token = (access.principal if access and access.principal else bearer_token)(sf)
+    g.token = token
+    try:
+        if access is None:
+            raise Forbidden(
+                f"{request.method} {request.url_rule} declares no access rule, so nobody may call "
+                "it; this is a bug in Stageflow, please report it",
+                code="no_access_rule",
+            )
+        token.require(access.role)
+        args = dict(request.view_args or {})
+        for app, stage in _targets(sf, access, args):
+            token.require(access.role, app=app, stage=stage)
+    except Forbidden as refused:
+        if request.method in WRITE_METHODS:
+            audit.record_refusal(
+                sf,
+                actor=token.owner,
+                action=f"{request.method} {request.url_rule}",
+                app=(request.view_args or {}).get("app"),
+                stage=(request.view_args or {}).get("stage"),
+                reason=refused.code,
+            )
+        raise
+
+
+def _targets(sf: Stageflow, access: Access, args: dict[str, Any]) -> list[Target]:
+    found: list[Target] = [(args.get("app"), args.get("stage"))]
+    if access.touches is not None:
+        found.extend(access.touches(sf, args))
+    return found
+
+
+def bearer_token(sf: Stageflow) -> ApiToken:
+    """The token of ``Authorization: Bearer <token>`` (401 when missing, unknown or inactive)."""
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    return tokens.authenticate(
+        sf, secret.strip() if scheme.lower() == "bearer" else None, client=request.remote_addr
+    )
+
+
+# -- resolvers: what a request touches beyond its URL -------------------------------------------
+
+
+def json_field(name: str) -> str | None:
+    """A top-level string field of the JSON body, if there is one (the schema validates later)."""
+    body = request.get_json(silent=True, cache=True) if request.is_json else None
+    value = body.get(name) if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def target_stage(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """A promotion request touches its target stage (``to`` in the body)."""
+    stage = json_field("to")
+    return [(args["app"], stage)] if stage is not None else []
+
+
+def first_stage(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """A new flag enters the pipeline's first stage."""
+    return [(args["app"], state.first_stage(sf))]
+
+
+def stages_with_flag(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """A flag definition edit touches every stage that has the flag (none known: every stage)."""
+    stages = state.stages_with_flag(sf, args["app"], args["key"])
+    return [(args["app"], stage) for stage in stages or (EVERY,)]
+
+
+def promotion(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """A promotion's app and target stage (an unknown id is the view's 404)."""
+    found = promotions.find_promotion(sf, args["promotion_id"])
+    return [] if found is None else [(found.app, found.target)]
+
+
+def every_stage(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """App-wide state (a rejected image version blocks promotions into every stage)."""
+    return [(args["app"], EVERY)]
+
+
+def every_app(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """Stage-wide state (a freeze stops promotions of every app into the stage)."""
+    return [(EVERY, args["stage"])]
+
+
+def scope_targets(scope: Scope) -> list[Target]:
+    return [(app, stage) for app in scope.apps or (EVERY,) for stage in scope.stages or (EVERY,)]
+
+
+def new_token(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """A token may only be made within its maker's scope (and with roles the maker has)."""
+    body = request.get_json(silent=True, cache=True) if request.is_json else None
+    body = body if isinstance(body, dict) else {}
+    scope = body.get("scope") if isinstance(body.get("scope"), dict) else {}
+    apps, stages = scope.get("apps") or [], scope.get("stages") or []
+    if not all(isinstance(x, str) for x in [*apps, *stages]) or not isinstance(
+        body.get("roles", []), list
+    ):
+        return []  # the schema refuses it
+    maker = g.token
+    for role in body.get("roles", []):
+        if isinstance(role, str):
+            maker.require(role)
+    return scope_targets(Scope(tuple(apps), tuple(stages)))
+
+
+def existing_token(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """Managing a token touches its scope; a scoped admin manages only the tokens it made."""
+    found = tokens.find_token(sf, args["token_id"])
+    if found is None:
+        return []
+    tokens.require_manager(g.token, found)
+    return scope_targets(found.scope)
+
+
+# -- webhooks: the payload names the app and stage ---------------------------------------------
+
+
+def webhook_target(source: str) -> Resolver:
+    """The app and stage of the GitOps object a webhook reports on (none: not used)."""
+
+    def resolve(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+        mapped = state.webhook_stage(sf, source, _webhook_body())
+        return [] if mapped is None else [mapped]
+
+    return resolve
+
+
+def _webhook_body() -> Any:
+    try:
+        return json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):
+        return None  # the view refuses it as malformed
+
+
+def flux_principal(sf: Stageflow) -> ApiToken:
+    """A generic-hmac provider signs the body (X-Signature); a generic one sends a token."""
+    signature = request.headers.get("X-Signature")
+    if signature is None:
+        return bearer_token(sf)
+    settings = current_app.extensions["stageflow.settings"]
+    secret = getattr(settings, "flux_webhook_secret", None)
+    if not secret:
+        raise Unauthenticated(
+            "X-Signature sent, but STAGEFLOW_FLUX_WEBHOOK_SECRET is not set on the server; set it "
+            "to the generic-hmac provider's secret, or send a reporter token instead",
+            code="signature_not_configured",
+        )
+    algorithm, _, digest = signature.partition("=")
+    if algorithm != "sha256":
+        raise Unauthenticated(
+            f"X-Signature uses {algorithm or 'no algorithm'}; Stageflow expects sha256=<hex>",
+            code="bad_signature",
+        )
+    expected = hmac.new(secret.encode(), request.get_data(cache=True), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, digest.strip().lower()):
+        raise Unauthenticated(
+            "X-Signature does not match the body: check that the provider's secret equals "
+            "STAGEFLOW_FLUX_WEBHOOK_SECRET",
+            code="bad_signature",
+        )
+    # The secret acts as a reporter limited to what STAGEFLOW_FLUX_WEBHOOK_APPS / _STAGES allow.
+    return ApiToken(
+        id="flux-generic-hmac",
+        name="Flux generic-hmac provider",
+        owner="flux",
+        roles=frozenset({"reporter"}),
+        scope=Scope(
+            apps=tuple(getattr(settings, "flux_webhook_apps", ()) or ()),
+            stages=tuple(getattr(settings, "flux_webhook_stages", ()) or ()),
+        ),
+    )
