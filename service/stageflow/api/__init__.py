@@ -15,6 +15,7 @@ from stageflow.api import (
     auth,
     changes,
     errors,
+    inputs,
     ofrep,
     operate,
     promotions,
@@ -86,6 +87,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         g.started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-Id") or request_id()
         auth.authenticate_request()
+        inputs.check_request()
 
     @app.after_request
     def _finish(response):  # type: ignore[no-untyped-def]

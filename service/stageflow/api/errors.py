@@ -23,6 +23,7 @@ STATUS: list[tuple[type[domain.StageflowError], int]] = [
     (domain.Unauthenticated, 401),
     (domain.Forbidden, 403),
     (domain.PipelineError, 409),  # the repo's stageflow.yaml is broken: a state, not a request
+    (domain.Malformed, 400),
     (domain.Invalid, 422),
     (domain.Conflict, 409),
     (domain.Unavailable, 503),
@@ -135,10 +136,13 @@ def handle_http_exception(error: HTTPException):  # type: ignore[no-untyped-def]
     if status == 413:
         return error_response(413, "body_too_large", "the request body is too large; send less")
     if status == 415:
+        received = request.headers.get("Content-Type") or "none"
         return error_response(
             415,
             "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
+            f"the body is sent as {received[:100]!r}; send it as JSON with "
+            "Content-Type: application/json",
+            {"expected": "application/json", "received": received[:100]},
         )
     if status >= 500:
         return handle_unexpected(error)

@@ -23,6 +23,7 @@ from stageflow.domain import errors as domain
 from stageflow.domain.evaluation import (
     FLAG_NOT_FOUND,
     GENERAL,
+    PARSE_ERROR,
     EvaluationRequestError,
     read_request,
 )
@@ -165,6 +166,8 @@ def _failure(status: int, error_code: str, details: str) -> ResponseReturnValue:
 def _domain_error(exc: domain.StageflowError) -> ResponseReturnValue:
     if isinstance(exc, EvaluationRequestError):
         return _failure(400, exc.error_code, exc.message)
+    if isinstance(exc, domain.Malformed):  # the URL (api/inputs.py)
+        return _failure(400, PARSE_ERROR, exc.message)
     status = errors.status_of(exc)
     if status in (401, 403, 503):
         return _failure(status, GENERAL, exc.message)

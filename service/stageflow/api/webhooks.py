@@ -12,6 +12,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from stageflow.api.auth import current_stageflow
+from stageflow.domain import actors
 from stageflow.domain.errors import Invalid, Unauthenticated
 from stageflow.domain.feedback import argocd_report, flux_report
 from stageflow.services import feedback, tokens
@@ -79,7 +80,7 @@ class FluxWebhook(MethodView):
         signature = request.headers.get("X-Signature")
         if signature is not None:
             _verify_hmac(raw, signature)
-            actor = "flux"
+            actor = actors.FLUX
         else:
             actor = _reporter()
         report = flux_report(_json(raw))
