@@ -134,7 +134,13 @@ def handle_http_exception(error: HTTPException):  # type: ignore[no-untyped-def]
             f"{', '.join(sorted(error.valid_methods or []))}",  # type: ignore[attr-defined]
         )
     if status == 413:
-        return error_response(413, "body_too_large", "the request body is too large; send less")
+        limit = request.max_content_length
+        return error_response(
+            413,
+            "body_too_large",
+            f"the request body is larger than {limit} bytes (STAGEFLOW_MAX_BODY_BYTES); send less",
+            {"max_bytes": limit},
+        )
     if status == 415:
         received = request.headers.get("Content-Type") or "none"
         return error_response(

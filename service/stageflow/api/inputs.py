@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from stageflow.domain.inputs import check_json, check_url
 
@@ -43,8 +43,11 @@ def check_request() -> None:
             f"the body is sent as {request.content_type or 'no type'!r}; send it as JSON with "
             "Content-Type: application/json"
         )
-    # Reading it here also applies MAX_CONTENT_LENGTH to a chunked body (413); views then get
-    # the cached bytes.
-    raw = request.get_data(cache=True)
+    raw = request.get_data(cache=True)  # cached: the views read these bytes
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body has no length to refuse up front, and Werkzeug stops reading it at
+        # MAX_CONTENT_LENGTH without a word: the cut-off body would answer as malformed JSON.
+        raise RequestEntityTooLarge()
     if not request.path.startswith(OWN_BODY_RULES):
         check_json(raw)
