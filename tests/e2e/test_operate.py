@@ -216,3 +216,25 @@ def test_docs_serve_html_listing_the_api(anonymous):
     for _, path in CONTRACT:
         if "{id}" not in path:
             assert path in page, path
+
+
+def test_html_answers_carry_the_security_headers(client):
+    page = client.get("/docs")
+
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy  # the page runs no script
+
+
+def test_an_answer_with_a_token_secret_is_never_stored_or_sniffed(client):
+    made = client.post("/api/v1/tokens", json={"name": "ci", "owner": "ci", "roles": ["viewer"]})
+
+    assert made.status_code == 201 and made.get_json()["token"]
+    assert made.headers["Cache-Control"] == "no-store"
+    assert made.headers["X-Content-Type-Options"] == "nosniff"
+    listed = client.get("/api/v1/tokens")
+    assert "token" not in listed.get_json()[0]

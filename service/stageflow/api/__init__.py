@@ -20,6 +20,7 @@ from stageflow.api import (
     operate,
     promotions,
     reads,
+    security,
     webhooks,
 )
 from stageflow.api.fastpath import FastReads
@@ -81,6 +82,8 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         api.register_blueprint(blueprint)
     app.register_blueprint(operate.blp)
     api.register_blueprint(ofrep.blp)  # OFREP: /ofrep/v1/evaluate/flags[/{key}]
+
+    security.register(app)
 
     @app.before_request
     def _start() -> None:
