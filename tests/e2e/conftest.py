@@ -51,9 +51,13 @@ class LiveServer:
     """The app behind a real HTTP server (werkzeug's, threaded) on a free 127.0.0.1 port."""
 
     def __init__(self, app: Flask) -> None:
-        from werkzeug.serving import make_server
+        from werkzeug.serving import WSGIRequestHandler, make_server
 
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        class QuietHandler(WSGIRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass  # the app logs what matters; a line per request only buries a failure
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
         self.base = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

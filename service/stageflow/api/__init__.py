@@ -16,6 +16,7 @@ from stageflow.api import (
     changes,
     errors,
     inputs,
+    links,
     ofrep,
     operate,
     promotions,
@@ -74,6 +75,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
             "info": {
                 "description": "Promote image tags and feature flags through GitOps stages.",
             },
+            "extra_plugins": [errors.ErrorResponses(), links.Links()],
         },
     )
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})

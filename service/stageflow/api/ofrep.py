@@ -145,7 +145,10 @@ _COMMON_RESPONSES = {
         "description": "rate limit exceeded (STAGEFLOW_OFREP_RATE_LIMIT)",
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
     },
-    "default": _json(
+    "413": _json(_BULK_FAILURE, "the body is larger than STAGEFLOW_MAX_BODY_BYTES"),
+    "415": _json(_BULK_FAILURE, "the body is not sent as Content-Type: application/json"),
+    "503": _json(_BULK_FAILURE, "the Git remote or the database cannot be reached"),
+    "500": _json(
         {"type": "object", "properties": {"errorDetails": {"type": "string"}}}, "server error"
     ),
 }
