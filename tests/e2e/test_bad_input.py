@@ -336,14 +336,14 @@ def test_booleans_are_json_true_or_false_only(client, gitops_remote: Path, metho
     assert remote_head(gitops_remote) == before
 
 
-@pytest.mark.parametrize("owner", ["stageflow", "flux", "preview", "Stageflow", "FLUX"])
+@pytest.mark.parametrize("owner", ["stageflow", "flux", "preview", "cli", "Stageflow", "FLUX"])
 def test_token_owner_may_not_be_a_system_actor(client, owner):
     response = client.post(
         "/api/v1/tokens", json={"name": "ci", "owner": owner, "roles": ["editor"]}
     )
     error = _assert_error(response, 422, "invalid_request")
     assert "reserved" in error["message"]
-    for name in ("stageflow", "flux", "preview"):
+    for name in ("stageflow", "flux", "preview", "cli"):
         assert name in error["message"]
     assert not [t for t in client.get("/api/v1/tokens").get_json() if t["name"] == "ci"]
 
@@ -371,3 +371,18 @@ def test_nesting_deeper_than_the_limit_is_400(client, gitops_remote: Path, url, 
     message = _assert_bad_body(response, "too_deep")
     assert "32" in message
     assert remote_head(gitops_remote) == before
+
+
+def test_the_cli_refuses_a_system_actor_as_owner_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from stageflow import cli
+
+    monkeypatch.setenv("STAGEFLOW_DATA_DIR", str(tmp_path / "var"))
+    argv = ["token", "create", "--name", "n", "--owner", "Stageflow", "--role", "viewer"]
+
+    assert cli.main(argv) == 2
+
+    said = capsys.readouterr().err
+    assert "reserved" in said and "stageflow, flux, preview, cli" in said
+    assert not (tmp_path / "var").exists()  # refused before anything was made

@@ -11,7 +11,8 @@ from typing import Final
 AUTOMATION: Final = "stageflow"  # automatic rollbacks, settling and re-evaluating promotions
 FLUX: Final = "flux"  # events from Flux's generic-hmac provider (no token: a signature)
 PREVIEW: Final = "preview"  # the dry run of a promotion (rendered, never committed)
-SYSTEM_ACTORS: Final = (AUTOMATION, FLUX, PREVIEW)
+CLI: Final = "cli"  # tokens made with `stageflow token create` (the audit entry's actor)
+SYSTEM_ACTORS: Final = (AUTOMATION, FLUX, PREVIEW, CLI)
 
 
 def is_system_actor(name: str) -> bool:
