@@ -275,6 +275,20 @@ def test_integers_in_queries_have_ranges(client, query):
 
 
 @pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/audit?actor=" + "a" * 129,
+        "/api/v1/audit?app=" + "a" * 64,
+        "/api/v1/promotions?to=" + "s" * 64,
+        "/api/v1/apps/demo/stages/development/checks?kind=" + "k" * 64,
+    ],
+)
+def test_names_in_queries_have_lengths(client, query):
+    error = _assert_error(client.get(query), 422, "invalid_request")
+    assert "Longer than maximum length" in error["message"], error
+
+
+@pytest.mark.parametrize(
     ("method", "url", "content_type"),
     [
         ("patch", FLAG, "text/plain"),
@@ -386,3 +400,17 @@ def test_the_cli_refuses_a_system_actor_as_owner_too(
     said = capsys.readouterr().err
     assert "reserved" in said and "stageflow, flux, preview, cli" in said
     assert not (tmp_path / "var").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize(
+    "given", ["r" * 129, "\xed\xa0\x80", "a b", "x\x7f", "ü-🔑".encode().decode("latin-1")]
+)
+def test_an_unusable_request_id_is_replaced_not_echoed(client, given):
+    response = client.get("/api/v1/pipeline", headers={"X-Request-Id": given})
+    assert response.status_code == 200
+    assert response.headers["X-Request-Id"] and response.headers["X-Request-Id"] != given
+
+
+def test_a_plain_request_id_is_echoed(client):
+    response = client.get("/api/v1/pipeline", headers={"X-Request-Id": "ci-run-42/step:3"})
+    assert response.headers["X-Request-Id"] == "ci-run-42/step:3"

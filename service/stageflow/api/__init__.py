@@ -90,7 +90,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id") or request_id()
+        g.request_id = inputs.client_request_id(request.headers.get("X-Request-Id")) or request_id()
         auth.authenticate_request()
         inputs.check_request()
 

@@ -7,6 +7,7 @@ the URL is UTF-8, a body is JSON (415 otherwise, naming the type to send) within
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import request
@@ -18,6 +19,16 @@ JSON = "application/json"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # OFREP answers a bad body in its own error shape (``read_request`` applies the same rules).
 OWN_BODY_RULES = ("/ofrep/",)
+
+
+# A client's X-Request-Id is echoed in the answer and written to every log line of the request:
+# one that is not a short plain token is replaced by one of ours rather than refused.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def client_request_id(value: str | None) -> str | None:
+    """Return the client's request id when it is 1-128 plain ASCII characters, else None."""
+    return value if value and _REQUEST_ID.fullmatch(value) else None
 
 
 def is_json(content_type: str) -> bool:

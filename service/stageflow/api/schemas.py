@@ -221,10 +221,15 @@ class ImageSetResultSchema(Schema):
 # -- audit ------------------------------------------------------------------------------------
 
 
+# Names in query strings: as long as a name can be (apps and stages are DNS labels, owners 128).
+def query_name(max_length: int = 63) -> fields.String:
+    return fields.String(validate=validate.Length(max=max_length))
+
+
 class AuditQuerySchema(StrictSchema):
-    app = fields.String()
-    stage = fields.String()
-    actor = fields.String()
+    app = query_name()
+    stage = query_name()
+    actor = query_name(128)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     before = fields.Integer(**page_before)
 
@@ -378,8 +383,8 @@ class PromotionSchema(Schema):
 
 
 class PromotionQuerySchema(StrictSchema):
-    app = fields.String()
-    to = fields.String()
+    app = query_name()
+    to = query_name()
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     before = fields.Integer(**page_before)
@@ -428,7 +433,7 @@ class CheckSchema(Schema):
 
 class CheckQuerySchema(StrictSchema):
     revision = fields.String(validate=validate.Regexp(r"^[0-9a-fA-F]{4,40}$"))
-    kind = fields.String()
+    kind = query_name()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     before = fields.Integer(**page_before)
 
