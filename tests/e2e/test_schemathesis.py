@@ -113,5 +113,6 @@ def test_every_operation_answers_as_documented(served: LiveServer, tmp_path: Pat
 
     operations = re.search(r"Tested: (\d+)", main)
     assert operations is not None and int(operations.group(1)) >= 30, main[-3000:]
+    assert re.search(r"API Links:\s+[1-9]\d* covered", main), main[-3000:]  # stateful ran
     assert "Tested: 1" in revoke
     assert main_cases + revoke_cases > 2000  # the README states the count
