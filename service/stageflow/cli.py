@@ -172,7 +172,17 @@ def _start_reevaluator(sf: Any, interval: float) -> None:
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     from stageflow import bootstrap
+    from stageflow.domain import actors
     from stageflow.services import tokens
+
+    if actors.is_system_actor(args.owner):
+        print(
+            f"--owner {args.owner!r} is reserved: Stageflow writes "
+            f"{', '.join(actors.SYSTEM_ACTORS)} as its own actor; choose the person's or the "
+            "job's name",
+            file=sys.stderr,
+        )
+        return 2
 
     admin = bootstrap.prepare(settings)
     if admin:  # a first start from this command: the admin token must not be lost
@@ -186,7 +196,7 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
             roles=args.role,
             apps=args.app or (),
             stages=args.stage or (),
-            created_by="cli",
+            created_by=actors.CLI,
         )
     finally:
         sf.close()

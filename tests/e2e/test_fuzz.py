@@ -33,6 +33,7 @@ ODD_SEGMENTS = [
     "%20",
     "-",
     "%ff%fe",
+    "%ED%A0%80",  # a UTF-16 surrogate, UTF-8 encoded (not UTF-8)
     "CON",
 ]
 ODD_INTEGERS = ["0", "99999999999999999999999", "2147483648"]
@@ -46,6 +47,8 @@ WRONG_VALUES: list[Any] = [
     "",
     "x" * 20000,
     "ü🔑\u0000\u202e",
+    "\ud800",  # a lone surrogate: json.dumps sends it as the escape "\ud800"
+    {"\udc00": 1},
     [],
     [1, "a", None],
     {},
@@ -71,6 +74,9 @@ RAW_BODIES: list[tuple[str, bytes, str]] = [
     ("text", b'{"enabled": true}', "text/plain"),
     ("no type", b'{"enabled": true}', ""),
     ("bad charset", b'{"enabled": true}', "application/json; charset=klingon"),
+    ("lone surrogate", b'{"key": "\\ud800", "enabled": "\\udfff"}', "application/json"),
+    ("deep but parseable", b'{"a":' * 200 + b"1" + b"}" * 200, "application/json"),
+    ("json as xml", b'{"enabled": true}', "application/xml"),
 ]
 ODD_QUERIES = [
     "limit=abc",
@@ -78,6 +84,10 @@ ODD_QUERIES = [
     "limit=-1",
     "before=-5",
     "before=1e3",
+    "before=99999999999999999999",
+    "before=2147483648",
+    "limit=2147483648&before=0",
+    "actor=%ED%A0%80&kind=%ED%B0%80&app=%F0%9F",
     "app=%C3%BC&stage=%00",
     "revision=" + "f" * 41,
     "revision=zz&kind=%ff",

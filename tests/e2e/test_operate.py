@@ -199,7 +199,23 @@ def test_openapi_lists_the_contract_with_the_error_schema(anonymous):
             ops[method] for p, ops in spec["paths"].items() if _template(p) == _template(path)
         ]
         assert operation.get("summary"), (method, path)
-        assert "default" in operation["responses"], (method, path)
+        # every error status listed (no catch-all `default`, so that schemathesis's status
+        # check means something), each with the error body
+        responses = operation["responses"]
+        assert "default" not in responses, (method, path)
+        expected = {"400", "401", "403", "409", "422", "503"}
+        if method != "get":
+            expected |= {"413", "415"}
+        if "{" in path and path.startswith("/api/"):
+            expected.add("404")
+        if path.startswith("/api/"):
+            assert expected <= set(responses), (method, path, sorted(responses))
+            for status in expected:
+                answer = responses[status]
+                if "$ref" in answer:  # a view's own alt_response
+                    answer = spec["components"]["responses"][answer["$ref"].rsplit("/", 1)[-1]]
+                schema = answer["content"]["application/json"]["schema"]
+                assert schema == {"$ref": error_ref}, (method, path, status)
         if (method, path) in WRITES and method != "delete":
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             assert "$ref" in body, (method, path)
@@ -216,3 +232,25 @@ def test_docs_serve_html_listing_the_api(anonymous):
     for _, path in CONTRACT:
         if "{id}" not in path:
             assert path in page, path
+
+
+def test_html_answers_carry_the_security_headers(client):
+    page = client.get("/docs")
+
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy  # the page runs no script
+
+
+def test_an_answer_with_a_token_secret_is_never_stored_or_sniffed(client):
+    made = client.post("/api/v1/tokens", json={"name": "ci", "owner": "ci", "roles": ["viewer"]})
+
+    assert made.status_code == 201 and made.get_json()["token"]
+    assert made.headers["Cache-Control"] == "no-store"
+    assert made.headers["X-Content-Type-Options"] == "nosniff"
+    listed = client.get("/api/v1/tokens")
+    assert "token" not in listed.get_json()[0]

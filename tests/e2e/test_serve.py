@@ -20,6 +20,7 @@ import pytest
 
 from tests.builders import remote_head
 from tests.conftest import ROOT, git
+from tests.e2e.test_http_inputs import chunks, send_chunked
 
 STAGEFLOW = Path(sys.executable).parent / "stageflow"
 TOKEN_LINE = re.compile(r"export STAGEFLOW_TOKEN=(\S+)")
@@ -171,6 +172,11 @@ def test_stageflow_serve_on_a_fresh_data_dir(serve, tmp_path: Path):
     bare = data / "gitops.git"
     assert remote_head(bare) == toggled["revision"]
     assert "Stageflow-Actor: admin" in git("--git-dir", str(bare), "log", "-1", "--format=%B")
+    # gunicorn dechunks a chunked body; one over STAGEFLOW_MAX_BODY_BYTES (1 MiB) is a 413
+    status, answer = send_chunked(first, "/api/v1/apps/demo/flags", chunks(2 << 20), token)
+    assert status == 413, answer
+    assert answer["error"]["code"] == "body_too_large"
+    assert remote_head(bare) == toggled["revision"]
     assert first.stop() == 0
 
     second = serve(data, port)

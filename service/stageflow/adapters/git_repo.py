@@ -35,6 +35,7 @@ from gitdb.exc import ODBError
 from prometheus_client import Histogram
 
 from stageflow.domain.errors import NotFound, StageflowError, Unavailable, WriteConflict
+from stageflow.logs import redact
 from stageflow.services.ports import Change, Committed
 
 log = logging.getLogger(__name__)
@@ -1124,7 +1125,7 @@ class GitPythonRepo:
             text = f"{exc.stdout or ''} {exc.stderr or ''}"
             if _lost_race(text):
                 PUSH_SECONDS.labels("rejected").observe(time.perf_counter() - started)
-                return False, _stderr(exc) or text.strip()[:500]
+                return False, _stderr(exc) or redact(text.strip())[:500]
             PUSH_SECONDS.labels("failed").observe(time.perf_counter() - started)
             raise Unavailable(
                 f"cannot push to {self.display_url}: {_stderr(exc)}; nothing was committed",
@@ -1204,7 +1205,8 @@ def _one_line(value: object) -> str:
 
 
 def _stderr(exc: git.GitCommandError) -> str:
-    text = (exc.stderr or "").strip() or str(exc)
+    # str(exc) holds the command line, with the remote URL as given (credentials and all).
+    text = redact((exc.stderr or "").strip() or str(exc))
     for prefix in ("stderr:", "error:", "fatal:"):
         text = text.replace(prefix, "")
     return " ".join(text.split())[:500]

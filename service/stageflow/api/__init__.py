@@ -15,10 +15,13 @@ from stageflow.api import (
     admin,
     changes,
     errors,
+    inputs,
+    links,
     ofrep,
     operate,
     promotions,
     reads,
+    security,
     webhooks,
 )
 from stageflow.api.fastpath import FastReads
@@ -72,6 +75,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
             "info": {
                 "description": "Promote image tags and feature flags through GitOps stages.",
             },
+            "extra_plugins": [errors.ErrorResponses(), links.Links()],
         },
     )
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
@@ -81,11 +85,14 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     app.register_blueprint(operate.blp)
     api.register_blueprint(ofrep.blp)  # OFREP: /ofrep/v1/evaluate/flags[/{key}]
 
+    security.register(app)
+
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id") or request_id()
+        g.request_id = inputs.client_request_id(request.headers.get("X-Request-Id")) or request_id()
         access.authorize_request()
+        inputs.check_request()
 
     @app.after_request
     def _finish(response):  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
+from stageflow.domain import actors
 from stageflow.domain.errors import Forbidden, Unauthenticated
 from stageflow.domain.identity import EVERY, ApiToken, Scope
 from stageflow.services import audit, promotions, state, tokens
@@ -251,7 +252,7 @@ def flux_principal(sf: Stageflow) -> ApiToken:
     return ApiToken(
         id="flux-generic-hmac",
         name="Flux generic-hmac provider",
-        owner="flux",
+        owner=actors.FLUX,
         roles=frozenset({"reporter"}),
         scope=Scope(
             apps=tuple(getattr(settings, "flux_webhook_apps", ()) or ()),

@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask, g, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
@@ -24,6 +25,7 @@ STATUS: list[tuple[type[domain.StageflowError], int]] = [
     (domain.Forbidden, 403),
     (domain.TooManyRequests, 429),
     (domain.PipelineError, 409),  # the repo's stageflow.yaml is broken: a state, not a request
+    (domain.Malformed, 400),
     (domain.Invalid, 422),
     (domain.Conflict, 409),
     (domain.Unavailable, 503),
@@ -55,6 +57,54 @@ class ErrorDetailSchema(Schema):
 
 class ErrorSchema(Schema):
     error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+# What each error status means on any operation of /api/ (the views add their own on top).
+COMMON_ERRORS = {
+    400: "malformed: the URL or body is not UTF-8, holds a lone surrogate, nests JSON deeper "
+    "than 32 levels, or is not JSON",
+    401: "no token, or an unknown, revoked or expired one",
+    403: "the token lacks the role, or an app or stage it touches is out of its scope",
+    409: "the request clashes with the current state, or the repo's stageflow.yaml is broken",
+    422: "a parameter or the body breaks a rule; `details.fields` names each field",
+    503: "the Git remote or the database cannot be reached",
+}
+PATH_ERRORS = {404: "no such app, stage, flag, promotion, token or other named thing"}
+BODY_ERRORS = {
+    413: "the body is larger than STAGEFLOW_MAX_BODY_BYTES",
+    415: "the body is not sent as Content-Type: application/json",
+}
+WRITES = {"post", "put", "patch", "delete"}
+
+
+class ErrorResponses(BasePlugin):  # type: ignore[misc]
+    """Document the errors every operation can answer here, once, rather than on each view.
+
+    flask-smorest's catch-all ``default`` response is dropped: with every status listed, a
+    status that the document does not name is a finding (schemathesis checks it).
+    """
+
+    def operation_helper(  # type: ignore[no-untyped-def]
+        self, path=None, operations=None, **kwargs
+    ) -> None:
+        for method, operation in (operations or {}).items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("default", None)
+            if not path or not path.startswith("/api/"):
+                continue  # OFREP documents its own error shapes (ofrep.py)
+            errors = dict(COMMON_ERRORS)
+            if "{" in path:
+                errors.update(PATH_ERRORS)
+            if method in WRITES or "requestBody" in operation:
+                errors.update(BODY_ERRORS)
+            for status, when in errors.items():
+                if status not in responses and str(status) not in responses:
+                    responses[str(status)] = {
+                        "description": when,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    }
 
 
 def status_of(exc: domain.StageflowError) -> int:
@@ -134,12 +184,21 @@ def handle_http_exception(error: HTTPException):  # type: ignore[no-untyped-def]
             f"{', '.join(sorted(error.valid_methods or []))}",  # type: ignore[attr-defined]
         )
     if status == 413:
-        return error_response(413, "body_too_large", "the request body is too large; send less")
+        limit = request.max_content_length
+        return error_response(
+            413,
+            "body_too_large",
+            f"the request body is larger than {limit} bytes (STAGEFLOW_MAX_BODY_BYTES); send less",
+            {"max_bytes": limit},
+        )
     if status == 415:
+        received = request.headers.get("Content-Type") or "none"
         return error_response(
             415,
             "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
+            f"the body is sent as {received[:100]!r}; send it as JSON with "
+            "Content-Type: application/json",
+            {"expected": "application/json", "received": received[:100]},
         )
     if status >= 500:
         return handle_unexpected(error)

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.http import parse_etags
 
-from stageflow.api import access, ofrep, reads
+from stageflow.api import access, inputs, ofrep, reads
 from stageflow.api.telemetry import LATENCY, REQUESTS, request_id
 from stageflow.domain.evaluation import read_request
 from stageflow.domain.identity import ApiToken
@@ -132,8 +132,8 @@ class FastReads:
             length = int(environ.get("CONTENT_LENGTH") or "")
         except ValueError:
             return None  # chunked or no length: Werkzeug knows how to read those
-        if not 0 <= length <= self._max_body:
-            return None
+        if not 0 <= length <= self._max_body or not inputs.is_json(environ.get("CONTENT_TYPE", "")):
+            return None  # Flask answers 413 / 415
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # should Flask answer after all, it reads it
         flags = evaluation.flag_set(

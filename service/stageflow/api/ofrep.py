@@ -23,6 +23,7 @@ from stageflow.domain import errors as domain
 from stageflow.domain.evaluation import (
     FLAG_NOT_FOUND,
     GENERAL,
+    PARSE_ERROR,
     EvaluationRequestError,
     read_request,
 )
@@ -144,7 +145,10 @@ _COMMON_RESPONSES = {
         "description": "rate limit exceeded (STAGEFLOW_OFREP_RATE_LIMIT)",
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
     },
-    "default": _json(
+    "413": _json(_BULK_FAILURE, "the body is larger than STAGEFLOW_MAX_BODY_BYTES"),
+    "415": _json(_BULK_FAILURE, "the body is not sent as Content-Type: application/json"),
+    "503": _json(_BULK_FAILURE, "the Git remote or the database cannot be reached"),
+    "500": _json(
         {"type": "object", "properties": {"errorDetails": {"type": "string"}}}, "server error"
     ),
 }
@@ -165,6 +169,8 @@ def _failure(status: int, error_code: str, details: str) -> ResponseReturnValue:
 def _domain_error(exc: domain.StageflowError) -> ResponseReturnValue:
     if isinstance(exc, EvaluationRequestError):
         return _failure(400, exc.error_code, exc.message)
+    if isinstance(exc, domain.Malformed):  # the URL (api/inputs.py)
+        return _failure(400, PARSE_ERROR, exc.message)
     status = errors.status_of(exc)
     if status in (401, 403, 503):
         return _failure(status, GENERAL, exc.message)

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stageflow.domain.errors import StageflowError
+from stageflow.logs import redact
 
 blp = Blueprint("operate", __name__)
 
@@ -32,7 +33,7 @@ def readyz():  # type: ignore[no-untyped-def]
         except StageflowError as exc:
             results[name] = {"ok": False, "detail": exc.message}
         except Exception as exc:  # a probe must never turn readiness into a 500
-            results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+            results[name] = {"ok": False, "detail": redact(f"{type(exc).__name__}: {exc}")}
         results[name]["seconds"] = round(time.perf_counter() - started, 4)
     broken = [name for name, result in results.items() if not result["ok"]]
     if broken:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
 from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES
 from stageflow.domain.identity import ROLES
 from stageflow.domain.promotions import STATUSES
@@ -13,6 +14,27 @@ class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
         ordered = True
+
+
+class Boolean(fields.Boolean):
+    """JSON ``true`` or ``false`` only: not ``1``, ``"true"`` or ``"yes"`` (marshmallow's default).
+
+    Every boolean of the API is this one, so a client's ``"false"`` can never turn a flag on.
+    """
+
+    default_error_messages = {"invalid": "send true or false (JSON booleans, not strings or 0/1)"}
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
+
+
+# Page cursors are row ids: an INTEGER column holds up to 2**31 - 1.
+page_before = {
+    "validate": validate.Range(min=1, max=2**31 - 1),
+    "metadata": {"description": "page: entries with an id below this one"},
+}
 
 
 class AnyValue(fields.Raw):
@@ -45,7 +67,7 @@ class StageSchema(Schema):
     flags = fields.Dict(metadata={"description": "{allow: [lifecycles that may be ON]}"})
     gates = fields.Nested(GatesSchema)
     approvals = fields.Integer()
-    auto_rollback = fields.Boolean()
+    auto_rollback = Boolean()
 
 
 class RepositorySchema(Schema):
@@ -76,7 +98,7 @@ class ImageSchema(Schema):
 
 
 class FlagStateSchema(Schema):
-    enabled = fields.Boolean()
+    enabled = Boolean()
     variant = fields.String(allow_none=True)
     lifecycle = fields.String(allow_none=True)
 
@@ -148,7 +170,7 @@ class FlagEditSchema(StrictSchema):
 
 
 class StageFlagPatchSchema(StrictSchema):
-    enabled = fields.Boolean(truthy={True}, falsy={False})
+    enabled = Boolean()
     defaultVariant = fields.String(allow_none=True)
     state = fields.String(validate=validate.OneOf(["ENABLED", "DISABLED"]))
     targeting = fields.Dict(allow_none=True)
@@ -164,7 +186,7 @@ class StageFlagPatchSchema(StrictSchema):
 
 
 class FlagMatrixCellSchema(Schema):
-    enabled = fields.Boolean()
+    enabled = Boolean()
     variant = fields.String(allow_none=True)
     state = fields.String()
 
@@ -199,12 +221,17 @@ class ImageSetResultSchema(Schema):
 # -- audit ------------------------------------------------------------------------------------
 
 
+# Names in query strings: as long as a name can be (apps and stages are DNS labels, owners 128).
+def query_name(max_length: int = 63) -> fields.String:
+    return fields.String(validate=validate.Length(max=max_length))
+
+
 class AuditQuerySchema(StrictSchema):
-    app = fields.String()
-    stage = fields.String()
-    actor = fields.String()
+    app = query_name()
+    stage = query_name()
+    actor = query_name(128)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    before = fields.Integer(metadata={"description": "page: entries with an id below this one"})
+    before = fields.Integer(**page_before)
 
 
 class AuditEntrySchema(Schema):
@@ -234,9 +261,21 @@ class ScopeSchema(StrictSchema):
     stages = fields.List(fields.String(), load_default=list)
 
 
+def not_a_system_actor(owner: str) -> None:
+    if is_system_actor(owner):
+        raise ValidationError(
+            f"{owner!r} is reserved: Stageflow writes {', '.join(SYSTEM_ACTORS)} as its own actor "
+            "into audit entries and commit trailers; choose the person's or the job's name"
+        )
+
+
 class TokenCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    owner = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    owner = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=128), not_a_system_actor],
+        metadata={"description": f"who acts; not one of Stageflow's own: {SYSTEM_ACTORS}"},
+    )
     roles = fields.List(
         fields.String(validate=validate.OneOf(ROLES)),
         required=True,
@@ -260,7 +299,7 @@ class TokenSchema(Schema):
         allow_none=True,
         metadata={"description": "when the token last authenticated (to the minute)"},
     )
-    active = fields.Boolean()
+    active = Boolean()
 
 
 class TokenCreatedSchema(TokenSchema):
@@ -301,7 +340,7 @@ class PromotionCreateSchema(StrictSchema):
     flags = FlagsSelection(
         load_default="eligible", metadata={"description": '"eligible" | "none" | [keys]'}
     )
-    dry_run = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
+    dry_run = Boolean(load_default=False)
     reason = fields.String(validate=validate.Length(max=2000))
 
 
@@ -333,7 +372,7 @@ class PromotionSchema(Schema):
     verdict = fields.String(
         metadata={"description": "dry runs: apply | pending_approval | blocked"}
     )
-    dry_run = fields.Boolean()
+    dry_run = Boolean()
     message = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
     plan = fields.Nested(PlanSchema)
@@ -348,11 +387,11 @@ class PromotionSchema(Schema):
 
 
 class PromotionQuerySchema(StrictSchema):
-    app = fields.String()
-    to = fields.String()
+    app = query_name()
+    to = query_name()
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    before = fields.Integer()
+    before = fields.Integer(**page_before)
 
 
 class PromotionPageSchema(Schema):
@@ -398,9 +437,9 @@ class CheckSchema(Schema):
 
 class CheckQuerySchema(StrictSchema):
     revision = fields.String(validate=validate.Regexp(r"^[0-9a-fA-F]{4,40}$"))
-    kind = fields.String()
+    kind = query_name()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    before = fields.Integer()
+    before = fields.Integer(**page_before)
 
 
 class DeploymentCreateSchema(StrictSchema):

@@ -31,6 +31,12 @@ class NotFound(StageflowError):
     code = "not_found"
 
 
+class Malformed(StageflowError):
+    """Input that cannot be read as what it claims to be: bad Unicode, too deep (HTTP 400)."""
+
+    code = "malformed"
+
+
 class Invalid(StageflowError):
     """Well-formed input that breaks a rule (HTTP 422)."""
 

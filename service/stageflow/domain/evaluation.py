@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from stageflow.domain.errors import Invalid
+from stageflow.domain.errors import Invalid, Malformed
+from stageflow.domain.inputs import check_json
 
 __all__ = [
     "ERROR_CODES",
@@ -84,7 +85,12 @@ def read_request(body: bytes) -> EvaluationRequest:
             f"the request has no body; {_BODY_HINT}", error_code=PARSE_ERROR
         )
     try:
+        check_json(body)
         raw = json.loads(body)
+    except Malformed as exc:
+        raise EvaluationRequestError(
+            f"{exc.message}; {_BODY_HINT}", error_code=PARSE_ERROR, details=exc.details
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         where = (
             f" at line {exc.lineno}, column {exc.colno}"

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from stageflow.domain import actors
 from stageflow.domain.errors import (
     Conflict,
     Forbidden,
@@ -225,7 +226,7 @@ def _preview(sf: Stageflow, app: str, to: str, selection: Selection) -> tuple[Pr
                 preview=True,
                 rejected=_rejections(sf, app),
             ),
-            actor="preview",
+            actor=actors.PREVIEW,
             trailers={},
         )
     except _Preview as preview:
@@ -426,7 +427,7 @@ def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotio
             sf,
             promotion,
             "applied",
-            "stageflow",
+            actors.AUTOMATION,
             revision=sha,
             message=f"applied as {sha[:12]} (settled from the remote's history)",
         )
@@ -434,7 +435,7 @@ def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotio
         sf,
         promotion,
         "failed",
-        "stageflow",
+        actors.AUTOMATION,
         message="the apply was interrupted before its commit reached the remote; nothing was "
         "changed — open the promotion again",
     )
@@ -623,7 +624,7 @@ def reevaluate_waiting(
     results = []
     for promotion in waiting:
         try:
-            results.append(evaluate(sf, promotion.id or 0, actor=Actor("stageflow")))
+            results.append(evaluate(sf, promotion.id or 0, actor=Actor(actors.AUTOMATION)))
         except StageflowError as exc:
             log.info("re-evaluating promotion %s: %s", promotion.id, exc.message)
     return results

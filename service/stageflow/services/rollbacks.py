@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, NotFound, StageflowError
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry
@@ -23,7 +24,7 @@ from stageflow.services.state import (
 )
 
 log = logging.getLogger(__name__)
-AUTOMATION = "stageflow"
+AUTOMATION = actors.AUTOMATION
 
 
 def rollback(
