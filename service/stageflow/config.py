@@ -112,6 +112,16 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "Requests a second one token may send to `/ofrep/` (bursts of as many), per process; "
         "beyond that 429 with `Retry-After`. 0: no limit.",
     ),
+    (
+        "flagd_fractional",
+        "STAGEFLOW_FLAGD_FRACTIONAL",
+        "string",
+        "How `fractional` rollouts bucket users in OFREP answers: `string` (murmur3 of the "
+        "bucketing string, as flagd v0.16.1, the release the starter deploys, and "
+        "`@openfeature/flagd-core` 4.x do) or `cbor` (the CBOR hashing of "
+        "`openfeature-flagd-core` 2.x). Match the flagd your apps run, or a user gets one "
+        "bucket from Stageflow and another from the sidecar.",
+    ),
 )
 
 
@@ -142,6 +152,7 @@ class Settings:
     seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
     max_body_bytes: int = 1024 * 1024
     ofrep_rate_limit: int = 0
+    flagd_fractional: str = "string"
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir).resolve()
@@ -248,6 +259,13 @@ class Settings:
                 "STAGEFLOW_ADMIN_TOKEN is shorter than 16 characters; use a long random secret "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
+        if (raw := text("STAGEFLOW_FLAGD_FRACTIONAL")) is not None:
+            if raw.lower() not in ("string", "cbor"):
+                raise SettingsError(
+                    f"STAGEFLOW_FLAGD_FRACTIONAL={raw!r} is not a bucketing; use string (flagd "
+                    "v0.16 and @openfeature/flagd-core 4) or cbor (openfeature-flagd-core 2)"
+                )
+            values["flagd_fractional"] = raw.lower()
         branch = values.get("git_branch", "main")
         if branch.startswith("-") or " " in branch or ".." in branch:
             raise SettingsError(f"STAGEFLOW_GIT_BRANCH={branch!r} is not a valid branch name")

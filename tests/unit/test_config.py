@@ -37,6 +37,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "STAGEFLOW_SEED_DIR": ("/srv/starter", Path("/srv/starter")),
     "STAGEFLOW_MAX_BODY_BYTES": ("2048", 2048),
     "STAGEFLOW_OFREP_RATE_LIMIT": ("50", 50),
+    "STAGEFLOW_FLAGD_FRACTIONAL": ("CBOR", "cbor"),
 }
 
 
@@ -132,6 +133,7 @@ def test_overrides_win_over_the_environment(tmp_path: Path):
         ("STAGEFLOW_DATABASE_URL", "not a url"),
         ("STAGEFLOW_DATABASE_URL", "nosuchdb://host/db"),
         ("STAGEFLOW_PROMETHEUS_URL", "prometheus:9090"),
+        ("STAGEFLOW_FLAGD_FRACTIONAL", "murmur"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str):
