@@ -279,13 +279,19 @@ def test_a_rollout_switched_off_is_disabled_and_clients_get_their_code_default(
 
     assert answer.status_code == 200
     body = answer.get_json()
-    # OFREP's codeDefaultFlag: no value, no variant; the client falls back to its code default
-    assert set(body) == {"key", "reason", "metadata"}
+    # OFREP's codeDefaultFlag: no value (and an empty variant); the client uses its code default
+    assert list(body) == ["key", "reason", "variant", "metadata"]
+    assert body["variant"] == ""
     assert body["reason"] == "DISABLED"
     assert body["key"] == "checkout_v2"
     ctx = EvaluationContext("user-1")
-    assert openfeature_client.get_boolean_value("checkout_v2", True, ctx) is True
-    assert openfeature_client.get_boolean_value("checkout_v2", False, ctx) is False
+    for code_default in (True, False):
+        details = openfeature_client.get_boolean_details("checkout_v2", code_default, ctx)
+        assert (details.value, details.reason, details.error_code) == (
+            code_default,
+            "DISABLED",
+            None,
+        )
 
 
 # -- the protocol, request by request -------------------------------------------------------------
@@ -397,6 +403,31 @@ def test_bulk_answers_every_flag_like_single_requests_with_an_etag(
     etag = bulk.headers["ETag"]
     assert etag.startswith('"') and etag.endswith('"')
     assert "ETag" in bulk.headers["Access-Control-Expose-Headers"]
+
+
+def test_after_a_toggle_only_the_toggled_flags_answer_differs(
+    client: FlaskClient, anonymous: FlaskClient, dev_token: str, typed_flags: str
+):
+    """A client that compares answers (the OFREP web provider) sees one flag change, not all."""
+    headers = _bearer(dev_token)
+    context = {"context": _context(4)}
+    before = anonymous.post(SINGLE, json=context, headers=headers).get_json()
+
+    toggled = client.patch(
+        "/api/v1/apps/demo/stages/development/flags/beta_api", json={"enabled": False}
+    )
+    assert toggled.status_code == 200
+    after = anonymous.post(SINGLE, json=context, headers=headers).get_json()
+
+    # the web provider's test: JSON.stringify of each flag's answer, old against new
+    changed = [
+        new["key"]
+        for old, new in zip(before["flags"], after["flags"], strict=True)
+        if json.dumps(old) != json.dumps(new)
+    ]
+    assert changed == ["beta_api"]
+    # the document's version is the flag set's, and moves with the commit
+    assert before["metadata"]["version"] != after["metadata"]["version"]
 
 
 def test_bulk_if_none_match_is_304_until_the_answer_changes(

@@ -92,9 +92,11 @@ def test_answer_json_follows_ofrep():
     failure = Evaluation.failure("f", "FLAG_NOT_FOUND", "flag 'f' is not defined")
 
     assert list(success.to_json()) == ["key", "value", "reason", "variant", "metadata"]
+    # OFREP's codeDefaultFlag: no value; an empty variant, which the Python provider needs
     assert code_default.to_json() == {
         "key": "f",
         "reason": "DISABLED",
+        "variant": "",
         "metadata": {"flagSetId": "demo"},
     }
     assert failure.to_json() == {
@@ -182,6 +184,7 @@ def test_flagd_evaluator_answers_values_variants_and_reasons():
     assert evaluator.evaluate("disabled", other).to_json() == {
         "key": "disabled",
         "reason": "DISABLED",
+        "variant": "",
         "metadata": {"flagSetId": "demo"},
     }
     unset = evaluator.evaluate("unset", other)
