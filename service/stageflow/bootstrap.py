@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import sessionmaker
@@ -11,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
+from stageflow.adapters.flagd_targeting import DEFAULT_FRACTIONAL
 from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
 from stageflow.adapters.kustomization import KustomizationFile
 from stageflow.adapters.kustomize import KubectlKustomize
@@ -29,8 +31,9 @@ __all__ = ["Settings", "build", "configure_logging", "prepare"]
 log = logging.getLogger(__name__)
 
 
-def codecs() -> Codecs:
+def codecs(settings: Settings | None = None) -> Codecs:
     schema = FlagdSchema()
+    fractional = settings.flagd_fractional if settings is not None else DEFAULT_FRACTIONAL
 
     def validate(doc: FlagDocument, only: Collection[str] | None = None) -> None:
         validate_flag_document(doc, schema, only=only)
@@ -39,7 +42,7 @@ def codecs() -> Codecs:
         load_pipeline=load_pipeline,
         parse_kustomization=lambda text, path: KustomizationFile.parse(text, path=path),
         validate_flags=validate,
-        flag_evaluator=FlagdEvaluator,
+        flag_evaluator=partial(FlagdEvaluator, fractional=fractional),
         trial_evaluate=trial_evaluate,
     )
 
@@ -82,7 +85,7 @@ def build(
     stageflow = Stageflow(
         repo=repo,
         renderer=renderer,
-        codecs=codecs(),
+        codecs=codecs(settings),
         uow=lambda: SqlUnitOfWork(session_factory),
         metrics=PrometheusHTTP(settings.prometheus_url),
         closers=[engine.dispose, repo.close],

@@ -134,6 +134,16 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "per process; beyond that its requests answer 429 with `Retry-After` until the rate "
         "drops (tokens it already used successfully keep working). 0: no limit.",
     ),
+    (
+        "flagd_fractional",
+        "STAGEFLOW_FLAGD_FRACTIONAL",
+        "string",
+        "How `fractional` rollouts bucket users in OFREP answers: `string` (murmur3 of the "
+        "bucketing string, as flagd v0.16.1, the release the starter deploys, and "
+        "`@openfeature/flagd-core` 4.x do) or `cbor` (the CBOR hashing of "
+        "`openfeature-flagd-core` 2.x). Match the flagd your apps run, or a user gets one "
+        "bucket from Stageflow and another from the sidecar.",
+    ),
 )
 
 
@@ -167,6 +177,7 @@ class Settings:
     flux_webhook_apps: tuple[str, ...] = ()
     flux_webhook_stages: tuple[str, ...] = ()
     auth_failures_per_minute: int = 30
+    flagd_fractional: str = "string"
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir).resolve()
@@ -280,6 +291,13 @@ class Settings:
                 "STAGEFLOW_ADMIN_TOKEN is shorter than 16 characters; use a long random secret "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
+        if (raw := text("STAGEFLOW_FLAGD_FRACTIONAL")) is not None:
+            if raw.lower() not in ("string", "cbor"):
+                raise SettingsError(
+                    f"STAGEFLOW_FLAGD_FRACTIONAL={raw!r} is not a bucketing; use string (flagd "
+                    "v0.16 and @openfeature/flagd-core 4) or cbor (openfeature-flagd-core 2)"
+                )
+            values["flagd_fractional"] = raw.lower()
         branch = values.get("git_branch", "main")
         if branch.startswith("-") or " " in branch or ".." in branch:
             raise SettingsError(f"STAGEFLOW_GIT_BRANCH={branch!r} is not a valid branch name")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -89,6 +89,29 @@ def test_flux_controller_shape_with_group_prefixed_metadata(client, anonymous, g
     assert answer.status_code == 202
     recorded = deployments(client, "production")[0]
     assert recorded["health"] == "degraded"  # ValidationFailed
+
+
+def test_a_flux_deployment_is_timed_by_the_events_timestamp(
+    client, anonymous, gitops_remote: Path, stageflow
+):
+    sf, _ = stageflow
+    head = remote_head(gitops_remote)
+    event = json.loads(flux_event("demo-staging", f"main@sha1:{head}"))
+    sent = (sf.clock() - timedelta(minutes=7)).replace(microsecond=0)
+    event["timestamp"] = sent.strftime("%Y-%m-%dT%H:%M:%SZ")  # as kustomize-controller writes it
+    late = json.dumps(event).encode()
+    event["timestamp"] = (sf.clock() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ahead = json.dumps(event).encode()
+
+    anonymous.post("/api/v1/webhooks/flux", data=late, headers=signed(late))
+    first = deployments(client, "staging")[0]["at"]
+    anonymous.post("/api/v1/webhooks/flux", data=ahead, headers=signed(ahead))
+    second = deployments(client, "staging")[0]["at"]
+
+    # delivered now, seven minutes after the controller saw it: the stage changed then
+    assert datetime.fromisoformat(first) == sent
+    # a clock ahead of ours counts as now, so soak time never starts in the future
+    assert datetime.fromisoformat(second) <= sf.clock()
 
 
 def test_bad_signature_is_401_and_records_nothing(client, anonymous, gitops_remote: Path):

@@ -107,6 +107,17 @@ def _bearer(secret: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def fractional() -> str:
+    """The ``fractional`` bucketing the app runs with (a test parametrizes it to change it)."""
+    return "string"
+
+
+@pytest.fixture
+def settings(settings: Settings, fractional: str) -> Settings:
+    return settings.with_overrides(flagd_fractional=fractional)
+
+
+@pytest.fixture
 def dev_token(client: FlaskClient) -> str:
     """A client token scoped to demo/development: it needs no header to pick app and stage."""
     return _token(client, ["client"], ["demo"], ["development"], name="checkout in dev")
@@ -175,9 +186,15 @@ def _sdk(client: OpenFeatureClient, key: str, context: dict[str, Any]) -> FlagEv
 # -- real clients, compared with flagd ------------------------------------------------------------
 
 
-def test_sdk_over_ofrep_answers_what_flagd_answers_from_the_committed_file(
+@pytest.mark.parametrize("fractional", ["cbor"])
+def test_with_cbor_bucketing_the_sdk_over_ofrep_answers_what_flagd_core_2_answers(
     openfeature_client: OpenFeatureClient, typed_flags: str, gitops_remote: Path
 ):
+    """``STAGEFLOW_FLAGD_FRACTIONAL=cbor``: the answers of ``openfeature-flagd-core`` 2.
+
+    The default bucketing (flagd v0.16's) is compared with ``@openfeature/flagd-core`` 4 in
+    ``tests/interop`` and with flagd's own vectors in ``test_flagd_vectors.py``.
+    """
     flagd = _flagd(gitops_remote, remote_head(gitops_remote))
     seen: dict[str, set[str]] = {key: set() for key in KINDS}
 
@@ -213,7 +230,8 @@ def test_sdk_reasons_and_metadata_are_flagds(
     static = _sdk(openfeature_client, "new_ui", {})
     assert (static.value, static.variant, static.reason) == (True, "on", "STATIC")
     assert static.flag_metadata["flagSetId"] == "demo"
-    assert static.flag_metadata["version"]  # the revision the file was written at
+    # the document's version moves with every commit; a flag's answer does not carry it
+    assert "version" not in static.flag_metadata
     assert static.flag_metadata["lifecycle"] == "stable"
 
     matched = _sdk(openfeature_client, "max_items", {"targetingKey": "u1", "plan": "pro"})
@@ -242,7 +260,6 @@ def test_a_flag_turned_off_through_rest_is_off_over_ofrep_in_the_next_request(
 
     after = openfeature_client.get_boolean_details("beta_api", True)
     assert (after.value, after.variant, after.reason) == (False, "off", "STATIC")
-    assert after.flag_metadata["version"] != before.flag_metadata["version"]
 
 
 def test_a_rollout_switched_off_is_disabled_and_clients_get_their_code_default(
@@ -262,13 +279,19 @@ def test_a_rollout_switched_off_is_disabled_and_clients_get_their_code_default(
 
     assert answer.status_code == 200
     body = answer.get_json()
-    # OFREP's codeDefaultFlag: no value, no variant; the client falls back to its code default
-    assert set(body) == {"key", "reason", "metadata"}
+    # OFREP's codeDefaultFlag: no value (and an empty variant); the client uses its code default
+    assert list(body) == ["key", "reason", "variant", "metadata"]
+    assert body["variant"] == ""
     assert body["reason"] == "DISABLED"
     assert body["key"] == "checkout_v2"
     ctx = EvaluationContext("user-1")
-    assert openfeature_client.get_boolean_value("checkout_v2", True, ctx) is True
-    assert openfeature_client.get_boolean_value("checkout_v2", False, ctx) is False
+    for code_default in (True, False):
+        details = openfeature_client.get_boolean_details("checkout_v2", code_default, ctx)
+        assert (details.value, details.reason, details.error_code) == (
+            code_default,
+            "DISABLED",
+            None,
+        )
 
 
 # -- the protocol, request by request -------------------------------------------------------------
@@ -380,6 +403,31 @@ def test_bulk_answers_every_flag_like_single_requests_with_an_etag(
     etag = bulk.headers["ETag"]
     assert etag.startswith('"') and etag.endswith('"')
     assert "ETag" in bulk.headers["Access-Control-Expose-Headers"]
+
+
+def test_after_a_toggle_only_the_toggled_flags_answer_differs(
+    client: FlaskClient, anonymous: FlaskClient, dev_token: str, typed_flags: str
+):
+    """A client that compares answers (the OFREP web provider) sees one flag change, not all."""
+    headers = _bearer(dev_token)
+    context = {"context": _context(4)}
+    before = anonymous.post(SINGLE, json=context, headers=headers).get_json()
+
+    toggled = client.patch(
+        "/api/v1/apps/demo/stages/development/flags/beta_api", json={"enabled": False}
+    )
+    assert toggled.status_code == 200
+    after = anonymous.post(SINGLE, json=context, headers=headers).get_json()
+
+    # the web provider's test: JSON.stringify of each flag's answer, old against new
+    changed = [
+        new["key"]
+        for old, new in zip(before["flags"], after["flags"], strict=True)
+        if json.dumps(old) != json.dumps(new)
+    ]
+    assert changed == ["beta_api"]
+    # the document's version is the flag set's, and moves with the commit
+    assert before["metadata"]["version"] != after["metadata"]["version"]
 
 
 def test_bulk_if_none_match_is_304_until_the_answer_changes(

@@ -40,6 +40,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "STAGEFLOW_FLUX_WEBHOOK_APPS": ("demo, shop", ("demo", "shop")),
     "STAGEFLOW_FLUX_WEBHOOK_STAGES": ("production", ("production",)),
     "STAGEFLOW_AUTH_FAILURES_PER_MINUTE": ("5", 5),
+    "STAGEFLOW_FLAGD_FRACTIONAL": ("CBOR", "cbor"),
 }
 
 
@@ -135,6 +136,7 @@ def test_overrides_win_over_the_environment(tmp_path: Path):
         ("STAGEFLOW_DATABASE_URL", "not a url"),
         ("STAGEFLOW_DATABASE_URL", "nosuchdb://host/db"),
         ("STAGEFLOW_PROMETHEUS_URL", "prometheus:9090"),
+        ("STAGEFLOW_FLAGD_FRACTIONAL", "murmur"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str):

@@ -119,8 +119,8 @@ def test_missing_variants_are_reported_with_their_path(flagd_schema: FlagdSchema
         ({"defaultVariant": 1}, "flags.myFlag.defaultVariant: 1 is not of type 'string', 'null'"),
         ({"metadata": {"tags": ["a"]}}, "flags.myFlag.metadata.tags: ['a'] is not of type"),
         (
-            {"targeting": {"fractional": [["on", 1.5], ["off", 1]]}},
-            "flags.myFlag.targeting.fractional[0][1]: 1.5 is not of type 'integer'",
+            {"targeting": {"fractional": [["on", "x"], ["off", 1]]}},
+            "flags.myFlag.targeting.fractional[0][1]: 'x' is not of type 'number'",
         ),
     ],
 )

@@ -866,6 +866,12 @@ def test_a_sound_document_has_no_problems() -> None:
         ),
         (
             "a",
+            flag_json(targeting={"fractional": [["on", 12.5], ["off", 87.5]]}),
+            "flag 'a': targeting gives the fractional bucket 'on' the weight 12.5; flagd takes "
+            "whole numbers only",
+        ),
+        (
+            "a",
             flag_json(targeting={"if": [{"var": "x"}, {"$ref": "known"}, "off"]}),
             "flag 'a': targeting (via $evaluators.known) returns 'gold', which is not a variant",
         ),

@@ -1,32 +1,36 @@
-"""The reference flagd evaluator (``openfeature-flagd-core``), behind the ``FlagEvaluator`` port.
+"""flagd's evaluation of a committed flags file, behind the ``FlagEvaluator`` port.
 
-``openfeature-flagd-core`` is the evaluator that flagd's Python in-process provider runs: the same
-JSONLogic, the same ``fractional`` (murmur3 of the CBOR-encoded flag key and targeting key),
-``sem_ver``, ``starts_with``/``ends_with`` and ``$evaluators``. Evaluating the committed file
-with it is what makes an OFREP answer from Stageflow equal the answer a flagd sidecar gives for
-the same ConfigMap.
+The answers are those of the flagd release the starter deploys (``ghcr.io/open-feature/flagd``
+v0.16.1, see ``overlays/apps/demo/base/deployment.yaml``) for the same file: its JSONLogic, its
+``fractional`` bucketing (``flagd_targeting``: murmur3 of the bucketing string, or CBOR with
+``STAGEFLOW_FLAGD_FRACTIONAL=cbor``), ``sem_ver``, ``starts_with``/``ends_with``, shared
+``$evaluators``, and its rules for turning a rule's result into a variant.
 
-Its resolvers are typed (``resolve_boolean_value`` ...) and check that the resolved value has that
-type. OFREP is untyped, so each flag is resolved with the type of its variants; a hand-written
-flag whose variants mix types is tried type by type until one fits.
+The file is parsed by ``openfeature-flagd-core`` (its flag model and ``$evaluators``
+substitution) and the rules run on ``panzi-json-logic`` with flagd's operators. The resolution
+itself is written here rather than taken from ``FlagdCore``: that one always buckets with CBOR,
+and its typed resolvers answer a question OFREP does not ask (OFREP is untyped; the value is the
+variant's).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
-from openfeature.contrib.tools.flagd.core import FlagdCore
-from openfeature.evaluation_context import EvaluationContext
-from openfeature.exception import ErrorCode, OpenFeatureError, TypeMismatchError
-from openfeature.flag_evaluation import FlagResolutionDetails
+from json_logic import jsonLogic
+from openfeature.contrib.tools.flagd.core.model.flag import Flag
+from openfeature.contrib.tools.flagd.core.model.flag_store import FlagStore
 
+from stageflow.adapters.flagd_targeting import DEFAULT_FRACTIONAL, operators, variant_name
 from stageflow.domain.errors import FlagDocumentError
 from stageflow.domain.evaluation import (
-    ERROR_CODES,
+    FLAG_NOT_FOUND,
     GENERAL,
+    PARSE_ERROR,
     Evaluation,
     EvaluationRequest,
     buckets_by_targeting_key,
@@ -43,46 +47,36 @@ TRIAL_CONTEXTS: Final[tuple[dict[str, Any], ...]] = (
     {"targetingKey": "stageflow-trial-user-2", "email": "trial@example.com", "country": "US"},
 )
 
-_Resolver = Callable[[FlagdCore, str, EvaluationContext], FlagResolutionDetails[Any]]
-# Defaults only matter for code-default answers, which carry no value; they keep the types right.
-_RESOLVERS: Final[dict[str, _Resolver]] = {
-    "boolean": lambda core, key, ctx: core.resolve_boolean_value(key, False, ctx),
-    "string": lambda core, key, ctx: core.resolve_string_value(key, "", ctx),
-    "integer": lambda core, key, ctx: core.resolve_integer_value(key, 0, ctx),
-    "float": lambda core, key, ctx: core.resolve_float_value(key, 0.0, ctx),
-    "object": lambda core, key, ctx: core.resolve_object_value(key, {}, ctx),
-}
+# Flag-set metadata that a flag's own answer carries. The document's ``version`` moves with every
+# commit; in each flag's metadata it would make every flag look changed to a client that compares
+# answers (the OFREP web provider emits a change event per differing answer) after any toggle.
+# It stays in the flag-set metadata of the bulk answer.
+_FLAG_SET_KEYS_PER_FLAG: Final = ("flagSetId",)
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    return "object"
-
-
-def _resolver_order(variants: Any) -> list[str]:
-    kinds = {_kind(v) for v in variants.values()} if isinstance(variants, dict) else set()
-    if kinds == {"integer", "float"}:
-        kinds = {"float"}
-    first = [next(iter(kinds))] if len(kinds) == 1 else []
-    return first + [kind for kind in _RESOLVERS if kind not in first]
-
-
-def _reason(details: FlagResolutionDetails[Any]) -> str:
-    reason = details.reason
-    return str(reason.value if hasattr(reason, "value") else reason or "UNKNOWN")
+def _numbers_as_floats(variants: Mapping[str, Any]) -> bool:
+    """Tell whether a flag mixes ints and floats: a float flag (1 means 1.0 there)."""
+    kinds = {
+        type(value)
+        for value in variants.values()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return kinds == {int, float} and all(
+        isinstance(value, int | float) and not isinstance(value, bool)
+        for value in variants.values()
+    )
 
 
 class FlagdEvaluator:
-    """One flagd document (the bytes as committed), loaded into ``FlagdCore``."""
+    """One flagd document (the bytes as committed), ready to evaluate as flagd does."""
 
-    def __init__(self, text: bytes | str, *, source: str = "the flag document") -> None:
+    def __init__(
+        self,
+        text: bytes | str,
+        *,
+        source: str = "the flag document",
+        fractional: str = DEFAULT_FRACTIONAL,
+    ) -> None:
         try:
             decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
             raw = json.loads(decoded)
@@ -97,20 +91,27 @@ class FlagdEvaluator:
                 f'{source} cannot be read by flagd: it needs a "flags" object',
                 code="flagd_parse_error",
             )
-        self._core = FlagdCore()
+        self._operators = operators(fractional)
+        self._store = FlagStore()
         try:
-            self._core.set_flags(decoded)
+            self._store.update(json.loads(decoded))  # it edits what it is given: a fresh copy
         except Exception as exc:  # flagd-core raises ParseError, and lets others through
             raise FlagDocumentError(
                 f"{source} cannot be read by flagd: {exc or type(exc).__name__}",
                 code="flagd_parse_error",
             ) from None
+        flag_set = dict(self._store.flag_set_metadata)
+        per_flag = {k: flag_set[k] for k in _FLAG_SET_KEYS_PER_FLAG if k in flag_set}
+        self._flag_set_metadata: Mapping[str, Any] = flag_set
+        self._metadata: dict[str, Mapping[str, Any]] = {
+            key: {**per_flag, **(flag.metadata or {})} for key, flag in self._store.flags.items()
+        }
+        self._floats = frozenset(
+            key for key, flag in self._store.flags.items() if _numbers_as_floats(flag.variants)
+        )
         evaluators = raw.get("$evaluators")
         self._evaluators: Mapping[str, Any] = evaluators if isinstance(evaluators, dict) else {}
-        self._order = {
-            key: _resolver_order(flag.get("variants") if isinstance(flag, dict) else None)
-            for key, flag in flags.items()
-        }
+        self._keys = list(flags)
         self._targeting = {
             key: flag.get("targeting") if isinstance(flag, dict) else None
             for key, flag in flags.items()
@@ -118,18 +119,17 @@ class FlagdEvaluator:
         # flagd answers these without reading the context: DISABLED, or STATIC (no targeting)
         self._static = frozenset(
             key
-            for key, flag in flags.items()
-            if isinstance(flag, dict)
-            and (flag.get("state") == "DISABLED" or not flag.get("targeting"))
+            for key, flag in self._store.flags.items()
+            if flag.state == "DISABLED" or not flag.targeting
         )
 
     def flag_keys(self) -> Sequence[str]:
         """Return the flag keys in file order."""
-        return list(self._order)
+        return self._keys
 
     def metadata(self) -> Mapping[str, Any]:
         """Return the flag-set metadata (``flagSetId``, ``version``)."""
-        return self._core.get_flag_set_metadata()
+        return self._flag_set_metadata
 
     def needs_targeting_key(self, key: str) -> bool:
         """Tell whether the flag's targeting buckets by ``targetingKey``."""
@@ -141,38 +141,64 @@ class FlagdEvaluator:
 
     def evaluate(self, key: str, request: EvaluationRequest) -> Evaluation:
         """Evaluate one flag as flagd does; errors come back as a failed Evaluation."""
-        context = EvaluationContext(request.targeting_key, dict(request.attributes))
-        details: FlagResolutionDetails[Any] | None = None
-        for kind in self._order.get(key) or list(_RESOLVERS):
-            try:
-                details = _RESOLVERS[kind](self._core, key, context)
-            except TypeMismatchError:
-                continue
-            except OpenFeatureError as exc:
-                code = exc.error_code.value if isinstance(exc.error_code, ErrorCode) else GENERAL
-                return Evaluation.failure(
-                    key,
-                    code if code in ERROR_CODES else GENERAL,
-                    exc.error_message or code,
-                )
-            except Exception as exc:  # JSONLogic of a hand-written file can fail in any way
-                return Evaluation.failure(
-                    key, GENERAL, f"flagd's evaluator failed on the targeting of {key}: {exc!r}"
-                )
-            break
-        if details is None:
+        flag = self._store.get_flag(key)
+        if flag is None:
+            return Evaluation.failure(key, FLAG_NOT_FOUND, f"flag {key} is not in the document")
+        metadata = self._metadata[key]
+        if flag.state == "DISABLED":
+            # the client uses its code default
+            return Evaluation(key, reason="DISABLED", metadata=metadata)
+        if not flag.targeting:
+            return self._default(flag, "STATIC", metadata)
+        data: dict[str, Any] = dict(request.attributes)
+        data["$flagd"] = {"flagKey": key, "timestamp": int(time.time())}
+        data["targetingKey"] = request.targeting_key
+        try:
+            result = jsonLogic(flag.targeting, data, self._operators)
+        except ReferenceError as exc:  # an operator flagd does not know: its PARSE_ERROR
             return Evaluation.failure(
-                key, GENERAL, f"flag {key} resolved to a value of no type that flagd serves"
+                key, PARSE_ERROR, f"the targeting of {key} cannot be evaluated by flagd: {exc}"
             )
-        metadata = dict(details.flag_metadata)
-        if details.variant is None:
-            # DISABLED, or a null defaultVariant: the client uses its code default.
-            return Evaluation(key, reason=_reason(details), metadata=metadata)
+        except Exception as exc:  # JSONLogic of a hand-written file can fail in any way
+            return Evaluation.failure(
+                key, GENERAL, f"flagd's evaluator failed on the targeting of {key}: {exc!r}"
+            )
+        if result is None:
+            return self._default(flag, "DEFAULT", metadata)
+        name = variant_name(result)
+        if name not in flag.variants:
+            return Evaluation.failure(
+                key,
+                GENERAL,
+                f"the targeting of {key} returned {name!r}, which is not one of its variants",
+            )
+        return self._answer(flag, name, "TARGETING_MATCH", metadata)
+
+    def _default(self, flag: Flag, reason: str, metadata: Mapping[str, Any]) -> Evaluation:
+        variant = flag.default_variant
+        if isinstance(variant, bool):
+            variant = str(variant).lower()
+        if not variant:
+            # a null defaultVariant: flagd's FALLBACK, which its OFREP answers as DEFAULT
+            # without a value, so the client uses its code default
+            return Evaluation(flag.key, reason="DEFAULT", metadata=metadata)
+        if variant not in flag.variants:
+            return Evaluation.failure(
+                flag.key, GENERAL, f"defaultVariant {variant!r} of {flag.key} is not a variant"
+            )
+        return self._answer(flag, variant, reason, metadata)
+
+    def _answer(
+        self, flag: Flag, variant: str, reason: str, metadata: Mapping[str, Any]
+    ) -> Evaluation:
+        value = flag.variants[variant]
+        if flag.key in self._floats and isinstance(value, int):
+            value = float(value)
         return Evaluation(
-            key,
-            reason=_reason(details),
-            variant=details.variant,
-            value=details.value,
+            flag.key,
+            reason=reason,
+            variant=variant,
+            value=value,
             has_value=True,
             metadata=metadata,
         )

@@ -74,7 +74,8 @@ _REQUEST = {
 }
 _METADATA = {
     "type": "object",
-    "description": "flag-set metadata (flagSetId, version) merged with the flag's own",
+    "description": "the flag set's flagSetId and the flag's own metadata (not the document's "
+    "version, which moves with every commit: the bulk answer's metadata carries it)",
     "additionalProperties": {
         "oneOf": [{"type": "boolean"}, {"type": "string"}, {"type": "number"}]
     },
@@ -89,7 +90,10 @@ _SUCCESS = {
             "type": "string",
             "description": "flagd's reason: STATIC, TARGETING_MATCH, DEFAULT or DISABLED",
         },
-        "variant": {"type": "string"},
+        "variant": {
+            "type": "string",
+            "description": "the variant served; empty when the client is to use its code default",
+        },
         "metadata": _METADATA,
     },
 }

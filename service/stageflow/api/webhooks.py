@@ -60,7 +60,7 @@ class ArgoWebhook(MethodView):
     @blp.response(202, description="{recorded, app, stage, revision, health, reason}")
     @blp.alt_response(401, response="DEFAULT_ERROR")
     def post(self):  # type: ignore[no-untyped-def]
-        """Take an argocd-notifications webhook (the template in the README)."""
+        """Take an argocd-notifications webhook (the template in docs/gitops-controllers.md)."""
         actor = current_token().owner
         report = argocd_report(_json(request.get_data(cache=True)))
         if report is None:

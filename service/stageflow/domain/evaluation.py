@@ -123,7 +123,8 @@ class Evaluation:
     """One flag's answer: a value with its variant and reason, a code default, or an error.
 
     ``has_value`` is False when the client is to use its code default (a disabled flag, or a
-    flag whose ``defaultVariant`` is null): OFREP then sends no ``value``.
+    flag whose ``defaultVariant`` is null): OFREP then sends no ``value`` and an empty
+    ``variant``.
     """
 
     key: str
@@ -157,6 +158,12 @@ class Evaluation:
         out["reason"] = self.reason
         if self.variant is not None:
             out["variant"] = self.variant
+        elif not self.has_value:
+            # OFREP's codeDefaultFlag (ADR-0006): no value, so the provider uses the code
+            # default. An empty variant (a string, as OFREP types it) names no variant; without
+            # the member the Python provider (openfeature-provider-ofrep 0.3) fails on
+            # data["variant"] and reports a GENERAL error instead of the code default.
+            out["variant"] = ""
         out["metadata"] = dict(self.metadata)
         return out
 

@@ -711,6 +711,14 @@ class _TargetingCheck:
                 f"gives the fractional bucket {bucket!r} the weight {_json(weight)}; "
                 "weights are non-negative numbers",
             )
+        elif isinstance(weight, float) and not weight.is_integer():
+            # The schema flagd v0.16.1 compiles in types weights as numbers, but its evaluator
+            # then buckets nobody (every user gets the default variant).
+            self.report(
+                via,
+                f"gives the fractional bucket {bucket!r} the weight {_json(weight)}; flagd "
+                "takes whole numbers only: scale every weight of the rule (x10, x100)",
+            )
 
     def literal_result(self, value: Any, *, via: str) -> None:
         if isinstance(value, str):

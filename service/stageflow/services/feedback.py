@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stageflow.domain.errors import Invalid
+from stageflow.domain.errors import Invalid, NotFound
 from stageflow.domain.feedback import ClusterReport, stage_of
 from stageflow.services import reports
 from stageflow.services.context import Stageflow
@@ -23,15 +23,17 @@ def record_cluster_report(sf: Stageflow, report: ClusterReport, *, actor: str) -
             f"<app>-<stage> or map it under apps.<app>.{report.source} in stageflow.yaml",
         }
     app, stage = mapped
+    revision = _first_commit(sf, report.revisions)
     try:
         deployment = reports.record_deployment(
             sf,
             app,
             stage,
-            revision=report.revision,
+            revision=revision,
             health=report.health,
             actor=actor,
             source=report.source,
+            at=report.at,
         )
     except Invalid as exc:
         return {"recorded": False, "app": app, "stage": stage, "reason": exc.message}
@@ -43,3 +45,18 @@ def record_cluster_report(sf: Stageflow, report: ClusterReport, *, actor: str) -
         "health": deployment.health,
         "reason": report.reason,
     }
+
+
+def _first_commit(sf: Stageflow, revisions: tuple[str, ...]) -> str:
+    """The first of the reported revisions that is a commit of the GitOps repo.
+
+    A multi-source Argo CD Application reports one revision per source (other Git repos, Helm
+    chart versions); the one that counts is Stageflow's. When none is, the first is returned and
+    record_deployment says it is unknown.
+    """
+    for revision in revisions:
+        try:
+            return sf.repo.resolve(revision)
+        except NotFound:
+            continue
+    return revisions[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from stageflow.domain.errors import Invalid, NotFound
@@ -119,19 +120,25 @@ def record_deployment(
     health: str,
     actor: str,
     source: str = "api",
+    at: datetime | None = None,
 ) -> Deployment:
-    """Record what a stage runs now (a revision and its health), as the cluster reports it."""
+    """Record what a stage runs now (a revision and its health), as the cluster reports it.
+
+    ``at`` is when the controller saw it (a Flux event's timestamp); a time ahead of this
+    process's clock (skew) is taken as now, so soak time never starts in the future.
+    """
     if health not in HEALTH:
         raise Invalid(f"health must be one of {', '.join(HEALTH)}, not {health!r}")
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
     snap.pipeline.stage(stage_name)
     sha = _resolve(sf, revision)
+    now = sf.clock()
     deployment = Deployment(
         revision=sha,
         content=content_at(sf, sha, app, stage_name),
         health=health,
-        at=sf.clock(),
+        at=min(at, now) if at is not None else now,
         source=source,
     )
     with sf.uow() as uow:
