@@ -23,7 +23,6 @@ STATUS: list[tuple[type[domain.StageflowError], int]] = [
     (domain.Unauthenticated, 401),
     (domain.Forbidden, 403),
     (domain.TooManyRequests, 429),
-    (domain.PipelineError, 409),  # the repo's stageflow.yaml is broken: a state, not a request
     (domain.Invalid, 422),
     (domain.Conflict, 409),
     (domain.Unavailable, 503),
