@@ -738,12 +738,7 @@ class GitPythonRepo:
 
     def _lost(self, exc: Unavailable) -> None:
         if self._down is None:
-            log.warning(
-                "the Git remote %s is unreachable: %s; reads answer from the last head seen, "
-                "writes answer 503",
-                self.display_url,
-                exc.message,
-            )
+            log.warning("%s; reads answer from the last head seen, writes answer 503", exc.message)
             self._down = Outage(since=time.time(), message=exc.message)
 
     def outage(self) -> Outage | None:
