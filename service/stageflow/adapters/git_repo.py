@@ -494,7 +494,16 @@ class GitPythonRepo:
             if self._repo is not None:
                 return
             failed = self._open_failed
-            if failed is not None and time.monotonic() - failed[0] < 1.0:
+            # A network remote is asked again at most once a second; a local one whenever its
+            # branch can be read again (a stat).
+            if (
+                failed is not None
+                and time.monotonic() - failed[0] < 1.0
+                and (
+                    not self._local
+                    or _read_ref(_local_path(self.url), f"refs/heads/{self.branch}") is None
+                )
+            ):
                 raise failed[1]
             if self._slot is None:
                 self._take_slot()
@@ -512,7 +521,8 @@ class GitPythonRepo:
                     code="git_unavailable",
                     details={"part": "remote"},
                 )
-                self._lost(error)
+                if self._down is None:  # not _lost: there is no last head to answer from
+                    self._down = Outage(since=time.time(), message=error.message)
                 self._open_failed = (time.monotonic(), error)
                 raise error from exc
             except Unavailable as exc:
