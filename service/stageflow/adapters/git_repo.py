@@ -60,15 +60,28 @@ COMMITS_PER_PUSH = Histogram(
 _CURRENT: weakref.ref[GitPythonRepo] | None = None
 
 
-def _contact_age() -> float:
+def _scraped() -> GitPythonRepo | None:
+    """The repository the gauges describe, its head asked as a read would ask it.
+
+    So that an idle process does not look out of touch: a local remote's ref is read (a stat), a
+    network remote is asked when the last answer is older than the head TTL.
+    """
     repo = _CURRENT() if _CURRENT is not None else None
+    if repo is not None and repo._repo is not None:  # never reopen a closed one
+        with contextlib.suppress(Exception):  # an outage is what the gauges report
+            repo.head()
+    return repo
+
+
+def _contact_age() -> float:
+    repo = _scraped()
     if repo is None or repo._contact_at is None:
         return float("nan")
     return max(0.0, time.time() - repo._contact_at)
 
 
 def _remote_up() -> float:
-    repo = _CURRENT() if _CURRENT is not None else None
+    repo = _scraped()  # within the head TTL of the age's scrape: no second round trip
     return float(repo is not None and repo._down is None and repo._contact_at is not None)
 
 

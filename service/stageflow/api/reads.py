@@ -132,7 +132,8 @@ def matrix_answer(
 
 
 def _stale(sf: Stageflow, revision: str, app: str, stage: str | None = None) -> Headers:
-    return stale_headers(state.stale_notes(sf, state.snapshot(sf, revision), app, stage))
+    notes = state.outage_notes(sf, revision) + state.file_notes(sf, revision, app, stage)
+    return stale_headers(notes)
 
 
 def _scoped_tag(tag: str, stages: Sequence[str]) -> str:

@@ -187,7 +187,7 @@ def flag_set(
             revision,
             flags_path(chosen, stage_name),
             _evaluator(sf, revision, chosen, stage_name),
-            file_notes(snapshot(sf, revision), app_name, stage_name),
+            file_notes(sf, revision, app_name, stage_name),
         ),
     )
 
@@ -197,7 +197,7 @@ def _evaluator(sf: Stageflow, revision: str, app: App, stage: str) -> FlagEvalua
     if load is None:
         raise Unavailable("flag evaluation is not configured in this Stageflow (no evaluator)")
     path = flags_path(app, stage)
-    # A flags.json pushed broken is evaluated as its last valid version (stale_notes says so).
+    # A flags.json pushed broken is evaluated as its last valid version (file_notes says so).
     blob, _ = snapshot(sf, revision).flags_blob(app, stage)
     if blob is None:
         empty = render_flag_document(empty_flag_document(app.name)).encode("utf-8")

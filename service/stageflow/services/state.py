@@ -100,13 +100,19 @@ _HISTORY_LIMIT = 20
 
 def _checked(sf: Stageflow, kind: str, blob: str, parse: Callable[[bytes], T]) -> T | Invalid:
     """Parse a blob once; an invalid one is remembered as its error (and parsed no more)."""
-    failed = sf.cache.peek((kind + "-invalid", blob))
-    if failed is not None:
-        return failed  # type: ignore[no-any-return]
+    invalid = (kind + "-invalid", blob)
+
+    def build() -> tuple[T, int]:
+        failed = sf.cache.peek(invalid)  # only on a miss: a valid blob costs one lookup
+        if failed is not None:
+            raise failed
+        data = sf.repo.read_blob(blob)
+        return parse(data), PARSED_BYTES_PER_SOURCE_BYTE * len(data)
+
     try:
-        return parsed(sf, (kind, blob), lambda: sf.repo.read_blob(blob), parse)
+        return sf.cache.get_weighed((kind, blob), build)
     except Invalid as exc:
-        sf.cache.put((kind + "-invalid", blob), exc)
+        sf.cache.put(invalid, exc)
         return exc
 
 
@@ -275,15 +281,6 @@ def _pipeline_of(
     return _checked(sf, "pipeline", blob, lambda data: sf.codecs.load_pipeline(data.decode()))
 
 
-def stale_notes(sf: Stageflow, snap: Snapshot, app: str, stage: str | None = None) -> list[str]:
-    """What makes an answer about ``app`` (``stage``) not the plain state of the remote's head.
-
-    The remote unreachable (the head is the last one seen), and files read as an earlier valid
-    version. Empty when the answer is current.
-    """
-    return outage_notes(sf, snap.revision) + file_notes(snap, app, stage)
-
-
 def outage_notes(sf: Stageflow, revision: str) -> list[str]:
     """A note that the remote is unreachable and ``revision`` is the last head seen, or []."""
     outage = sf.repo.outage()
@@ -296,11 +293,14 @@ def outage_notes(sf: Stageflow, revision: str) -> list[str]:
     ]
 
 
-def file_notes(snap: Snapshot, app: str, stage: str | None = None) -> list[str]:
-    """Notes on the files an answer about ``app`` (``stage``) reads as an earlier version."""
-    notes: list[str] = snap.sf.cache.get(
-        ("stale-notes", snap.revision, app, stage),
-        lambda: [p.note() for p in _problems_of(snap, app, stage)],
+def file_notes(sf: Stageflow, revision: str, app: str, stage: str | None = None) -> list[str]:
+    """Notes on the files an answer about ``app`` (``stage``) reads as an earlier version.
+
+    A function of the revision, so made once per revision (a read costs one lookup).
+    """
+    notes: list[str] = sf.cache.get(
+        ("stale-notes", revision, app, stage),
+        lambda: [p.note() for p in _problems_of(snapshot(sf, revision), app, stage)],
     )
     return notes
 
