@@ -15,9 +15,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from stageflow import bootstrap
+from stageflow.adapters.git_repo import seed_bare_remote
 from stageflow.api import create_app
 from stageflow.config import Settings
 from tests.builders import remote_head, third_party_commit
+from tests.conftest import SEED
 from tests.e2e.conftest import ADMIN
 
 TOGGLE = "/api/v1/apps/demo/stages/development/flags/beta_api"
@@ -148,3 +150,32 @@ def test_a_part_never_read_before_a_local_remote_moved_away_is_503(
     assert unknown.status_code == 503, unknown.get_json()
     assert unknown.get_json()["error"]["code"] == "git_unavailable"
     assert str(gitops_remote) in unknown.get_json()["error"]["message"]
+
+
+def test_a_pipeline_broken_with_no_valid_version_is_503_naming_it_never_500(
+    tmp_path: Path, database_url: str
+):
+    seed = tmp_path / "seed"
+    shutil.copytree(SEED, seed)
+    with (seed / "stageflow.yaml").open("a") as out:
+        out.write("surprise: true\n")
+    bare = tmp_path / "broken.git"
+    seed_bare_remote(seed, bare, "main")
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, git_url=str(bare), admin_token=ADMIN
+    )
+    client, sf = _client(settings)
+    try:
+        headers = {"X-Stageflow-App": "demo", "X-Stageflow-Stage": "development"}
+        answers = [
+            client.post("/ofrep/v1/evaluate/flags", json={"context": {}}, headers=headers),
+            client.post("/ofrep/v1/evaluate/flags/new_ui", json={"context": {}}, headers=headers),
+            client.get(DOCUMENT.format(stage="development")),
+            client.get("/api/v1/pipeline"),
+        ]
+        for answer in answers:
+            assert answer.status_code in (422, 503), answer.get_data(as_text=True)
+            assert "surprise" in answer.get_data(as_text=True)
+        assert client.get("/readyz").status_code == 503
+    finally:
+        sf.close()  # type: ignore[attr-defined]

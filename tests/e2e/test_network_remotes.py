@@ -291,3 +291,32 @@ def test_an_ssh_remote_with_a_key_serves_writes_and_outlives_a_stopped_sshd(
             process.close()
     finally:
         sshd.stop()
+
+
+@pytest.mark.skipif(
+    SSHD is None, reason="sshd not installed (Debian: openssh-server; .ci/run installs it)"
+)
+def test_an_ssh_remote_through_the_users_git_ssh_command(
+    tmp_path: Path, gitops_remote: Path, monkeypatch: pytest.MonkeyPatch
+):
+    sshd = SshServer(tmp_path / "ssh")
+    sshd.start()
+    try:
+        # no Stageflow setting: git uses ssh the way the user configured it
+        monkeypatch.setenv(
+            "GIT_SSH_COMMAND",
+            f"ssh -i {sshd.key} -o IdentitiesOnly=yes -o BatchMode=yes "
+            f"-o UserKnownHostsFile={sshd.known_hosts}",
+        )
+        process = Process(
+            _settings(tmp_path, sshd.url(gitops_remote)).with_overrides(git_head_ttl=60.0)
+        )
+        try:
+            assert process.client.get(DOCUMENT).status_code == 200
+            write = process.client.patch(TOGGLE, json={"enabled": False})
+            assert write.status_code == 200, write.get_json()
+            assert remote_head(gitops_remote) == write.get_json()["revision"]
+        finally:
+            process.close()
+    finally:
+        sshd.stop()

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ from gitdb.exc import ODBError
 from prometheus_client import Gauge, Histogram
 
 from stageflow.domain.errors import NotFound, StageflowError, Unavailable, WriteConflict
+from stageflow.logs import redact_credentials
 from stageflow.services.ports import Change, Committed, Outage
 
 log = logging.getLogger(__name__)
@@ -139,14 +139,9 @@ def redact_url(url: str) -> str:
     return url
 
 
-# `user:password@` (or `token@`) in any URL inside a text: git's own messages and GitPython's
-# command lines repeat the remote URL as it was given, credentials included.
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
-
-
 def redact_text(text: str) -> str:
     """Return ``text`` with the credentials of every URL in it removed (for messages and logs)."""
-    return _URL_CREDENTIALS.sub("", text)
+    return redact_credentials(text)
 
 
 def auth_env(
@@ -193,9 +188,13 @@ def auth_env(
             {
                 "STAGEFLOW_GIT_TOKEN": token,
                 "STAGEFLOW_GIT_USERNAME": username,
-                "GIT_CONFIG_COUNT": "1",
+                # An empty helper first clears those of the user's config: this token is the
+                # one to use, not one a credential store remembers for the host.
+                "GIT_CONFIG_COUNT": "2",
                 "GIT_CONFIG_KEY_0": "credential.helper",
-                "GIT_CONFIG_VALUE_0": '!f() { test "$1" = get || return 0; '
+                "GIT_CONFIG_VALUE_0": "",
+                "GIT_CONFIG_KEY_1": "credential.helper",
+                "GIT_CONFIG_VALUE_1": '!f() { test "$1" = get || return 0; '
                 'echo "username=$STAGEFLOW_GIT_USERNAME"; '
                 'echo "password=$STAGEFLOW_GIT_TOKEN"; }; f',
             }
@@ -1567,16 +1566,18 @@ class GitPythonRepo:
         self._clean_at = revision
 
 
+# What git and Git hosts say when credentials may read but not push (compared in lower case).
 _READ_ONLY_SIGNS = (
-    "403",
-    "permission denied",
-    "permission to",
-    "not allowed",
+    "url returned 403",  # git over HTTP(S) ("... returned error: 403" in newer versions)
+    "url returned error: 403",
+    "url returned 401",
+    "url returned error: 401",
+    "permission denied",  # ssh, file systems
+    "permission to",  # GitHub: "Permission to org/repo denied to user"
+    "not allowed to push",  # GitLab
     "read-only",
     "read only",
-    "service not enabled",
-    "unauthorized",
-    "401",
+    "service not enabled",  # git daemon without receive-pack
     "authentication failed",
     "insufficient permission",
 )

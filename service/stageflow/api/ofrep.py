@@ -173,9 +173,10 @@ def _domain_error(exc: domain.StageflowError) -> ResponseReturnValue:
         response, _ = _failure(429, GENERAL, exc.message)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response, 429
-    # Anything else is the state of the repo (e.g. a broken stageflow.yaml), not the request.
+    # Anything else is the state of the repo (e.g. a stageflow.yaml broken with no valid version
+    # in reach), not the request: unavailable until someone fixes it, never a 500.
     log.warning("OFREP cannot evaluate: %s", exc.message)
-    return jsonify({"errorDetails": exc.message}), 500
+    return _failure(503, GENERAL, exc.message)
 
 
 @blp.errorhandler(HTTPException)
