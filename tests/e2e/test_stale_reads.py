@@ -88,11 +88,23 @@ def test_reads_answer_from_the_last_head_while_the_remote_is_away(
         moved = tmp_path / "moved-away.git"
         gitops_remote.rename(moved)
 
+        fast = app.wsgi_app
+        served = fast.served  # type: ignore[attr-defined]
         during = _reads(client, token, "development")
+        assert fast.served > served  # type: ignore[attr-defined]
         _assert_same(during, before)
         for warning in _warning(during):
             assert warning.startswith('110 stageflow "Response is Stale:'), warning
             assert "unreachable since" in warning and str(gitops_remote) in warning
+        fast.enabled = False  # type: ignore[attr-defined]  # Flask answers the same, stale too
+        try:
+            by_flask = _reads(client, token, "development")
+        finally:
+            fast.enabled = True  # type: ignore[attr-defined]
+        for name, answer in by_flask.items():
+            assert answer.get_data() == during[name].get_data(), name
+            for header in ("ETag", "Warning"):
+                assert answer.headers.get(header) == during[name].headers.get(header), name
 
         write = client.patch(TOGGLE.format(stage="development"), json={"enabled": False})
         assert write.status_code == 503, write.get_json()
