@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection
 from functools import partial
 from typing import Any
@@ -13,15 +14,16 @@ from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine,
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
 from stageflow.adapters.flagd_targeting import DEFAULT_FRACTIONAL
-from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
+from stageflow.adapters.git_repo import GitPythonRepo, auth_env, seed_bare_remote
 from stageflow.adapters.kustomization import KustomizationFile
 from stageflow.adapters.kustomize import KubectlKustomize
 from stageflow.adapters.pipeline_file import load_pipeline
 from stageflow.adapters.prometheus import PrometheusHTTP
 from stageflow.config import Settings
+from stageflow.domain.errors import Unavailable
 from stageflow.domain.flags import FlagDocument
 from stageflow.logs import configure_logging
-from stageflow.services import tokens
+from stageflow.services import state, tokens
 from stageflow.services.context import Stageflow
 from stageflow.services.evaluation import RateLimiter
 from stageflow.services.ports import Codecs
@@ -68,9 +70,12 @@ def prepare(settings: Settings) -> str | None:
         stageflow.close()
 
 
-def build(
-    settings: Settings, *, open_repo: bool = True
-) -> tuple[Stageflow, dict[str, Callable[[], Any]]]:
+# A readiness probe: called with ``writes`` (True for /readyz/writes, which may look deeper),
+# returns what it found, raises what is wrong.
+Probe = Callable[[bool], Any]
+
+
+def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dict[str, Probe]]:
     """Compose the adapters; return the Stageflow context and the readiness probes."""
     engine = make_engine(settings.database_url)
     session_factory = sessionmaker(engine, expire_on_commit=False)
@@ -80,6 +85,13 @@ def build(
         settings.clones_dir,
         head_ttl=settings.git_head_ttl,
         push_attempts=settings.git_push_attempts,
+        env=auth_env(
+            ssh_key=settings.git_ssh_key,
+            ssh_known_hosts=settings.git_ssh_known_hosts,
+            token=settings.git_token,
+            username=settings.git_username,
+        ),
+        min_free_bytes=settings.min_free_disk_mb * 2**20,
     )
     renderer = KubectlKustomize.from_setting(settings.kustomize, timeout=settings.render_timeout)
     stageflow = Stageflow(
@@ -96,18 +108,68 @@ def build(
         else None,
     )
     if open_repo:
-        repo.open()
+        try:
+            repo.open()
+        except Unavailable as exc:
+            # No clone to serve from and no remote to clone: start anyway, say so in /readyz
+            # (503) and the logs, and clone on the first use once the remote is back.
+            log.error("%s; reads and writes answer 503 until it can be cloned", exc.message)
 
-    def git_probe() -> str:
-        return repo.head(fresh=True)
+    def state_probe(writes: bool) -> str:
+        snap = state.snapshot(stageflow)
+        outage = repo.outage()
+        if outage is None:
+            return f"serving revision {snap.revision}"
+        return (
+            f"serving revision {snap.revision}, the last head seen: the remote has been "
+            f"unreachable for {time.time() - outage.since:.0f} s"
+        )
 
-    def database_probe() -> str:
+    def remote_probe(writes: bool) -> str:
+        head = repo.head(fresh=True)
+        outage = repo.outage()
+        if outage is not None:
+            raise Unavailable(
+                f"{outage.message} (since {time.time() - outage.since:.0f} s ago; reads answer "
+                f"from {head[:12]}, the last head seen)"
+            )
+        detail = f"head {head}"
+        if writes:
+            detail += f"; {repo.check_writable()}"
+        return detail
+
+    def disk_probe(writes: bool) -> str:
+        free = repo.free_bytes()
+        text = f"{free // 2**20} MiB free under {settings.clones_dir}"
+        if free < repo.min_free_bytes:
+            raise Unavailable(
+                f"{text}, less than STAGEFLOW_MIN_FREE_DISK_MB ({settings.min_free_disk_mb}); "
+                "writes are refused until there is more: free space there or grow the volume"
+            )
+        return text
+
+    def files_probe(writes: bool) -> str:
+        problems = state.head_problems(stageflow)
+        if problems:
+            raise Unavailable(
+                "; ".join(problem.note() for problem in problems)
+                + " — push a corrected version; writes that need these files answer 422"
+            )
+        return "stageflow.yaml and every stage's flags.json are valid at the head"
+
+    def database_probe(writes: bool) -> str:
         ping(engine)
         return engine.dialect.name
 
-    readiness: dict[str, Callable[[], Any]] = {
+    def kustomize_probe(writes: bool) -> str:
+        return renderer.version()
+
+    readiness: dict[str, Probe] = {
+        "state": state_probe,
+        "remote": remote_probe,
+        "files": files_probe,
         "database": database_probe,
-        "git": git_probe,
-        "kustomize": renderer.version,
+        "disk": disk_probe,
+        "kustomize": kustomize_probe,
     }
     return stageflow, readiness

@@ -49,6 +49,40 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "directly on every request).",
     ),
     (
+        "git_ssh_key",
+        "STAGEFLOW_GIT_SSH_KEY",
+        "(unset)",
+        "Private key file for an `ssh://` (or `user@host:path`) remote. Unset: git uses ssh as the "
+        "user would (`GIT_SSH_COMMAND`, ssh-agent, `~/.ssh/config`).",
+    ),
+    (
+        "git_ssh_known_hosts",
+        "STAGEFLOW_GIT_SSH_KNOWN_HOSTS",
+        "(unset)",
+        "known_hosts file that must hold the SSH remote's host key (checked strictly); used with "
+        "`STAGEFLOW_GIT_SSH_KEY`. Unset: ssh's own known_hosts.",
+    ),
+    (
+        "git_token",
+        "STAGEFLOW_GIT_TOKEN",
+        "(unset)",
+        "Token (or password) for an `https://` remote, given to git by a credential helper: "
+        "never in a URL, a command line, a log line or an answer.",
+    ),
+    (
+        "git_username",
+        "STAGEFLOW_GIT_USERNAME",
+        "x-access-token",
+        "User name sent with `STAGEFLOW_GIT_TOKEN` (e.g. `oauth2` for GitLab OAuth tokens).",
+    ),
+    (
+        "min_free_disk_mb",
+        "STAGEFLOW_MIN_FREE_DISK_MB",
+        "100",
+        "Free MiB the data dir's disk must keep: below it writes answer 503 `disk_full` and "
+        "`/readyz/writes` says so (reads go on). 0: no check.",
+    ),
+    (
         "git_push_attempts",
         "STAGEFLOW_GIT_PUSH_ATTEMPTS",
         "5",
@@ -164,6 +198,11 @@ class Settings:
     git_branch: str = "main"
     git_head_ttl: float = 0.1
     git_push_attempts: int = 5
+    git_ssh_key: str | None = None
+    git_ssh_known_hosts: str | None = None
+    git_token: str | None = field(default=None, repr=False)
+    git_username: str = "x-access-token"
+    min_free_disk_mb: int = 100
     kustomize: str = ""
     render_timeout: float = 60.0
     admin_token: str | None = None
@@ -229,6 +268,7 @@ class Settings:
             ("threads", "STAGEFLOW_THREADS", int, 1, 256),
             ("git_head_ttl", "STAGEFLOW_GIT_HEAD_TTL", float, 0, 60),
             ("git_push_attempts", "STAGEFLOW_GIT_PUSH_ATTEMPTS", int, 1, 50),
+            ("min_free_disk_mb", "STAGEFLOW_MIN_FREE_DISK_MB", int, 0, 1 << 30),
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
@@ -243,6 +283,10 @@ class Settings:
             ("database_url", "STAGEFLOW_DATABASE_URL"),
             ("git_url", "STAGEFLOW_GIT_URL"),
             ("git_branch", "STAGEFLOW_GIT_BRANCH"),
+            ("git_ssh_key", "STAGEFLOW_GIT_SSH_KEY"),
+            ("git_ssh_known_hosts", "STAGEFLOW_GIT_SSH_KNOWN_HOSTS"),
+            ("git_token", "STAGEFLOW_GIT_TOKEN"),
+            ("git_username", "STAGEFLOW_GIT_USERNAME"),
             ("kustomize", "STAGEFLOW_KUSTOMIZE"),
             ("admin_token", "STAGEFLOW_ADMIN_TOKEN"),
             ("prometheus_url", "STAGEFLOW_PROMETHEUS_URL"),
@@ -286,6 +330,12 @@ class Settings:
                     f"STAGEFLOW_LOG_LEVEL={raw!r} is not a level; use DEBUG, INFO, WARNING or ERROR"
                 )
             values["log_level"] = level
+        for attr, name in (
+            ("git_ssh_key", "STAGEFLOW_GIT_SSH_KEY"),
+            ("git_ssh_known_hosts", "STAGEFLOW_GIT_SSH_KNOWN_HOSTS"),
+        ):
+            if (path := values.get(attr)) is not None and not Path(path).is_file():
+                raise SettingsError(f"{name}={path!r} is not a file; give the path of one")
         if (token := values.get("admin_token")) is not None and len(token) < 16:
             raise SettingsError(
                 "STAGEFLOW_ADMIN_TOKEN is shorter than 16 characters; use a long random secret "

@@ -86,7 +86,9 @@ def test_credentials_in_the_git_url_never_show(
         get("/openapi.json", 200)
 
         reachable()  # now nothing answers at 127.0.0.1:9
-        error = get("/readyz", 503).get_json()["error"]
+        # reads go on from the last head seen (200); writes cannot, and say which remote
+        assert get("/readyz", 200).get_json()["degraded"] == ["remote"]
+        error = get("/readyz/writes", 503).get_json()["error"]
         assert SHOWN in error["message"]
         write = get(FLAG, 503, method="PATCH", json={"enabled": True}).get_json()["error"]
         assert write["code"] == "git_unavailable" and SHOWN in write["message"]

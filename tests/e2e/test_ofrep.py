@@ -352,18 +352,21 @@ def test_unknown_flag_is_404_flag_not_found(anonymous: FlaskClient, dev_token: s
     assert "demo/development" in body["errorDetails"]
 
 
-def test_a_flags_file_flagd_cannot_read_is_400_parse_error_naming_the_file(
+def test_a_flags_file_flagd_cannot_read_is_answered_as_its_last_valid_version_naming_it(
     anonymous: FlaskClient, dev_token: str, gitops_remote: Path
 ):
+    before = anonymous.post(f"{SINGLE}/new_ui", json={"context": {}}, headers=_bearer(dev_token))
     third_party_commit(gitops_remote, f"{DEV}/flags.json", '{"flags": {"x": ', "broken by hand")
 
     single = anonymous.post(f"{SINGLE}/new_ui", json={"context": {}}, headers=_bearer(dev_token))
     bulk = anonymous.post(SINGLE, json={"context": {}}, headers=_bearer(dev_token))
 
-    assert single.status_code == 400
-    assert single.get_json()["errorCode"] == "PARSE_ERROR"
-    assert f"{DEV}/flags.json" in single.get_json()["errorDetails"]
-    assert (bulk.status_code, bulk.get_json()["errorCode"]) == (400, "PARSE_ERROR")
+    assert single.status_code == 200
+    assert single.get_json() == before.get_json()
+    assert bulk.status_code == 200
+    for answer in (single, bulk):
+        assert f"{DEV}/flags.json" in answer.headers["Warning"]
+        assert answer.headers["Warning"].startswith("110 ")
 
 
 def test_a_rollout_without_targeting_key_is_400_targeting_key_missing(

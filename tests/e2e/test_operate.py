@@ -77,28 +77,38 @@ def test_healthz_needs_no_token(anonymous):
     assert response.get_json() == {"status": "ok"}
 
 
+PARTS = {"state", "remote", "files", "database", "disk", "kustomize"}
+
+
 def test_readyz_names_every_dependency(anonymous):
-    response = anonymous.get("/readyz")
+    for path in ("/readyz", "/readyz/writes"):
+        response = anonymous.get(path)
 
-    assert response.status_code == 200, response.get_json()
-    body = response.get_json()
-    assert body["status"] == "ready"
-    assert set(body["checks"]) >= {"database", "git", "kustomize"}
-    for name in ("database", "git", "kustomize"):
-        assert body["checks"][name]["ok"] is True, body
-    assert re.fullmatch(r"[0-9a-f]{40}", body["checks"]["git"]["detail"])
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["status"] == "ready" and body["degraded"] == []
+        assert set(body["checks"]) >= PARTS
+        for name in PARTS:
+            assert body["checks"][name]["ok"] is True, body
+        assert re.search(r"\b[0-9a-f]{40}\b", body["checks"]["remote"]["detail"])
 
 
-def test_readyz_is_503_naming_git_when_the_remote_is_gone(anonymous, gitops_remote: Path):
+def test_readyz_stays_200_without_the_remote_and_writes_name_it(anonymous, gitops_remote: Path):
     shutil.rmtree(gitops_remote)
 
-    response = anonymous.get("/readyz")
+    reads = anonymous.get("/readyz")
+    writes = anonymous.get("/readyz/writes")
 
-    assert response.status_code == 503
-    error = response.get_json()["error"]
+    # reads are served from the clone: the pod stays in the load balancer
+    assert reads.status_code == 200, reads.get_json()
+    assert reads.get_json()["degraded"] == ["remote"]
+    assert reads.get_json()["checks"]["remote"]["ok"] is False
+    assert str(gitops_remote) in reads.get_json()["checks"]["remote"]["detail"]
+    assert writes.status_code == 503
+    error = writes.get_json()["error"]
     assert error["code"] == "not_ready"
-    assert "git" in error["message"] and str(gitops_remote) in error["message"]
-    assert error["details"]["git"]["ok"] is False
+    assert "remote" in error["message"] and str(gitops_remote) in error["message"]
+    assert error["details"]["remote"]["ok"] is False
     assert error["details"]["database"]["ok"] is True
     assert error["details"]["kustomize"]["ok"] is True
 
@@ -115,14 +125,15 @@ def test_a_write_without_the_remote_is_503(client, gitops_remote: Path):
 def test_readyz_is_503_naming_kustomize_when_it_is_misconfigured(misconfigured, gitops_remote):
     before = remote_head(gitops_remote)
 
-    response = misconfigured.get("/readyz")
+    assert misconfigured.get("/readyz").status_code == 200  # reads need no kustomize
+    response = misconfigured.get("/readyz/writes")
 
     assert response.status_code == 503
     error = response.get_json()["error"]
     assert "kustomize" in error["message"]
     assert "/nonexistent/kustomize" in error["message"]
     assert error["details"]["kustomize"]["ok"] is False
-    assert error["details"]["git"]["ok"] is True
+    assert error["details"]["remote"]["ok"] is True
     # and a write that needs a render is a 503 too, committing nothing
     write = misconfigured.patch(TOGGLE, json={"enabled": False})
     assert write.status_code == 503, write.get_json()

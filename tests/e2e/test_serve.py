@@ -156,7 +156,8 @@ def test_stageflow_serve_on_a_fresh_data_dir(serve, tmp_path: Path):
     assert first.call("GET", "/healthz") == (200, {"status": "ok"})
     status, ready = first.call("GET", "/readyz")
     assert status == 200, ready
-    assert set(ready["checks"]) >= {"database", "git", "kustomize"}
+    assert set(ready["checks"]) >= {"state", "remote", "files", "database", "disk", "kustomize"}
+    assert first.call("GET", "/readyz/writes")[0] == 200
     assert first.call("GET", "/api/v1/pipeline")[0] == 401
     status, pipeline = first.call("GET", "/api/v1/pipeline", token=token)
     assert status == 200, pipeline

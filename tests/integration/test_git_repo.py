@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -489,25 +490,29 @@ def test_find_trailer_finds_the_commit_of_a_change(open_repo, gitops_remote: Pat
 # -- an unreachable remote --------------------------------------------------------------------
 
 
-def test_a_removed_remote_is_unavailable_with_a_clear_message(open_repo, gitops_remote: Path):
+def test_a_removed_remote_is_named_reads_keep_the_last_head_writes_fail(
+    open_repo, gitops_remote: Path
+):
     repo = open_repo()
     base = repo.head()
+    assert repo.outage() is None
     shutil.rmtree(gitops_remote)
 
-    with pytest.raises(Unavailable) as raised:
-        repo.head(fresh=True)
-    assert status_of(raised.value) == 503
-    assert raised.value.code == "git_unavailable"
-    assert str(gitops_remote) in raised.value.message
-    assert "does not exist" in raised.value.message
+    # reads answer from the last head seen, and the outage says why and since when
+    assert repo.head(fresh=True) == base
+    outage = repo.outage()
+    assert outage is not None and outage.since <= time.time()
+    assert str(gitops_remote) in outage.message and "does not exist" in outage.message
+    assert repo.read(base, "stageflow.yaml") == (SEED / "stageflow.yaml").read_text()
+    assert repo.resolve(base[:8]) == base
 
     with pytest.raises(Unavailable) as pushed:
         repo.change(write(NOTES, "x\n"), actor="alice", trailers=TRAILERS)
+    assert status_of(pushed.value) == 503
+    assert pushed.value.code == "git_unavailable"
+    assert str(gitops_remote) in pushed.value.message
     assert "nothing was committed" in pushed.value.message
     assert_clean_at(repo, base)
-
-    with pytest.raises(Unavailable):
-        repo.resolve(base[:8])
 
 
 def test_a_remote_that_is_not_a_repository_is_named(open_repo, tmp_path: Path, gitops_remote):
@@ -515,9 +520,9 @@ def test_a_remote_that_is_not_a_repository_is_named(open_repo, tmp_path: Path, g
     shutil.rmtree(gitops_remote)
     gitops_remote.mkdir()
 
-    with pytest.raises(Unavailable) as raised:
-        repo.head(fresh=True)
-    assert "not a Git repository" in raised.value.message
+    repo.head(fresh=True)
+    outage = repo.outage()
+    assert outage is not None and "not a Git repository" in outage.message
 
 
 @pytest.mark.parametrize(

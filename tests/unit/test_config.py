@@ -27,6 +27,12 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "STAGEFLOW_GIT_BRANCH": ("release/v2", "release/v2"),
     "STAGEFLOW_GIT_HEAD_TTL": ("2.5", 2.5),
     "STAGEFLOW_GIT_PUSH_ATTEMPTS": ("7", 7),
+    # any existing file stands for a key and a known_hosts file here
+    "STAGEFLOW_GIT_SSH_KEY": ("/etc/passwd", "/etc/passwd"),
+    "STAGEFLOW_GIT_SSH_KNOWN_HOSTS": ("/etc/passwd", "/etc/passwd"),
+    "STAGEFLOW_GIT_TOKEN": ("glpat-secret", "glpat-secret"),
+    "STAGEFLOW_GIT_USERNAME": ("oauth2", "oauth2"),
+    "STAGEFLOW_MIN_FREE_DISK_MB": ("5", 5),
     "STAGEFLOW_KUSTOMIZE": ("kubectl kustomize", "kubectl kustomize"),
     "STAGEFLOW_RENDER_TIMEOUT": ("30", 30.0),
     "STAGEFLOW_ADMIN_TOKEN": ("a-long-admin-secret-0123456789", "a-long-admin-secret-0123456789"),

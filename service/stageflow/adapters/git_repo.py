@@ -14,15 +14,18 @@ writes that wait for their turn are grouped: one push carries a commit for each 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,11 +35,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 from gitdb.exc import ODBError
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 
 from stageflow.domain.errors import NotFound, StageflowError, Unavailable, WriteConflict
 from stageflow.logs import redact
-from stageflow.services.ports import Change, Committed
+from stageflow.services.ports import Change, Committed, Outage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,8 +55,55 @@ COMMITS_PER_PUSH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32),
 )
 
+# The repository whose remote the gauges below describe: the last one opened in this process
+# (one per process in production; tests build many).
+_CURRENT: weakref.ref[GitPythonRepo] | None = None
+
+
+def _scraped() -> GitPythonRepo | None:
+    """The repository the gauges describe, its head asked as a read would ask it.
+
+    So that an idle process does not look out of touch: a local remote's ref is read (a stat), a
+    network remote is asked when the last answer is older than the head TTL.
+    """
+    repo = _CURRENT() if _CURRENT is not None else None
+    if repo is not None and repo._repo is not None:  # never reopen a closed one
+        with contextlib.suppress(Exception):  # an outage is what the gauges report
+            repo.head()
+    return repo
+
+
+def _contact_age() -> float:
+    repo = _scraped()
+    if repo is None or repo._contact_at is None:
+        return float("nan")
+    return max(0.0, time.time() - repo._contact_at)
+
+
+def _remote_up() -> float:
+    repo = _scraped()  # within the head TTL of the age's scrape: no second round trip
+    return float(repo is not None and repo._down is None and repo._contact_at is not None)
+
+
+REMOTE_CONTACT_AGE = Gauge(
+    "stageflow_git_remote_contact_age_seconds",
+    "Seconds since this process last heard from the Git remote (reads answered meanwhile may "
+    "be that stale); NaN before the first contact.",
+)
+REMOTE_CONTACT_AGE.set_function(_contact_age)
+REMOTE_UP = Gauge(
+    "stageflow_git_remote_up",
+    "1 while the Git remote answered the last time this process asked, else 0.",
+)
+REMOTE_UP.set_function(_remote_up)
+
+# Network operations give up instead of hanging a read or a write on a dead connection.
+_NETWORK_TIMEOUT = 15
+
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
+    "GIT_HTTP_LOW_SPEED_LIMIT": "1000",  # bytes/s below which an HTTP transfer ...
+    "GIT_HTTP_LOW_SPEED_TIME": str(_NETWORK_TIMEOUT),  # ... for this long is given up
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_COMMITTER_NAME": "Stageflow",
     "GIT_COMMITTER_EMAIL": "stageflow@localhost",
@@ -87,6 +137,64 @@ def redact_url(url: str) -> str:
             host = f"{host}:{parts.port}"
         return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return url
+
+
+def auth_env(
+    *,
+    ssh_key: str | None = None,
+    ssh_known_hosts: str | None = None,
+    token: str | None = None,
+    username: str = "x-access-token",
+) -> dict[str, str]:
+    """Return the environment that makes git authenticate to the remote as configured.
+
+    The token reaches git through a credential helper that reads it from the environment, so
+    it is never in a command line, a config file or a URL that a message could repeat. Without
+    these settings git authenticates as it would for the user (GIT_SSH_COMMAND, ssh-agent,
+    ~/.ssh/config, credential helpers, credentials in the URL).
+    """
+    env: dict[str, str] = {}
+    if ssh_key:
+        command = [
+            "ssh",
+            "-i",
+            shlex.quote(ssh_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={_NETWORK_TIMEOUT}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+        ]
+        if ssh_known_hosts:
+            command += [
+                "-o",
+                f"UserKnownHostsFile={shlex.quote(ssh_known_hosts)}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ]
+        env["GIT_SSH_COMMAND"] = " ".join(command)
+    if token:
+        env.update(
+            {
+                "STAGEFLOW_GIT_TOKEN": token,
+                "STAGEFLOW_GIT_USERNAME": username,
+                # An empty helper first clears those of the user's config: this token is the
+                # one to use, not one a credential store remembers for the host.
+                "GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_0": "credential.helper",
+                "GIT_CONFIG_VALUE_0": "",
+                "GIT_CONFIG_KEY_1": "credential.helper",
+                "GIT_CONFIG_VALUE_1": '!f() { test "$1" = get || return 0; '
+                'echo "username=$STAGEFLOW_GIT_USERNAME"; '
+                'echo "password=$STAGEFLOW_GIT_TOKEN"; }; f',
+            }
+        )
+    return env
 
 
 def _is_local(url: str) -> bool:
@@ -333,8 +441,13 @@ class GitPythonRepo:
         cache_size: int = 4096,
         blob_cache_bytes: int = 32 * 2**20,
         host_lock_timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
+        min_free_bytes: int = 0,
     ) -> None:
         self.url = url
+        # git's environment: the fixed part, and how to authenticate (``auth_env``).
+        self._env = {**_GIT_ENV, **(env or {})}
+        self.min_free_bytes = min_free_bytes
         self.branch = branch
         self.clones_dir = clones_dir
         self.head_ttl = head_ttl
@@ -366,6 +479,9 @@ class GitPythonRepo:
         self._repo: git.Repo | None = None
         self._clean_at: str | None = None
         self.workdir: Path | None = None
+        self._contact_at: float | None = None  # time.time() the remote last answered
+        self._down: Outage | None = None  # set while the remote does not answer
+        self._open_failed: tuple[float, Unavailable] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -374,10 +490,28 @@ class GitPythonRepo:
         return redact_url(self.url)
 
     def open(self) -> None:
-        """Take a clone slot and make it an exact copy of the remote head."""
+        """Take a clone slot and make it an exact copy of the remote head.
+
+        When the remote cannot be reached, a clone left by an earlier process is kept at the head
+        it last had (reads answer from it, saying so); without one this raises ``Unavailable``,
+        and a later use tries again (at most once a second).
+        """
+        global _CURRENT
         with self._lock:
             if self._repo is not None:
                 return
+            failed = self._open_failed
+            # A network remote is asked again at most once a second; a local one whenever its
+            # branch can be read again (a stat).
+            if (
+                failed is not None
+                and time.monotonic() - failed[0] < 1.0
+                and (
+                    not self._local
+                    or _read_ref(_local_path(self.url), f"refs/heads/{self.branch}") is None
+                )
+            ):
+                raise failed[1]
             if self._slot is None:
                 self._take_slot()
             try:
@@ -386,14 +520,27 @@ class GitPythonRepo:
                     self._sync(self._fresh_clone(), fresh=True)
             except git.GitCommandError as exc:
                 self._abandon()
-                raise Unavailable(
+                error = Unavailable(
                     f"cannot clone {self.display_url} (branch {self.branch}): {_stderr(exc)}; "
-                    "check STAGEFLOW_GIT_URL and STAGEFLOW_GIT_BRANCH",
+                    "check STAGEFLOW_GIT_URL and STAGEFLOW_GIT_BRANCH (and the credentials: "
+                    "STAGEFLOW_GIT_TOKEN, STAGEFLOW_GIT_SSH_KEY); there is no earlier clone "
+                    f"in {self.clones_dir} to serve from meanwhile",
                     code="git_unavailable",
-                ) from exc
+                    details={"part": "remote"},
+                )
+                if self._down is None:  # not _lost: there is no last head to answer from
+                    self._down = Outage(since=time.time(), message=error.message)
+                self._open_failed = (time.monotonic(), error)
+                raise error from exc
+            except Unavailable as exc:
+                self._abandon()
+                self._open_failed = (time.monotonic(), exc)
+                raise
             except BaseException:
                 self._abandon()
                 raise
+            self._open_failed = None
+            _CURRENT = weakref.ref(self)
 
     def _sync(self, repo: git.Repo, *, fresh: bool) -> bool:
         """Make ``repo`` this instance's clone, at the remote head; False if a reused one fails."""
@@ -401,7 +548,15 @@ class GitPythonRepo:
         try:
             self._fetch()
             self._reset(self._tracking())
-        except (git.GitCommandError, Unavailable):
+        except Unavailable as exc:
+            if fresh:
+                raise
+            if self._serve_offline(repo, exc):
+                return True
+            repo.close()
+            self._repo = None
+            return False
+        except git.GitCommandError:
             if fresh:
                 raise
             # The clone is only a cache of the remote: one that a crash or a full disk damaged
@@ -412,6 +567,29 @@ class GitPythonRepo:
             repo.close()
             self._repo = None
             return False
+        return True
+
+    def _serve_offline(self, repo: git.Repo, exc: Unavailable) -> bool:
+        """Keep a clone at the head it last fetched while the remote is unreachable."""
+        try:
+            sha = str(
+                repo.git.rev_parse(
+                    "--verify", "-q", f"refs/remotes/origin/{self.branch}^{{commit}}"
+                )
+            )
+            self._reset(sha)  # fails when the clone lacks the objects (e.g. borrowed ones)
+        except git.GitCommandError:
+            return False
+        self._tracking_sha = sha
+        self._lost(exc)
+        log.warning(
+            "the Git remote %s is unreachable (%s): serving the head the clone in %s last had, "
+            "%s, until it is back; writes answer 503 meanwhile",
+            self.display_url,
+            exc.message,
+            self.workdir,
+            sha,
+        )
         return True
 
     def _take_slot(self) -> None:
@@ -441,7 +619,7 @@ class GitPythonRepo:
             (self.workdir / stale).unlink(missing_ok=True)
         try:
             repo = git.Repo(self.workdir)
-            repo.git.update_environment(**_GIT_ENV)
+            repo.git.update_environment(**self._env)
             repo.git.remote("set-url", "origin", self.url)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
             log.warning("the clone in %s is unusable; cloning afresh", self.workdir)
@@ -458,9 +636,9 @@ class GitPythonRepo:
             branch=self.branch,
             single_branch=True,
             no_checkout=True,
-            env=_GIT_ENV,
+            env=self._env,
         )
-        repo.git.update_environment(**_GIT_ENV)
+        repo.git.update_environment(**self._env)
         return self._configure(repo)
 
     def _configure(self, repo: git.Repo) -> git.Repo:
@@ -522,34 +700,71 @@ class GitPythonRepo:
         """Return the SHA at the head of the tracked branch on the remote."""
         now = time.monotonic()
         cached = self._head
-        if self._local:
-            # A local remote's ref is a file: reading it costs microseconds, so it is never stale.
-            sha = self._remote_head()
-        else:
-            # Asking a network remote costs a round trip: answer from the cache within the TTL,
-            # and past it let one thread ask while the others keep answering from the cache.
-            if cached is not None and not fresh:
-                if now - self._head_at < self.head_ttl:
-                    return cached
-                if not self._head_refresh.acquire(blocking=False):
-                    return cached
-            else:
-                self._head_refresh.acquire()
-            try:
+        try:
+            if self._local:
+                # A local remote's ref is a file: reading it costs microseconds, so it is never
+                # stale.
                 sha = self._remote_head()
-            finally:
-                self._head_refresh.release()
-        if sha != cached and not self._has_commit(sha):
-            with self._fetch_lock:
-                # Every reader of a new head gets here at once: only the first one fetches.
-                if not self._has_commit(sha):
-                    self._fetch_unlocked()
+            else:
+                # Asking a network remote costs a round trip: answer from the cache within the
+                # TTL, and past it let one thread ask while the others keep answering from the
+                # cache.
+                if cached is not None and not fresh:
+                    if now - self._head_at < self.head_ttl:
+                        return cached
+                    if not self._head_refresh.acquire(blocking=False):
+                        return cached
+                else:
+                    self._head_refresh.acquire()
+                try:
+                    sha = self._remote_head()
+                finally:
+                    self._head_refresh.release()
+            self._contact()
+            if sha != cached and not self._has_commit(sha):
+                with self._fetch_lock:
+                    # Every reader of a new head gets here at once: only the first one fetches.
+                    if not self._has_commit(sha):
+                        self._fetch_unlocked()
+        except Unavailable as exc:
+            # Flag reads are the last thing that should stop: answer from the last head seen
+            # (its parsed state is in memory, its objects in the clone), and say so.
+            return self._last_head(exc)
         # A write of this process may have pushed (and cached) a newer head while we asked the
         # remote; caching our older answer over it would let a client that got that write's
         # revision read the state from before it.
         if self._head_at <= now:
             self._head, self._head_at = sha, now
         return sha
+
+    def _last_head(self, exc: Unavailable) -> str:
+        """Return the last head this process knows, marking the remote as unreachable."""
+        known = self._head or self._tracking_sha
+        if known is None and self._repo is not None:
+            known = self._rev_parse(f"refs/remotes/origin/{self.branch}")
+        if known is None:
+            raise exc
+        self._lost(exc)
+        return known
+
+    def _contact(self) -> None:
+        self._contact_at = time.time()
+        if self._down is not None:
+            log.warning("the Git remote %s answers again", self.display_url)
+            self._down = None
+
+    def _lost(self, exc: Unavailable) -> None:
+        if self._down is None:
+            log.warning("%s; reads answer from the last head seen, writes answer 503", exc.message)
+            self._down = Outage(since=time.time(), message=exc.message)
+
+    def outage(self) -> Outage | None:
+        """Why and since when reads answer from the last head seen; None while all is well."""
+        return self._down
+
+    def contact_age(self) -> float | None:
+        """Seconds since the remote last answered this process (None: it never did)."""
+        return None if self._contact_at is None else max(0.0, time.time() - self._contact_at)
 
     def _remote_head(self) -> str:
         ref = f"refs/heads/{self.branch}"
@@ -559,22 +774,26 @@ class GitPythonRepo:
                 found = _read_ref(path, ref)
                 if found is not None:
                     return found
+                if not path.is_dir():  # one stat, not two processes, per read while it is gone
+                    raise Unavailable(self._local_remote_problem(), code="git_unavailable")
                 out = subprocess.run(
                     ["git", "--git-dir", str(path), "rev-parse", "--verify", "-q", ref],
                     capture_output=True,
                     text=True,
                     check=False,
-                    env={**os.environ, **_GIT_ENV},
+                    env={**os.environ, **self._env},
                 )
                 sha = out.stdout.strip()
                 if out.returncode != 0 or not sha:
                     raise Unavailable(self._local_remote_problem(), code="git_unavailable")
                 return sha
-            out_text = self.repo.git.ls_remote(self.url, ref)
+            out_text = self.repo.git.ls_remote("origin", ref, kill_after_timeout=_NETWORK_TIMEOUT)
         except git.GitCommandError as exc:
             raise Unavailable(
-                f"Git remote {self.display_url} is unreachable: {_stderr(exc)}",
+                f"Git remote {self.display_url} is unreachable: {_stderr(exc)}; check that it "
+                "is up and that STAGEFLOW_GIT_URL and the credentials are right",
                 code="git_unavailable",
+                details={"part": "remote"},
             ) from exc
         if not out_text.strip():
             raise Unavailable(
@@ -594,7 +813,7 @@ class GitPythonRepo:
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, **_GIT_ENV},
+            env={**os.environ, **self._env},
         )
         if probe.returncode != 0:
             return (
@@ -668,11 +887,28 @@ class GitPythonRepo:
             commit = self.repo.commit(revision)
             commit.tree  # noqa: B018 - a full SHA is resolved lazily; load it here, inside the try
         except (ValueError, ODBError):
+            self._objects_gone()
             raise NotFound(
                 f"revision {revision} is not in the clone of {self.display_url}",
                 code="revision_not_found",
             ) from None
         return commit
+
+    def _objects_gone(self) -> None:
+        """Raise ``Unavailable`` when an object is missing because the remote is unreachable.
+
+        A clone of a local remote borrows its objects (``_borrow_objects``): with the remote moved
+        away, what was not read before is gone until it is back. That is the remote's outage,
+        not a revision that does not exist.
+        """
+        down = self._down
+        if down is not None:
+            raise Unavailable(
+                f"{down.message}; this part of the last head was not read before the remote "
+                "went away and cannot be read until it is back",
+                code="git_unavailable",
+                details={"part": "remote"},
+            )
 
     def read_blob(self, blob_id: str) -> bytes:
         # A blob id names its contents forever, so hot reads never touch `cat-file` at all.
@@ -681,8 +917,12 @@ class GitPythonRepo:
             if data is not None:
                 self._blobs.move_to_end(blob_id)
                 return data
-        with self._lock:
-            data = bytes(self.repo.odb.stream(bytes.fromhex(blob_id)).read())
+        try:
+            with self._lock:
+                data = bytes(self.repo.odb.stream(bytes.fromhex(blob_id)).read())
+        except (ValueError, ODBError):
+            self._objects_gone()
+            raise
         if len(data) <= self._blob_cache_bytes // 4 and _is_object_id(blob_id):
             with self._blobs_lock:
                 if blob_id not in self._blobs:
@@ -707,7 +947,11 @@ class GitPythonRepo:
         with self._lock:
             sha = self._commit_at(revision).hexsha
         pathspecs = [f":(literal){path}" for path in key[1]]
-        out = self.repo.git.log("-1", "--format=%H", sha, "--", *pathspecs).strip()
+        try:
+            out = self.repo.git.log("-1", "--format=%H", sha, "--", *pathspecs).strip()
+        except git.GitCommandError:
+            self._objects_gone()
+            raise
         found = out or None
         self._remember(self._last_change, key, found)
         return found
@@ -792,6 +1036,20 @@ class GitPythonRepo:
         this shares the push, the dearest part of a write, and keeps one commit per change.
         """
         started = time.perf_counter()
+        self._check_disk()
+        if self._down is not None:
+            # Known unreachable: ask again (it may be back) before rendering and committing
+            # anything, so that a write during an outage fails at once, naming the remote.
+            try:
+                self._remote_head()
+            except Unavailable as exc:
+                raise Unavailable(
+                    f"{exc.message}; writes need the remote — nothing was committed "
+                    "(reads answer from the last head seen meanwhile)",
+                    code="git_unavailable",
+                    details={"part": "remote"},
+                ) from exc
+            self._contact()
         write = _Write(operation, actor, trailers)
         with self._queue_lock:
             self._queue.append(write)
@@ -810,9 +1068,70 @@ class GitPythonRepo:
                             other.settle(exc)
                     if not isinstance(exc, Exception):
                         raise
-        committed = write.outcome()
+        try:
+            committed = write.outcome()
+        except Exception as exc:
+            translated = self._infrastructure(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
         WRITE_SECONDS.observe(time.perf_counter() - started)
         return committed
+
+    def free_bytes(self) -> int:
+        """Bytes free on the file system of the clones (the data dir)."""
+        self.clones_dir.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.clones_dir).free
+
+    def _check_disk(self) -> None:
+        if self.min_free_bytes <= 0:
+            return
+        free = self.free_bytes()
+        if free < self.min_free_bytes:
+            raise Unavailable(
+                f"the disk holding {self.clones_dir} is nearly full ({free // 2**20} MiB free, "
+                f"STAGEFLOW_MIN_FREE_DISK_MB asks for {self.min_free_bytes // 2**20}); free space "
+                "there or grow the volume; nothing was committed",
+                code="disk_full",
+                details={"part": "disk", "free_bytes": free},
+            )
+
+    def _infrastructure(self, exc: Exception) -> Exception:
+        """Turn a failure of the machine under a write (disk, clone) into a 503 naming it."""
+        if isinstance(exc, StageflowError):
+            return exc
+        text = redact(
+            f"{exc.stderr or ''} {exc.stdout or ''}"
+            if isinstance(exc, git.GitCommandError)
+            else str(exc)
+        )
+        number = exc.errno if isinstance(exc, OSError) else None
+        if number in (errno.ENOSPC, errno.EDQUOT) or any(
+            sign in text for sign in ("No space left on device", "Disk quota exceeded")
+        ):
+            return Unavailable(
+                f"the disk holding {self.clones_dir} is full ({' '.join(text.split())[:200]}); "
+                "free space there or grow the volume, then try again; nothing was committed",
+                code="disk_full",
+                details={"part": "disk"},
+            )
+        if number in (errno.EROFS, errno.EACCES, errno.EPERM) or "Read-only file system" in text:
+            return Unavailable(
+                f"cannot write the working clone under {self.clones_dir}: "
+                f"{' '.join(text.split())[:200]}; make STAGEFLOW_DATA_DIR writable for the user "
+                "Stageflow runs as; nothing was committed",
+                code="disk_unwritable",
+                details={"part": "disk"},
+            )
+        if isinstance(exc, git.GitCommandError | GitFailed):
+            return Unavailable(
+                f"git failed in the working clone {self.workdir}: {' '.join(text.split())[:300]}; "
+                "nothing was committed — if it keeps failing, stop Stageflow and delete "
+                f"{self.clones_dir} (it only caches the remote)",
+                code="clone_unusable",
+                details={"part": "disk"},
+            )
+        return exc
 
     def _write_batch(self, batch: list[_Write[Any]], waited: bool) -> None:
         """Apply, commit and push ``batch`` (in order); settle every write of it."""
@@ -1072,7 +1391,7 @@ class GitPythonRepo:
             capture_output=True,
             env={
                 **os.environ,
-                **_GIT_ENV,
+                **self._env,
                 "GIT_LITERAL_PATHSPECS": "1",  # a path is a path, never a glob
                 "GIT_AUTHOR_NAME": author,
                 "GIT_AUTHOR_EMAIL": "stageflow@localhost",
@@ -1084,8 +1403,8 @@ class GitPythonRepo:
             said = done.stdout + done.stderr
             if head == base and ("nothing to commit" in said or "no changes added" in said):
                 return None
-            # Not the client's doing (a hook, a full disk): the API answers 500 with a request id.
-            raise RuntimeError(f"git commit failed in {self.workdir}: {output}")
+            # Not the client's doing (a hook, a full disk): `change` names the part in a 503.
+            raise GitFailed(f"git commit failed in {self.workdir}: {output}")
         return head
 
     def _clone_head(self) -> str:
@@ -1127,12 +1446,65 @@ class GitPythonRepo:
                 PUSH_SECONDS.labels("rejected").observe(time.perf_counter() - started)
                 return False, _stderr(exc) or redact(text.strip())[:500]
             PUSH_SECONDS.labels("failed").observe(time.perf_counter() - started)
-            raise Unavailable(
-                f"cannot push to {self.display_url}: {_stderr(exc)}; nothing was committed",
-                code="git_unavailable",
-            ) from exc
+            raise self._push_refused(_stderr(exc)) from exc
+        self._contact()
         PUSH_SECONDS.labels("ok").observe(time.perf_counter() - started)
         return True, ""
+
+    def _push_refused(self, why: str) -> Unavailable:
+        """The error of a push the remote did not take for another reason than a lost race."""
+        if any(sign in why.lower() for sign in _READ_ONLY_SIGNS):
+            return Unavailable(
+                f"the Git remote {self.display_url} refuses pushes to branch {self.branch}: "
+                f"{why}; give the credentials Stageflow uses (STAGEFLOW_GIT_TOKEN, "
+                "STAGEFLOW_GIT_SSH_KEY or the URL's) write access to it; nothing was committed",
+                code="git_read_only",
+                details={"part": "remote"},
+            )
+        error = Unavailable(
+            f"cannot push to {self.display_url}: {why}; nothing was committed — check that the "
+            "remote is up and try again",
+            code="git_unavailable",
+            details={"part": "remote"},
+        )
+        self._lost(error)
+        return error
+
+    def check_writable(self) -> str:
+        """Say how the remote takes pushes; ``Unavailable`` naming why it would not.
+
+        A local remote: its refs and objects directories are writable by this process. A network
+        remote: a dry-run push of the branch onto itself, which authenticates and asks for
+        write access (receive-pack) without sending or changing anything.
+        """
+        if self._local:
+            path = _local_path(self.url)
+            if not path.is_dir():
+                raise Unavailable(self._local_remote_problem(), code="git_unavailable")
+            for part in ("objects", "refs/heads"):
+                if not os.access(path / part, os.W_OK | os.X_OK):
+                    raise Unavailable(
+                        f"the Git remote {self.display_url} is read-only for this process "
+                        f"({path / part} is not writable); make it writable for the user "
+                        "Stageflow runs as",
+                        code="git_read_only",
+                        details={"part": "remote"},
+                    )
+            return "writable (local)"
+        head = self.head(fresh=True)
+        if self._down is not None:
+            raise Unavailable(self._down.message, code="git_unavailable")
+        try:
+            self.repo.git.push(
+                "--dry-run",
+                "--porcelain",
+                "origin",
+                f"{head}:refs/heads/{self.branch}",
+                kill_after_timeout=_NETWORK_TIMEOUT,
+            )
+        except git.GitCommandError as exc:
+            raise self._push_refused(_stderr(exc)) from exc
+        return "writable (a dry-run push was accepted)"
 
     def _fetch(self) -> None:
         with self._fetch_lock:  # a reader's and a writer's fetch must not race for the ref lock
@@ -1152,10 +1524,15 @@ class GitPythonRepo:
                 "-q", "--no-tags", "origin", f"+refs/heads/{self.branch}:{tracking}"
             )
         except git.GitCommandError as exc:
-            self._tracking_sha = None
-            raise Unavailable(
-                f"cannot fetch from {self.display_url}: {_stderr(exc)}", code="git_unavailable"
-            ) from exc
+            error = Unavailable(
+                f"cannot fetch from {self.display_url}: {_stderr(exc)}; check that the remote "
+                "is up and that STAGEFLOW_GIT_URL and the credentials are right",
+                code="git_unavailable",
+                details={"part": "remote"},
+            )
+            self._lost(error)
+            raise error from exc
+        self._contact()
         assert self.workdir is not None
         self._tracking_sha = _read_ref(self.workdir / ".git", tracking) or str(
             self.repo.git.rev_parse(tracking)
@@ -1184,6 +1561,27 @@ class GitPythonRepo:
         self._clean_at = revision
 
 
+# What git and Git hosts say when credentials may read but not push (compared in lower case).
+_READ_ONLY_SIGNS = (
+    "url returned 403",  # git over HTTP(S) ("... returned error: 403" in newer versions)
+    "url returned error: 403",
+    "url returned 401",
+    "url returned error: 401",
+    "permission denied",  # ssh, file systems
+    "permission to",  # GitHub: "Permission to org/repo denied to user"
+    "not allowed to push",  # GitLab
+    "read-only",
+    "read only",
+    "service not enabled",  # git daemon without receive-pack
+    "authentication failed",
+    "insufficient permission",
+)
+
+
+class GitFailed(RuntimeError):
+    """A git command in the working clone failed for a reason of the machine (hook, disk)."""
+
+
 def _lost_race(text: str) -> bool:
     """True when a push failed only because someone else moved the branch first."""
     if "[rejected]" in text:  # "fetch first", "non-fast-forward", "stale info" (the lease)
@@ -1206,7 +1604,7 @@ def _one_line(value: object) -> str:
 
 def _stderr(exc: git.GitCommandError) -> str:
     # str(exc) holds the command line, with the remote URL as given (credentials and all).
-    text = redact((exc.stderr or "").strip() or str(exc))
+    text = (exc.stderr or "").strip() or str(exc)
     for prefix in ("stderr:", "error:", "fatal:"):
         text = text.replace(prefix, "")
-    return " ".join(text.split())[:500]
+    return redact(" ".join(text.split()))[:500]

@@ -24,7 +24,6 @@ STATUS: list[tuple[type[domain.StageflowError], int]] = [
     (domain.Unauthenticated, 401),
     (domain.Forbidden, 403),
     (domain.TooManyRequests, 429),
-    (domain.PipelineError, 409),  # the repo's stageflow.yaml is broken: a state, not a request
     (domain.Malformed, 400),
     (domain.Invalid, 422),
     (domain.Conflict, 409),

@@ -120,7 +120,7 @@ class FastReads:
                     made = reads.matrix_answer(sf, self.app.json.dumps, args[0], token.scope.stages)
                 else:
                     made = reads.document_answer(sf, args[0], args[1])
-                answer = Answer(*made, [])
+                answer = Answer(*made)
         except Exception:  # Flask runs the same checks, and gives its error answer
             return None
         if answer is not None:
@@ -148,7 +148,10 @@ class FastReads:
         if self.app.extensions[ofrep.LIMITER].acquire(token.id):
             return None  # over the rate: Flask answers the 429
         answer = evaluation.evaluate_flags(flags, context)
-        return Answer(answer.etag, lambda: answer.body, _BULK_HEADERS)
+        stale = reads.stale_headers(evaluation.flag_set_notes(sf, flags))
+        return Answer(
+            answer.etag, lambda: answer.body, [*_BULK_HEADERS, *stale] if stale else _BULK_HEADERS
+        )
 
     def _send(
         self,

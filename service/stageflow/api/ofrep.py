@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from stageflow.api import errors
 from stageflow.api.auth import current_token, requires
+from stageflow.api.reads import stale_headers
 from stageflow.domain import errors as domain
 from stageflow.domain.evaluation import (
     FLAG_NOT_FOUND,
@@ -182,9 +183,10 @@ def _domain_error(exc: domain.StageflowError) -> ResponseReturnValue:
         response, _ = _failure(429, GENERAL, exc.message)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response, 429
-    # Anything else is the state of the repo (e.g. a broken stageflow.yaml), not the request.
+    # Anything else is the state of the repo (e.g. a stageflow.yaml broken with no valid version
+    # in reach), not the request: unavailable until someone fixes it, never a 500.
     log.warning("OFREP cannot evaluate: %s", exc.message)
-    return jsonify({"errorDetails": exc.message}), 500
+    return _failure(503, GENERAL, exc.message)
 
 
 @blp.errorhandler(HTTPException)
@@ -282,9 +284,11 @@ def evaluate_flag(key: str) -> ResponseReturnValue:
     """Evaluate one flag for a context (OFREP)."""
     flags = _flag_set()
     answer = evaluation.evaluate_flag(flags, key, read_request(request.get_data()))
+    response = jsonify(answer.to_json())
     if answer.failed:
-        return jsonify(answer.to_json()), 404 if answer.error_code == FLAG_NOT_FOUND else 400
-    return jsonify(answer.to_json())
+        response.status_code = 404 if answer.error_code == FLAG_NOT_FOUND else 400
+    _mark_stale(response, flags)
+    return response
 
 
 @blp.route("/evaluate/flags", methods=["POST"])
@@ -333,4 +337,13 @@ def evaluate_flags() -> ResponseReturnValue:
         response = current_app.response_class(answer.body, mimetype="application/json")
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = BULK_CACHE_CONTROL
+    _mark_stale(response, flags)
     return response
+
+
+def _mark_stale(response: Response, flags: FlagSet) -> None:
+    """Say in a ``Warning`` header when the flag set may be stale (see reads.stale_headers)."""
+    for name, value in stale_headers(
+        evaluation.flag_set_notes(current_app.extensions["stageflow"], flags)
+    ):
+        response.headers[name] = value

@@ -20,15 +20,30 @@ def healthz():  # type: ignore[no-untyped-def]
     return jsonify({"status": "ok"})
 
 
+# The parts reads need; /readyz is 503 only when one of them fails. Everything else (the
+# remote, the database, the disk, the files, kustomize) is reported, and decides /readyz/writes.
+READS_NEED = frozenset({"state"})
+
+
 @blp.get("/readyz")
 def readyz():  # type: ignore[no-untyped-def]
-    """The database, the Git remote and kustomize are usable (503 naming what is not)."""
+    """200 while reads can be served, with every part's state; 503 naming what stops reads."""
+    return _readiness(writes=False)
+
+
+@blp.get("/readyz/writes")
+def readyz_writes():  # type: ignore[no-untyped-def]
+    """200 when writes can succeed; 503 naming each part that stops them."""
+    return _readiness(writes=True)
+
+
+def _readiness(*, writes: bool):  # type: ignore[no-untyped-def]
     checks = current_app.extensions["stageflow.readiness"]
     results: dict[str, dict[str, object]] = {}
     for name, probe in checks.items():
         started = time.perf_counter()
         try:
-            detail = probe()
+            detail = probe(writes)
             results[name] = {"ok": True, "detail": detail}
         except StageflowError as exc:
             results[name] = {"ok": False, "detail": exc.message}
@@ -36,17 +51,25 @@ def readyz():  # type: ignore[no-untyped-def]
             results[name] = {"ok": False, "detail": redact(f"{type(exc).__name__}: {exc}")}
         results[name]["seconds"] = round(time.perf_counter() - started, 4)
     broken = [name for name, result in results.items() if not result["ok"]]
-    if broken:
+    # Reads: a process that can answer from its clone stays in the load balancer whatever
+    # else is down, so a shared dependency's outage never takes every replica out with it.
+    decisive = (
+        broken
+        if writes or not READS_NEED & set(checks)
+        else [name for name in broken if name in READS_NEED]
+    )
+    what = "writes" if writes else "reads"
+    if decisive:
         body = {
             "error": {
                 "code": "not_ready",
-                "message": f"not ready: {', '.join(broken)} unusable — "
-                + "; ".join(f"{n}: {results[n]['detail']}" for n in broken),
+                "message": f"{what} cannot succeed: {', '.join(decisive)} unusable — "
+                + "; ".join(f"{n}: {results[n]['detail']}" for n in decisive),
                 "details": results,
             }
         }
         return jsonify(body), 503
-    return jsonify({"status": "ready", "checks": results})
+    return jsonify({"status": "ready", "degraded": broken, "checks": results})
 
 
 @blp.get("/metrics")

@@ -85,39 +85,66 @@ class StageFlagsDocument(MethodView):
 # -- the answers, shared with the fast path (fastpath.py) ----------------------------------------
 
 Body = Callable[[], bytes]
+Headers = list[tuple[str, str]]
+STALE_HEADER = "Warning"
+
+
+def stale_headers(notes: Sequence[str]) -> Headers:
+    """The ``Warning`` header of an answer that may be stale (RFC 7234 code 110), or none.
+
+    One warning value per reason: the Git remote unreachable since a time (the answer is the
+    last head this process saw), or a file pushed broken (read as its last valid version).
+    """
+    if not notes:
+        return []
+    values = []
+    for note in notes:
+        text = note.replace("\\", "\\\\").replace('"', '\\"')
+        values.append(f'110 stageflow "Response is Stale: {text}"')
+    return [(STALE_HEADER, ", ".join(values))]
 
 
 def app_state_answer(
     sf: Stageflow, dumps: Callable[[Any], str], app: str, stages: Sequence[str] = ()
-) -> tuple[str, Body]:
-    """Return the ETag of an app's state and a maker of its JSON body (made once per tag).
+) -> tuple[str, Body, Headers]:
+    """Return the ETag of an app's state, a maker of its JSON body (made once per tag), and
+    the headers saying whether it may be stale.
 
     ``stages``: a stage-scoped reader's stages, the only ones its answer shows (default: all).
     """
     tag, view = state.app_view(sf, app)
+    headers = _stale(sf, view["revision"], app)
     if stages:
         view, tag = state.within_stages(view, stages), _scoped_tag(tag, stages)
-    return _cached_json(sf, ("app-state-json", tag, app), tag, view, dumps)
+    return (*_cached_json(sf, ("app-state-json", tag, app), tag, view, dumps), headers)
 
 
 def matrix_answer(
     sf: Stageflow, dumps: Callable[[Any], str], app: str, stages: Sequence[str] = ()
-) -> tuple[str, Body]:
-    """Return the ETag (the revision) of an app's flag matrix and a maker of its JSON body."""
+) -> tuple[str, Body, Headers]:
+    """Return the ETag (the revision) of an app's flag matrix, a maker of its JSON body, and
+    the headers saying whether it may be stale."""
     tag, matrix = state.flag_matrix(sf, app)
+    headers = _stale(sf, tag, app)
     if stages:
         matrix, tag = state.matrix_within_stages(matrix, stages), _scoped_tag(tag, stages)
-    return _cached_json(sf, ("matrix-json", tag, app), tag, matrix, dumps)
+    return (*_cached_json(sf, ("matrix-json", tag, app), tag, matrix, dumps), headers)
+
+
+def _stale(sf: Stageflow, revision: str, app: str, stage: str | None = None) -> Headers:
+    notes = state.outage_notes(sf, revision) + state.file_notes(sf, revision, app, stage)
+    return stale_headers(notes)
 
 
 def _scoped_tag(tag: str, stages: Sequence[str]) -> str:
     return f"{tag}.{'+'.join(sorted(stages))}"
 
 
-def document_answer(sf: Stageflow, app: str, stage: str) -> tuple[str, Body]:
-    """Return the ETag (the revision) of a stage's flagd document and a maker of its bytes."""
+def document_answer(sf: Stageflow, app: str, stage: str) -> tuple[str, Body, Headers]:
+    """Return the ETag (the revision) of a stage's flagd document, a maker of its bytes, and
+    the headers saying whether it may be stale."""
     revision, data = state.stage_flags_document(sf, app, stage)
-    return f'"{revision}"', lambda: data
+    return f'"{revision}"', lambda: data, _stale(sf, revision, app, stage)
 
 
 def _cached_json(
@@ -132,8 +159,8 @@ def _cached_json(
     return f'"{tag}"', lambda: sf.cache.get_weighed(key, serialize)
 
 
-def _conditional(etag: str, body: Body) -> Response:
+def _conditional(etag: str, body: Body, headers: Headers) -> Response:
     """Answer 304 when If-None-Match names ``etag``, else 200 with ``body()``; ETag either way."""
     if request.if_none_match.contains_weak(etag.strip('"')):  # as the OFREP bulk answer does
-        return Response(status=304, headers={"ETag": etag})
-    return Response(body(), mimetype="application/json", headers={"ETag": etag})
+        return Response(status=304, headers=[("ETag", etag), *headers])
+    return Response(body(), mimetype="application/json", headers=[("ETag", etag), *headers])

@@ -81,8 +81,32 @@ class AppSummarySchema(Schema):
     stages = fields.List(fields.String())
 
 
+class FileProblemSchema(Schema):
+    file = fields.String(metadata={"description": "path in the GitOps repo"})
+    revision = fields.String(metadata={"description": "the head where the file is invalid"})
+    line = fields.Integer(allow_none=True)
+    problem = fields.String(metadata={"description": "what is wrong and how to fix it"})
+    serving_revision = fields.String(
+        allow_none=True,
+        metadata={"description": "the revision whose version of the file reads answer from"},
+    )
+    app = fields.String(allow_none=True)
+    stage = fields.String(allow_none=True)
+
+
 class PipelineSchema(Schema):
     revision = fields.String()
+    stale_since = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "while the Git remote is unreachable: since when (the revision is "
+            "the last head seen)"
+        },
+    )
+    problems = fields.List(
+        fields.Nested(FileProblemSchema),
+        metadata={"description": "files at the head that reads answer from an earlier version of"},
+    )
     repository = fields.Nested(RepositorySchema)
     stages = fields.List(fields.Nested(StageSchema))
     apps = fields.List(fields.Nested(AppSummarySchema))

@@ -32,7 +32,13 @@ from stageflow.domain.identity import ApiToken
 from stageflow.domain.pipeline import App
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import FlagEvaluator
-from stageflow.services.state import empty_flag_document, flags_path, snapshot
+from stageflow.services.state import (
+    empty_flag_document,
+    file_notes,
+    flags_path,
+    outage_notes,
+    snapshot,
+)
 
 __all__ = [
     "APP_HEADER",
@@ -44,6 +50,7 @@ __all__ = [
     "evaluate_flag",
     "evaluate_flags",
     "flag_set",
+    "flag_set_notes",
 ]
 
 # Headers that pick the app and stage when a token's scope leaves more than one.
@@ -61,6 +68,8 @@ class FlagSet:
     revision: str
     path: str
     evaluator: FlagEvaluator
+    # files this flag set reads as their last valid version (a function of the revision)
+    file_notes: list[str] = field(default_factory=list)
 
     @cached_property
     def static_answers(self) -> Mapping[str, Evaluation]:
@@ -178,6 +187,7 @@ def flag_set(
             revision,
             flags_path(chosen, stage_name),
             _evaluator(sf, revision, chosen, stage_name),
+            file_notes(sf, revision, app_name, stage_name),
         ),
     )
 
@@ -187,7 +197,8 @@ def _evaluator(sf: Stageflow, revision: str, app: App, stage: str) -> FlagEvalua
     if load is None:
         raise Unavailable("flag evaluation is not configured in this Stageflow (no evaluator)")
     path = flags_path(app, stage)
-    blob = sf.repo.blob_id(revision, path)
+    # A flags.json pushed broken is evaluated as its last valid version (file_notes says so).
+    blob, _ = snapshot(sf, revision).flags_blob(app, stage)
     if blob is None:
         empty = render_flag_document(empty_flag_document(app.name)).encode("utf-8")
         return sf.cache.get(("flagd-empty", app.name), lambda: load(empty))
@@ -199,6 +210,11 @@ def _evaluator(sf: Stageflow, revision: str, app: App, stage: str) -> FlagEvalua
             f"(GET /api/v1/apps/{app.name}/stages/{stage}/flags shows it as committed)",
             error_code=PARSE_ERROR,
         ) from None
+
+
+def flag_set_notes(sf: Stageflow, flags: FlagSet) -> list[str]:
+    """Why answers from this flag set may not be the remote head's current state (usually [])."""
+    return outage_notes(sf, flags.revision) + flags.file_notes
 
 
 def evaluate_flag(flags: FlagSet, key: str, request: EvaluationRequest) -> Evaluation:

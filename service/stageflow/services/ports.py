@@ -38,6 +38,14 @@ class Committed(Generic[T]):
     committed: bool
 
 
+@dataclass(frozen=True)
+class Outage:
+    """The Git remote could not be reached: since when (Unix time) and what went wrong."""
+
+    since: float
+    message: str
+
+
 class Workspace(Protocol):
     """The files of the GitOps repo at one base revision, for an operation to read and write."""
 
@@ -63,7 +71,13 @@ class GitRepo(Protocol):
     display_url: str
     branch: str
 
-    def head(self, *, fresh: bool = False) -> str: ...
+    def head(self, *, fresh: bool = False) -> str:
+        """The remote's head; while the remote is unreachable, the last head this process saw."""
+        ...
+
+    def outage(self) -> Outage | None:
+        """Why and since when ``head`` answers from memory; None while the remote answers."""
+        ...
 
     def resolve(self, revision: str) -> str: ...
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from stageflow.domain.errors import Invalid, NotFound, PipelineError
+from stageflow.domain.errors import FlagDocumentError, Invalid, NotFound, PipelineError
 from stageflow.domain.feedback import argocd_report, flux_report, stage_of
 from stageflow.domain.flags import FlagDocument, parse_flag_document
 from stageflow.domain.identity import Scope
@@ -61,23 +62,156 @@ def _parse_flags(data: bytes) -> FlagDocument:
 
 
 @dataclass(frozen=True)
+class FileProblem:
+    """A file at a revision that cannot be used, and the version of it that is used instead."""
+
+    file: str
+    revision: str  # where it is broken
+    line: int | None
+    problem: str
+    serving: str | None  # the last revision where the file was valid (None: none was found)
+    app: str | None = None
+    stage: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "revision": self.revision,
+            "line": self.line,
+            "problem": self.problem,
+            "serving_revision": self.serving,
+            "app": self.app,
+            "stage": self.stage,
+        }
+
+    def note(self) -> str:
+        where = f" line {self.line}" if self.line else ""
+        instead = (
+            f"answering from its last valid version, at {self.serving[:12]}"
+            if self.serving
+            else "no valid version of it was found"
+        )
+        return f"{self.file}{where} at {self.revision[:12]} is invalid ({self.problem}); {instead}"
+
+
+# How far back through a file's history a read looks for its last valid version.
+_HISTORY_LIMIT = 20
+
+
+def _checked(sf: Stageflow, kind: str, blob: str, parse: Callable[[bytes], T]) -> T | Invalid:
+    """Parse a blob once; an invalid one is remembered as its error (and parsed no more)."""
+    invalid = (kind + "-invalid", blob)
+
+    def build() -> tuple[T, int]:
+        failed = sf.cache.peek(invalid)  # only on a miss: a valid blob costs one lookup
+        if failed is not None:
+            raise failed
+        data = sf.repo.read_blob(blob)
+        return parse(data), PARSED_BYTES_PER_SOURCE_BYTE * len(data)
+
+    try:
+        return sf.cache.get_weighed((kind, blob), build)
+    except Invalid as exc:
+        sf.cache.put(invalid, exc)
+        return exc
+
+
+def _last_valid(
+    sf: Stageflow, revision: str, path: str, check: Callable[[str | None], T | Invalid]
+) -> tuple[str, str | None, T] | None:
+    """The newest revision before ``revision`` where ``path`` passes ``check`` (bounded walk).
+
+    Read from Git, not from what this process happened to see: every replica, and a process that
+    starts on a broken head, serves the same last valid version.
+    """
+    at = revision
+    for _ in range(_HISTORY_LIMIT):
+        changed = sf.repo.last_change(at, [path])
+        parent = None if changed is None else sf.repo.parent_of(changed)
+        if parent is None:
+            return None
+        blob = sf.repo.blob_id(parent, path)
+        value = check(blob)
+        if not isinstance(value, Invalid):
+            return parent, blob, value
+        at = parent
+    return None
+
+
+def _problem(
+    path: str, revision: str, error: Invalid, serving: str | None, **where: str | None
+) -> FileProblem:
+    line = error.details.get("line")
+    return FileProblem(
+        path,
+        revision,
+        line if isinstance(line, int) else None,
+        error.message,
+        serving,
+        **where,
+    )
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """The desired state at one revision: reads of one request all come from the same commit."""
+    """The desired state at one revision: reads of one request all come from the same commit.
+
+    A file someone pushed broken is read as its last valid version (``problems`` says which);
+    writes read the working tree instead (``pipeline_in``, ``flags_in``) and refuse it.
+    """
 
     sf: Stageflow
     revision: str
     pipeline: Pipeline
+    problems: tuple[FileProblem, ...] = ()
+
+    def flags_blob(self, app: App, stage: str) -> tuple[str | None, FileProblem | None]:
+        """The blob of the stage's flags.json to read (the last valid one), and any problem."""
+        path = flags_path(app, stage)
+        blob = self.sf.repo.blob_id(self.revision, path)
+        if blob is None:
+            return None, None
+        got = _checked(self.sf, "flags", blob, _parse_flags)
+        if not isinstance(got, Invalid):
+            return blob, None
+
+        def check(other: str | None) -> FlagDocument | Invalid:
+            return (
+                empty_flag_document(app.name)
+                if other is None
+                else _checked(self.sf, "flags", other, _parse_flags)
+            )
+
+        found = self.sf.cache.get(
+            ("last-valid", self.revision, path),
+            lambda: _last_valid(self.sf, self.revision, path, check),
+        )
+        if found is None:
+            raise got
+        return found[1], _problem(path, self.revision, got, found[0], app=app.name, stage=stage)
 
     def flags(self, app: App, stage: str) -> FlagDocument:
-        blob = self.sf.repo.blob_id(self.revision, flags_path(app, stage))
+        blob, _ = self.flags_blob(app, stage)
         if blob is None:
             return empty_flag_document(app.name)
         return parsed(self.sf, ("flags", blob), lambda: self.sf.repo.read_blob(blob), _parse_flags)
 
     def flags_data(self, app: App, stage: str) -> bytes | None:
         """The stage's flags.json as committed (the blob's bytes), None when there is none."""
-        blob = self.sf.repo.blob_id(self.revision, flags_path(app, stage))
+        blob, _ = self.flags_blob(app, stage)
         return None if blob is None else self.sf.repo.read_blob(blob)
+
+    def file_problems(self, app: str | None = None, stage: str | None = None) -> list[FileProblem]:
+        """The files read as an earlier version: stageflow.yaml, and the flags of the stages
+        of ``app`` (every app by default; only ``stage`` when given)."""
+        found = list(self.problems)
+        apps = self.pipeline.apps.values() if app is None else [self.pipeline.app(app)]
+        for one in apps:
+            for name in self.pipeline.stage_names if stage is None else [stage]:
+                _, problem = self.flags_blob(one, name)
+                if problem is not None:
+                    found.append(problem)
+        return found
 
     def images(self, app: App, stage: str) -> list[ImageRef]:
         path = kustomization_path(app, stage)
@@ -113,21 +247,76 @@ def content_at(sf: Stageflow, revision: str, app: App, stage: str) -> str:
 
 
 def snapshot(sf: Stageflow, revision: str | None = None) -> Snapshot:
-    """Return the desired state at ``revision`` (default: the remote head)."""
+    """Return the desired state at ``revision`` (default: the remote head).
+
+    A ``stageflow.yaml`` pushed broken is read as its last valid version (the snapshot's
+    ``problems`` say so); with no valid version in reach this raises its ``PipelineError``.
+    """
     rev = revision or sf.repo.head()
-    blob = sf.repo.blob_id(rev, PIPELINE_FILE)
+    got = _pipeline_at(sf, rev)
+    if not isinstance(got, Invalid):
+        return Snapshot(sf, rev, got)
+    found = sf.cache.get(
+        ("last-valid", rev, PIPELINE_FILE),
+        lambda: _last_valid(sf, rev, PIPELINE_FILE, lambda blob: _pipeline_of(sf, blob)),
+    )
+    if found is None:
+        raise got
+    return Snapshot(sf, rev, found[2], (_problem(PIPELINE_FILE, rev, got, found[0]),))
+
+
+def _pipeline_at(sf: Stageflow, revision: str) -> Pipeline | Invalid:
+    return _pipeline_of(sf, sf.repo.blob_id(revision, PIPELINE_FILE), revision)
+
+
+def _pipeline_of(
+    sf: Stageflow, blob: str | None, revision: str | None = None
+) -> Pipeline | Invalid:
     if blob is None:
-        raise PipelineError(
-            f"{PIPELINE_FILE} is missing at revision {rev[:12]}; restore it in the GitOps repo",
+        at = f" at revision {revision[:12]}" if revision else ""
+        return PipelineError(
+            f"{PIPELINE_FILE} is missing{at}; restore it in the GitOps repo",
             code="pipeline_missing",
         )
-    pipeline = parsed(
-        sf,
-        ("pipeline", blob),
-        lambda: sf.repo.read_blob(blob),
-        lambda data: sf.codecs.load_pipeline(data.decode("utf-8")),
+    return _checked(sf, "pipeline", blob, lambda data: sf.codecs.load_pipeline(data.decode()))
+
+
+def outage_notes(sf: Stageflow, revision: str) -> list[str]:
+    """A note that the remote is unreachable and ``revision`` is the last head seen, or []."""
+    outage = sf.repo.outage()
+    if outage is None:
+        return []
+    since = datetime.fromtimestamp(outage.since, UTC).isoformat(timespec="seconds")
+    return [
+        f"the Git remote {sf.repo.display_url} has been unreachable since {since}; "
+        f"answering from revision {revision[:12]}, the last head seen"
+    ]
+
+
+def file_notes(sf: Stageflow, revision: str, app: str, stage: str | None = None) -> list[str]:
+    """Notes on the files an answer about ``app`` (``stage``) reads as an earlier version.
+
+    A function of the revision, so made once per revision (a read costs one lookup).
+    """
+    notes: list[str] = sf.cache.get(
+        ("stale-notes", revision, app, stage),
+        lambda: [p.note() for p in _problems_of(snapshot(sf, revision), app, stage)],
     )
-    return Snapshot(sf, rev, pipeline)
+    return notes
+
+
+def _problems_of(snap: Snapshot, app: str, stage: str | None) -> list[FileProblem]:
+    if app not in snap.pipeline.apps or (
+        stage is not None and stage not in snap.pipeline.stage_names
+    ):
+        return list(snap.problems)
+    return snap.file_problems(app, stage)
+
+
+def head_problems(sf: Stageflow) -> list[FileProblem]:
+    """Every file at the head that reads answer from an earlier version of (cached per head)."""
+    snap = snapshot(sf)
+    return sf.cache.get(("head-problems", snap.revision), snap.file_problems)
 
 
 # A write reads its files from the working tree, which may differ from any commit once the
@@ -153,13 +342,29 @@ def flags_in(sf: Stageflow, workspace: Workspace, app: App, stage: str) -> FlagD
     path = flags_path(app, stage)
     blob = workspace.unwritten_blob(path)
     if blob is not None:  # as committed: parsed (or held) by blob id, without reading or hashing
-        return parsed(sf, ("flags", blob), lambda: sf.repo.read_blob(blob), _parse_flags)
+        try:
+            return parsed(sf, ("flags", blob), lambda: sf.repo.read_blob(blob), _parse_flags)
+        except FlagDocumentError as exc:
+            raise _broken_for_writes(path, exc) from None
     text = workspace.read(path)
     if text is None:
         return empty_flag_document(app.name)
     data = text.encode("utf-8")
-    return parsed(
-        sf, ("flags", git_blob_id(data)), lambda: data, lambda _: parse_flag_document(text)
+    try:
+        return parsed(
+            sf, ("flags", git_blob_id(data)), lambda: data, lambda _: parse_flag_document(text)
+        )
+    except FlagDocumentError as exc:
+        raise _broken_for_writes(path, exc) from None
+
+
+def _broken_for_writes(path: str, exc: FlagDocumentError) -> FlagDocumentError:
+    """A write that needs a file someone pushed broken: name it and say how to fix it."""
+    return FlagDocumentError(
+        f"{path} at the head of the GitOps repo is invalid: {exc.message}; nothing was "
+        "committed — fix the file in the repo (reads answer from its last valid version "
+        "meanwhile)",
+        details={**exc.details, "file": path},
     )
 
 
@@ -183,8 +388,17 @@ def image_view(ref: ImageRef) -> dict[str, Any]:
 def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> dict[str, Any]:
     """The pipeline: every stage, and the apps ``scope`` covers (default: every app)."""
     snap = snapshot(sf)
+    outage = sf.repo.outage()
     return {
         "revision": snap.revision,
+        "stale_since": None
+        if outage is None
+        else datetime.fromtimestamp(outage.since, UTC).isoformat(timespec="seconds"),
+        "problems": [
+            problem.view()
+            for problem in sf.cache.get(("head-problems", snap.revision), snap.file_problems)
+            if scope is None or problem.app is None or scope.covers(problem.app)
+        ],
         "repository": {"url": sf.repo.display_url, "branch": sf.repo.branch},
         "stages": [stage_view(stage) for stage in snap.pipeline.stages],
         "apps": [
