@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
+from stageflow.adapters.database.write_turn import AdvisoryWriteTurn, lock_key
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
 from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
@@ -69,14 +70,22 @@ def build(
     settings: Settings, *, open_repo: bool = True
 ) -> tuple[Stageflow, dict[str, Callable[[], Any]]]:
     """Compose the adapters; return the Stageflow context and the readiness probes."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, timeout=settings.database_timeout)
     session_factory = sessionmaker(engine, expire_on_commit=False)
+    # Replicas share PostgreSQL: they take one write turn between them. SQLite is one host's
+    # file, whose writers the clone's host lock already lines up.
+    write_turn = (
+        AdvisoryWriteTurn(engine, lock_key(settings.git_url, settings.git_branch))
+        if engine.dialect.name == "postgresql"
+        else None
+    )
     repo = GitPythonRepo(
         settings.git_url,
         settings.git_branch,
         settings.clones_dir,
         head_ttl=settings.git_head_ttl,
         push_attempts=settings.git_push_attempts,
+        write_turn=write_turn,
     )
     renderer = KubectlKustomize.from_setting(settings.kustomize, timeout=settings.render_timeout)
     stageflow = Stageflow(

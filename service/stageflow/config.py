@@ -92,6 +92,13 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "Seconds between re-evaluations of waiting promotions (soak time passes without a "
         "report); 0 turns it off.",
     ),
+    (
+        "database_timeout",
+        "STAGEFLOW_DATABASE_TIMEOUT",
+        "5",
+        "Seconds a PostgreSQL connect or statement may take before it is an error (503 "
+        "`database_unavailable`): a frozen database never hangs a request or `/readyz`.",
+    ),
     ("log_level", "STAGEFLOW_LOG_LEVEL", "INFO", "Log level of the JSON logs."),
     (
         "seed_dir",
@@ -160,6 +167,7 @@ class Settings:
     prometheus_url: str | None = None
     flux_webhook_secret: str | None = None
     reevaluate_interval: float = 15.0
+    database_timeout: float = 5.0
     log_level: str = "INFO"
     seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
     max_body_bytes: int = 1024 * 1024
@@ -220,6 +228,7 @@ class Settings:
             ("git_push_attempts", "STAGEFLOW_GIT_PUSH_ATTEMPTS", int, 1, 50),
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
+            ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
             ("ofrep_rate_limit", "STAGEFLOW_OFREP_RATE_LIMIT", int, 0, 1_000_000),
             ("auth_failures_per_minute", "STAGEFLOW_AUTH_FAILURES_PER_MINUTE", int, 0, 1_000_000),

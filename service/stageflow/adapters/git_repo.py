@@ -332,6 +332,7 @@ class GitPythonRepo:
         cache_size: int = 4096,
         blob_cache_bytes: int = 32 * 2**20,
         host_lock_timeout: float = 60.0,
+        write_turn: Callable[[], contextlib.AbstractContextManager[bool]] | None = None,
     ) -> None:
         self.url = url
         self.branch = branch
@@ -339,6 +340,9 @@ class GitPythonRepo:
         self.head_ttl = head_ttl
         self.push_attempts = push_attempts
         self.host_lock_timeout = host_lock_timeout
+        # The turn shared with other replicas (a database lock), taken inside the host lock;
+        # it yields whether it had to wait. None: this host's writers only take turns.
+        self._write_turn = write_turn or _no_turn
         self._cache_size = cache_size
         self._local = _is_local(url)
         # `_lock` guards the object database (GitPython's long-lived `cat-file` helpers serve one
@@ -801,8 +805,8 @@ class GitPythonRepo:
                 with self._queue_lock:
                     batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
                 try:
-                    with self._host_write_lock() as waited:
-                        self._write_batch(batch, waited)
+                    with self._host_write_lock() as waited, self._write_turn() as queued:
+                        self._write_batch(batch, waited or queued)
                 except BaseException as exc:
                     for other in batch:  # e.g. the push failed: each write of the batch did
                         if not other.done:
@@ -1181,6 +1185,11 @@ class GitPythonRepo:
         if not clean:
             self.repo.git.clean("-q", "-f", "-d", "-x")
         self._clean_at = revision
+
+
+@contextlib.contextmanager
+def _no_turn() -> Iterator[bool]:
+    yield False
 
 
 def _lost_race(text: str) -> bool:
