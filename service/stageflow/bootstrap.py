@@ -100,6 +100,7 @@ def build(
         )
         if settings.auth_failures_per_minute
         else None,
+        token_outage_grace=settings.token_outage_grace,
     )
     if open_repo:
         repo.open()

@@ -99,6 +99,13 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "Seconds a PostgreSQL connect or statement may take before it is an error (503 "
         "`database_unavailable`): a frozen database never hangs a request or `/readyz`.",
     ),
+    (
+        "token_outage_grace",
+        "STAGEFLOW_TOKEN_OUTAGE_GRACE",
+        "900",
+        "While the database is unreachable, a token this process verified within this many "
+        "seconds keeps working (flag reads and OFREP come from Git and go on); 0: none does.",
+    ),
     ("log_level", "STAGEFLOW_LOG_LEVEL", "INFO", "Log level of the JSON logs."),
     (
         "seed_dir",
@@ -168,6 +175,7 @@ class Settings:
     flux_webhook_secret: str | None = None
     reevaluate_interval: float = 15.0
     database_timeout: float = 5.0
+    token_outage_grace: float = 900.0
     log_level: str = "INFO"
     seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
     max_body_bytes: int = 1024 * 1024
@@ -229,6 +237,7 @@ class Settings:
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
             ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
+            ("token_outage_grace", "STAGEFLOW_TOKEN_OUTAGE_GRACE", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
             ("ofrep_rate_limit", "STAGEFLOW_OFREP_RATE_LIMIT", int, 0, 1_000_000),
             ("auth_failures_per_minute", "STAGEFLOW_AUTH_FAILURES_PER_MINUTE", int, 0, 1_000_000),

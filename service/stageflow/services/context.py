@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,37 @@ class ParseCache:
             self._weight -= dropped
 
 
+class Outage:
+    """Whether the ledger just failed: callers that can do without it skip it for a moment.
+
+    After a failure, ``skip`` answers True for ``retry_after`` seconds; then it lets exactly one
+    caller try again (the others keep skipping), so a frozen database costs one waiting thread
+    per interval instead of every request waiting for its timeout.
+    """
+
+    def __init__(self, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def skip(self) -> bool:
+        if not self._until:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            if now < self._until:
+                return True
+            self._until = now + self.retry_after  # this caller probes; the others skip
+            return False
+
+    def failed(self) -> None:
+        with self._lock:
+            self._until = time.monotonic() + self.retry_after
+
+    def recovered(self) -> None:
+        self._until = 0.0
+
+
 @dataclass
 class Stageflow:
     """The composition the use cases run against (see ``bootstrap.build``)."""
@@ -107,6 +139,10 @@ class Stageflow:
     token_cache: dict[str, Any] = field(default_factory=dict)
     # Failed authentications per client address (services.tokens); None: not limited.
     auth_failures: Any = None
+    # While the ledger is unreachable, tokens verified within this many seconds still
+    # authenticate (services.tokens); the outage state says when to ask the ledger again.
+    token_outage_grace: float = 0.0
+    ledger_outage: Outage = field(default_factory=Outage)
 
     def close(self) -> None:
         """Release what the adapters hold (database pool, clone slot)."""

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from stageflow.adapters.database.records import LedgerVersionRecord
@@ -139,7 +140,7 @@ class SqlUnitOfWork:
     ) -> None:
         self.session.rollback()
         self.session.close()
-        if isinstance(exc, OperationalError):
+        if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
             raise Unavailable(
                 f"the database is unreachable: {exc.orig}", code="database_unavailable"
             ) from exc
