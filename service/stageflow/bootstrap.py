@@ -12,6 +12,7 @@ from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine,
 from stageflow.adapters.database.write_turn import AdvisoryWriteTurn, lock_key
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
+from stageflow.adapters.git_history import GitHistory
 from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
 from stageflow.adapters.kustomization import KustomizationFile
 from stageflow.adapters.kustomize import KubectlKustomize
@@ -101,6 +102,9 @@ def build(
         if settings.auth_failures_per_minute
         else None,
         token_outage_grace=settings.token_outage_grace,
+        history=GitHistory(repo),
+        heartbeat_lease=max(15.0, 5 * settings.settle_interval),
+        record_grace=settings.database_timeout + 1,
     )
     if open_repo:
         repo.open()

@@ -93,6 +93,15 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "report); 0 turns it off.",
     ),
     (
+        "settle_interval",
+        "STAGEFLOW_SETTLE_INTERVAL",
+        "2",
+        "Seconds between rounds of the settler, which every replica runs: it settles "
+        "`applying` promotions whose applier is gone or whose ledger write failed, rollbacks and "
+        "audit entries that a crash or a database outage left out (from the commits' trailers), "
+        "and frees Idempotency-Keys whose request died; 0 turns it off.",
+    ),
+    (
         "database_timeout",
         "STAGEFLOW_DATABASE_TIMEOUT",
         "5",
@@ -174,6 +183,7 @@ class Settings:
     prometheus_url: str | None = None
     flux_webhook_secret: str | None = None
     reevaluate_interval: float = 15.0
+    settle_interval: float = 2.0
     database_timeout: float = 5.0
     token_outage_grace: float = 900.0
     log_level: str = "INFO"
@@ -236,6 +246,7 @@ class Settings:
             ("git_push_attempts", "STAGEFLOW_GIT_PUSH_ATTEMPTS", int, 1, 50),
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
+            ("settle_interval", "STAGEFLOW_SETTLE_INTERVAL", float, 0, 3600),
             ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
             ("token_outage_grace", "STAGEFLOW_TOKEN_OUTAGE_GRACE", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),

@@ -1032,6 +1032,7 @@ class GitPythonRepo:
         added = [path for path in paths if self.blob_id(base, path) is None]
         lines = [change.message.rstrip(), ""]
         # One line per trailer: a newline in a value would forge further trailers.
+        trailers = {**change.trailers, **trailers}  # the caller's win (its change id, actor)
         lines += [f"{key}: {_one_line(value)}" for key, value in trailers.items()]
         author = _one_line(actor.replace("<", "").replace(">", "")) or "unknown"
         self._clean_at = None  # from here on the index or HEAD may move

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from stageflow.domain.errors import (
     Forbidden,
@@ -113,6 +113,8 @@ def authenticate(sf: Stageflow, secret: str | None, *, client: str | None = None
         # The ledger is the truth while it is up; when it is down, a token verified not long
         # ago goes on working (flag reads and OFREP come from Git), and a revocation made
         # meanwhile applies once it is back.
+        if hit is None:  # verified by another process of the fleet, lately
+            hit = sf.token_fallback.get(digest)
         fallback = hit if hit is not None and now_mono - hit[0] < sf.token_outage_grace else None
         try:
             found = _lookup(sf, digest, fallback=fallback)
@@ -175,6 +177,24 @@ def _read_token(sf: Stageflow, digest: str) -> ApiToken | None:
             uow.commit()
             token = replace(token, last_used_at=now)
     return token
+
+
+def refresh_outage_cache(sf: Stageflow) -> int:
+    """Keep the tokens any process used within the outage grace, for use while the ledger is down.
+
+    A worker keeps its own cache of the tokens it verified; a client whose requests all went
+    to another worker (or replica) would find none during an outage. ``last_used_at`` is
+    written once a minute per token by whoever verifies it, so this covers every token in use.
+    """
+    if sf.token_outage_grace <= 0:
+        return 0
+    now_mono = time.monotonic()
+    since = sf.clock() - timedelta(seconds=sf.token_outage_grace)
+    with sf.uow() as uow:
+        found = uow.tokens.used_since(since, CACHE_SIZE)
+    fresh = {digest: (now_mono, token) for digest, token in found}
+    sf.token_fallback = fresh  # replaced whole: a token revoked since drops out
+    return len(fresh)
 
 
 def _failed(sf: Stageflow, client: str | None) -> None:

@@ -19,6 +19,7 @@ from stageflow.adapters.database.records import LedgerVersionRecord
 from stageflow.adapters.database.repositories import (
     SqlAuditLog,
     SqlIdempotencyStore,
+    SqlReplicas,
     SqlTokenStore,
 )
 from stageflow.adapters.database.workflow import (
@@ -130,6 +131,7 @@ class SqlUnitOfWork:
         self.freezes = SqlFreezes(self.session)
         self.holds = SqlHolds(self.session)
         self.rejections = SqlRejections(self.session)
+        self.replicas = SqlReplicas(self.session)
         return self
 
     def __exit__(
