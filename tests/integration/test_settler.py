@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 from sqlalchemy.orm import sessionmaker
@@ -85,3 +86,44 @@ def test_a_key_whose_request_died_is_taken_over_at_once(sf):
             idempotency.claim(sf, "owner", "key-1", "fp")
         assert busy.value.code == "idempotency_in_progress"
         assert Settler(sf).round().keys_freed == 0
+
+
+def test_workers_sweeping_at_once_record_a_commit_once(sf, settings: Settings, gitops_remote):
+    other, _ = bootstrap.build(settings)  # another worker: its own clone, the same ledger
+    other.record_grace = 0.0
+    try:
+        live = sf.uow
+        dead = make_engine(f"postgresql+psycopg://x:y@127.0.0.1:{free_port()}/none", timeout=2)
+        sf.closers.append(dead.dispose)
+
+        def operation(ws: Workspace) -> Change[Outcome]:
+            factory = sessionmaker(dead)
+            sf.uow = lambda: SqlUnitOfWork(factory)
+            ws.write("notes/m.txt", "m\n")
+            return Change("note", Outcome("note.add", "demo", None, "m", None, None))
+
+        with pytest.raises(Unavailable):
+            commit_change(sf, Actor("bob", "change-2"), operation)
+        sf.uow = live
+        settlers = [Settler(sf), Settler(other)]
+        errors: list[BaseException] = []
+
+        def sweep(settler: Settler) -> None:
+            try:
+                settler.round()
+            except Unavailable as exc:  # SQLite: the later writer's snapshot is stale; next round
+                errors.append(exc)
+
+        threads = [threading.Thread(target=sweep, args=(s,)) for s in settlers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for settler in settlers:
+            settler.round()
+
+        with sf.uow() as uow:
+            entries = uow.audit.list(actor="bob")
+        assert [e.revision for e in entries] == [remote_head(gitops_remote)]
+    finally:
+        other.close()

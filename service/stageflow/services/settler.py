@@ -108,6 +108,7 @@ class Settler:
                     done.rollbacks.append(int(promotion_id))
         ids = [c.trailers["Stageflow-Change"] for c in ripe]
         with sf.uow() as uow:
+            uow.serialize("stageflow-settler-audit")  # every worker sweeps: one at a time
             known = uow.audit.recorded_changes(ids)
             for commit in ripe:
                 if commit.trailers["Stageflow-Change"] in known:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import Hashable
 from types import TracebackType
@@ -159,6 +160,17 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         move_versions(self.session)
         self.session.commit()
+
+    def serialize(self, name: str) -> None:
+        """Hold ``name`` until this transaction ends: every process doing the same waits.
+
+        PostgreSQL: a transaction-level advisory lock. SQLite has one writer at a time already,
+        and a transaction that read before another one wrote fails its write (busy snapshot).
+        """
+        connection = self.session.connection()
+        if connection.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def state_version(self) -> Hashable:
         """A value that changes whenever deployment reports, checks or holds change.
