@@ -95,7 +95,7 @@ def build(
         codecs=codecs(),
         uow=lambda: SqlUnitOfWork(session_factory),
         metrics=PrometheusHTTP(settings.prometheus_url),
-        closers=[engine.dispose, repo.close],
+        closers=[engine.dispose, repo.close, *([write_turn.close] if write_turn else [])],
         auth_failures=RateLimiter(
             settings.auth_failures_per_minute / 60, burst=settings.auth_failures_per_minute
         )

@@ -37,20 +37,23 @@ def replicas(tmp_path: Path, gitops_remote: Path):
     engine = make_engine(POSTGRES_URL or "", timeout=5)
     key = lock_key(str(gitops_remote) + str(tmp_path), "main")  # this test's own turn
     opened = []
+    turns = []
     for name in ("a", "b"):
+        turns.append(AdvisoryWriteTurn(engine, key, timeout=30))
         repo = GitPythonRepo(
             str(gitops_remote),
             "main",
             tmp_path / name / "clones",
             head_ttl=0.0,
             push_attempts=1,
-            write_turn=AdvisoryWriteTurn(engine, key, timeout=30),
+            write_turn=turns[-1],
         )
         repo.open()
         opened.append(repo)
     yield opened
-    for repo in opened:
+    for repo, turn in zip(opened, turns, strict=True):
         repo.close()
+        turn.close()
     engine.dispose()
 
 
@@ -92,12 +95,9 @@ def test_a_write_turn_on_an_unreachable_database_fails_fast_and_commits_nothing(
     tmp_path: Path, gitops_remote: Path
 ):
     engine = make_engine(f"postgresql+psycopg://nobody:x@127.0.0.1:{free_port()}/none", timeout=2)
+    turn = AdvisoryWriteTurn(engine, 1)
     repo = GitPythonRepo(
-        str(gitops_remote),
-        "main",
-        tmp_path / "clones",
-        head_ttl=0.0,
-        write_turn=AdvisoryWriteTurn(engine, 1),
+        str(gitops_remote), "main", tmp_path / "clones", head_ttl=0.0, write_turn=turn
     )
     repo.open()
     before = remote_head(gitops_remote)
@@ -106,6 +106,7 @@ def test_a_write_turn_on_an_unreachable_database_fails_fast_and_commits_nothing(
             repo.change(note("x"), actor="alice", trailers={})
     finally:
         repo.close()
+        turn.close()
         engine.dispose()
     assert raised.value.code == "database_unavailable"
     assert remote_head(gitops_remote) == before
