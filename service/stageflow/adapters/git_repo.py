@@ -802,12 +802,16 @@ class GitPythonRepo:
         # object lookup at a time) go on while the operations render and push.
         with self._write_lock:
             while not write.done:  # an earlier leader may have written it meanwhile
-                with self._queue_lock:
-                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                batch: list[_Write[Any]] = []
                 try:
                     with self._host_write_lock() as waited, self._write_turn() as queued:
+                        # Taken once the turn is ours: the writes that queued while this
+                        # process waited for it (behind other processes and replicas) go too.
+                        batch = self._take_batch()
                         self._write_batch(batch, waited or queued)
                 except BaseException as exc:
+                    if not batch:  # no turn (e.g. no database): the waiting writes fail alike
+                        batch = self._take_batch()
                     for other in batch:  # e.g. the push failed: each write of the batch did
                         if not other.done:
                             other.settle(exc)
@@ -816,6 +820,11 @@ class GitPythonRepo:
         committed = write.outcome()
         WRITE_SECONDS.observe(time.perf_counter() - started)
         return committed
+
+    def _take_batch(self) -> list[_Write[Any]]:
+        with self._queue_lock:
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        return batch
 
     def _write_batch(self, batch: list[_Write[Any]], waited: bool) -> None:
         """Apply, commit and push ``batch`` (in order); settle every write of it."""
