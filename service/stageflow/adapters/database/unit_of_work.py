@@ -164,13 +164,22 @@ class SqlUnitOfWork:
     def serialize(self, name: str) -> None:
         """Hold ``name`` until this transaction ends: every process doing the same waits.
 
-        PostgreSQL: a transaction-level advisory lock. SQLite has one writer at a time already,
-        and a transaction that read before another one wrote fails its write (busy snapshot).
+        PostgreSQL: a transaction-level advisory lock. SQLite: its one write lock, taken by a
+        write that changes nothing (a read alone would not start the transaction), so the
+        reads that follow see everything committed before.
         """
         connection = self.session.connection()
         if connection.dialect.name == "postgresql":
             key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        else:
+            connection.execute(
+                text(
+                    f"UPDATE {LedgerVersionRecord.__tablename__} SET version = version "
+                    "WHERE name = :name"
+                ),
+                {"name": APP_STATE_VERSION},
+            )
 
     def state_version(self) -> Hashable:
         """A value that changes whenever deployment reports, checks or holds change.
