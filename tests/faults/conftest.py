@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -122,6 +123,13 @@ class PrivatePostgres:
 def postgres() -> Iterator[PrivatePostgres]:
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN} (STAGEFLOW_TEST_PG_BIN)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("as root, initdb runs as the `postgres` user, and there is none")
+        if shutil.which("runuser") is None:
+            pytest.skip("as root, initdb runs as the `postgres` user through runuser")
     server = PrivatePostgres()
     try:
         yield server

@@ -919,7 +919,8 @@ class GitPythonRepo:
 
         Each gunicorn worker has its own clone; without this, two workers' writes race for the
         push and the loser renders and commits again (or answers 409 after too many losses).
-        Replicas on other hosts still rely on the push's compare-and-swap. Yields whether the
+        Replicas on other hosts queue on ``write_turn`` (taken inside this lock) when there is
+        one, else on the push's compare-and-swap alone. Yields whether the
         lock was busy (someone else of this host was writing).
         """
         if self._host_lock is None:
