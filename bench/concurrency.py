@@ -51,9 +51,18 @@ def _is_ancestor(server: StageflowServer, older: str, newer: str) -> bool:
 
 
 def run(
-    server: StageflowServer, *, clients: int, per_client: int, first_flag: int
+    server: StageflowServer,
+    *,
+    clients: int,
+    per_client: int,
+    first_flag: int,
+    via: list[StageflowServer] | None = None,
 ) -> dict[str, Any]:
-    """``clients`` threads each toggle their own flag ``per_client`` times; verify the history."""
+    """``clients`` threads each toggle their own flag ``per_client`` times; verify the history.
+
+    With ``via`` (replicas on the same remote), client ``i`` sends to ``via[i % len(via)]``.
+    """
+    entry = via or [server]
     stage = STAGES[0]
     path = flags_file(stage)
     keys = [flag_key(first_flag + n) for n in range(clients)]
@@ -62,8 +71,8 @@ def run(
     writers = [Writer(key) for key in keys]
     gate = threading.Barrier(clients + 1)
 
-    def toggle(writer: Writer) -> None:
-        client = server.admin(keep_alive=False)
+    def toggle(writer: Writer, target: StageflowServer) -> None:
+        client = target.admin(keep_alive=False)
         value = bool(initial[writer.key])
         url = f"/api/v1/apps/{APP}/stages/{stage}/flags/{writer.key}"
         gate.wait()
@@ -80,7 +89,10 @@ def run(
                 code = (answer.json() or {}).get("error", {}).get("code", "?")
                 writer.failures.append(f"HTTP {answer.status} {code}")
 
-    threads = [threading.Thread(target=toggle, args=(w,), daemon=True) for w in writers]
+    threads = [
+        threading.Thread(target=toggle, args=(w, entry[i % len(entry)]), daemon=True)
+        for i, w in enumerate(writers)
+    ]
     for thread in threads:
         thread.start()
     gate.wait()
@@ -128,6 +140,7 @@ def run(
         "per_client": per_client,
         "acknowledged": acknowledged,
         "failed": sum(len(w.failures) for w in writers),
+        "conflicts": sum(1 for w in writers for f in w.failures if f.startswith("HTTP 409")),
         "commits": len(revisions),
         "seconds": round(wall, 3),
         "toggles_per_s": acknowledged / wall if wall else 0.0,

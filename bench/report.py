@@ -47,6 +47,19 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "verdict",
     ),
     "concurrency": ("row", "value", "reference", "ratio", "target", "verdict"),
+    "replicas": (
+        "row",
+        "value",
+        "req/s",
+        "reference",
+        "ratio",
+        "lost",
+        "409",
+        "p99",
+        "errors",
+        "target",
+        "verdict",
+    ),
     "resources": ("row", "value", "reference", "ratio", "target", "verdict"),
     "peers": ("row", "ours", "Unleash", "ours/Unleash", "target", "verdict"),
 }
@@ -55,6 +68,7 @@ TITLES = {
     "scale": "Scale: the toggle on a large repository",
     "reads": "Reads: throughput and latency under load",
     "concurrency": "Concurrent writers",
+    "replicas": "Replicas: two `stageflow serve` on one PostgreSQL and one remote",
     "resources": "Memory",
     "peers": "Against Unleash",
 }

@@ -68,11 +68,22 @@ class StubPrometheus:
 class StageflowServer:
     """One `stageflow serve` on a free port, its data dir (and embedded remote) in ``root``."""
 
-    def __init__(self, root: Path, shape: RepoShape, *, prometheus_url: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        shape: RepoShape,
+        *,
+        prometheus_url: str | None = None,
+        remote: Path | None = None,
+        database_url: str | None = None,
+    ) -> None:
         self.root = root
         self.shape = shape
         self.data_dir = root / "data"
-        self.remote = self.data_dir / "gitops.git"
+        # A replica shares a remote (built by whoever passes it) and a database with others.
+        self.shared_remote = remote is not None
+        self.remote = remote or self.data_dir / "gitops.git"
+        self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = "bench_" + secrets.token_urlsafe(24)
@@ -86,7 +97,9 @@ class StageflowServer:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self, timeout: float = 120.0) -> StageflowServer:
-        self.built = build_remote(self.remote, self.shape)
+        if not self.shared_remote:
+            self.built = build_remote(self.remote, self.shape)
+        self.root.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "STAGEFLOW_DATA_DIR": str(self.data_dir),
@@ -98,6 +111,10 @@ class StageflowServer:
             env.pop(name, None)
         if self.prometheus_url:
             env["STAGEFLOW_PROMETHEUS_URL"] = self.prometheus_url
+        if self.shared_remote:
+            env["STAGEFLOW_GIT_URL"] = str(self.remote)
+        if self.database_url:
+            env["STAGEFLOW_DATABASE_URL"] = self.database_url
         log = (self.root / "server.log").open("wb")
         self.process = subprocess.Popen(
             [str(STAGEFLOW), "serve"],

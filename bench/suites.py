@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -13,7 +14,8 @@ from typing import Any
 from bench import concurrency, load, visibility, writes
 from bench.client import Client
 from bench.config import Config
-from bench.gitops import APP, STAGES, Floor, RepoShape, flag_key
+from bench.gitops import APP, STAGES, Floor, RepoShape, build_remote, flag_key
+from bench.postgres import PostgresUnavailable, PrivatePostgres
 from bench.processes import status_kb
 from bench.report import NOT_BUILT, Row, ms, number, times, unavailable
 from bench.server import StageflowServer, StubPrometheus
@@ -228,6 +230,8 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
                 _scale_rows(root, cfg, prometheus.url, server, rows, samples)
         finally:
             server.stop()
+        if wanted("replicas"):
+            _replica_rows(root, cfg, prometheus.url, rows, samples)
         rows += memory_rows("base repo, during the rows above", memory, helpers)
         samples["memory_base"] = memory
     return rows, samples
@@ -501,6 +505,167 @@ def _scale_rows(
             "memory": memory,
             "repo": server.built,
         }
+
+
+def _replica_rows(
+    root: Path, cfg: Config, prometheus_url: str, rows: list[Row], samples: dict[str, Any]
+) -> None:
+    """Two replicas on one PostgreSQL and one remote: writes shared, reads through an outage."""
+    n = 16
+    names = (
+        f"toggles/s, 2 replicas x {n} writers vs 1 replica x {n} writers (PostgreSQL)",
+        "OFREP bulk evaluation, 8 clients, during a database outage",
+    )
+    try:
+        database = PrivatePostgres()
+    except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
+        for name in names:
+            rows.append(unavailable("replicas", name, f"no private PostgreSQL: {exc}"))
+        return
+    with database:
+        remote = root / "replicas" / "gitops.git"
+        build_remote(remote, RepoShape())
+        url = database.new_database()
+        say("replicas: starting two `stageflow serve` on one remote and one PostgreSQL")
+        first = StageflowServer(
+            root / "replica-1",
+            RepoShape(),
+            prometheus_url=prometheus_url,
+            remote=remote,
+            database_url=url,
+        )
+        second = StageflowServer(
+            root / "replica-2",
+            RepoShape(),
+            prometheus_url=prometheus_url,
+            remote=remote,
+            database_url=url,
+        )
+        second.admin_token = first.admin_token  # one ledger: the token the first one made
+        try:
+            first.start()
+            second.start()
+            _shared_writes(first, second, cfg, n, names[0], rows, samples)
+            first.ensure_alive("the replica writes")
+            second.ensure_alive("the replica writes")
+            _reads_in_outage(first, database, cfg, names[1], rows, samples)
+            first.ensure_alive("the outage reads")
+        finally:
+            first.stop()
+            second.stop()
+
+
+def _shared_writes(
+    first: StageflowServer,
+    second: StageflowServer,
+    cfg: Config,
+    n: int,
+    name: str,
+    rows: list[Row],
+    samples: dict[str, Any],
+) -> None:
+    """1 replica x n writers and 2 replicas x n writers, in turn (one, two, one, ...): the
+    machine is shared, and taking turns puts both under the same minutes of it."""
+    per = cfg.writers_per_client
+    ones: list[dict[str, Any]] = []
+    twos: list[dict[str, Any]] = []
+    for turn in range(3 if cfg.quick else 5):
+        if turn % 2 == 0:
+            replica = (first, second)[turn // 2 % 2]
+            say(f"replicas: 1 replica x {n} writers x {per} toggles")
+            ones.append(concurrency.run(replica, clients=n, per_client=per, first_flag=50))
+        else:
+            say(f"replicas: 2 replicas x {n} writers x {per} toggles (each client on one)")
+            twos.append(
+                concurrency.run(
+                    first, clients=2 * n, per_client=per, first_flag=10, via=[first, second]
+                )
+            )
+
+    def rate(runs: list[dict[str, Any]]) -> float:
+        seconds = sum(r["seconds"] for r in runs)
+        return sum(r["acknowledged"] for r in runs) / seconds if seconds else 0.0
+
+    one_rate, two_rate = rate(ones), rate(twos)
+    ratio = two_rate / one_rate if one_rate else None
+    runs = ones + twos
+    lost = sum(r["lost_updates"] for r in runs)
+    conflicts = sum(r["conflicts"] for r in runs)
+    refused = sum(r["failed"] for r in runs)
+    rows.append(
+        Row(
+            "replicas",
+            name,
+            cells={
+                "value": number(two_rate, "/s"),
+                "reference": number(one_rate, "/s (1 replica)"),
+                "ratio": times(ratio),
+                "lost": str(lost),
+                "409": str(conflicts),
+            },
+            values={"two": twos, "one": ones, "ratio": ratio},
+            target="≥ 1.0x, 0 lost, 0 409",
+            ok=ratio is not None and ratio >= 1.0 and lost == 0 and refused == 0,
+            note=f"{len(twos)} runs of 2 replicas, {len(ones)} of 1, taking turns; "
+            f"{sum(r['acknowledged'] for r in twos)} + {sum(r['acknowledged'] for r in ones)} "
+            f"acked, {refused} refused",
+        )
+    )
+    samples["replicas_writes"] = {"one": ones, "two": twos}
+
+
+def _reads_in_outage(
+    server: StageflowServer,
+    database: PrivatePostgres,
+    cfg: Config,
+    name: str,
+    rows: list[Row],
+    samples: dict[str, Any],
+) -> None:
+    """OFREP bulk reads with the database up and down, in turn (up, down, up, ...)."""
+    request = read_requests(server, True)["POST OFREP bulk evaluation"]
+    assert request is not None
+    check_once(request)
+    load.run(request, 8, 1)  # warm every worker up; not recorded
+    up: list[dict[str, Any]] = []
+    down: list[dict[str, Any]] = []
+    for turn in range(3 if cfg.quick else 5):
+        if turn % 2 == 0:
+            say(f"replicas: OFREP bulk at 8 clients for {cfg.read_seconds:g}s, database up")
+            up.append(load.run(request, 8, cfg.read_seconds))
+            continue
+        say("replicas: stopping PostgreSQL")
+        database.stop()
+        try:
+            check_once(request)
+            say(f"replicas: OFREP bulk at 8 clients for {cfg.read_seconds:g}s, database DOWN")
+            down.append(load.run(request, 8, cfg.read_seconds))
+        finally:
+            database.start()
+
+    def mean(runs: list[dict[str, Any]], key: str) -> float:
+        return sum(r[key] for r in runs) / len(runs)
+
+    ratio = mean(down, "rps") / mean(up, "rps") if mean(up, "rps") else None
+    errors = sum(r["errors"] for r in down)
+    rows.append(
+        Row(
+            "replicas",
+            name,
+            cells={
+                "req/s": number(mean(down, "rps")),
+                "reference": number(mean(up, "rps"), " req/s (database up)"),
+                "ratio": times(ratio),
+                "p99": ms(max(r["p99_ms"] for r in down)),
+                "errors": str(errors),
+            },
+            values={"down": down, "up": up, "ratio": ratio},
+            target="≥ 0.9x database up, 0 errors",
+            ok=ratio is not None and ratio >= 0.9 and errors == 0,
+            note=f"{len(down)} runs down, {len(up)} up, taking turns",
+        )
+    )
+    samples["replicas_outage_reads"] = {"up": up, "down": down}
 
 
 # -- make bench-peers ---------------------------------------------------------------------------

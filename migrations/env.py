@@ -34,7 +34,8 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(url)
+    # A migration may rewrite a large table: no per-statement deadline beyond the connect.
+    engine = make_engine(url, timeout=600)
     with engine.connect() as connection:
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=True

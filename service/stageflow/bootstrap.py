@@ -11,9 +11,11 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
+from stageflow.adapters.database.write_turn import AdvisoryWriteTurn, lock_key
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
 from stageflow.adapters.flagd_targeting import DEFAULT_FRACTIONAL
+from stageflow.adapters.git_history import GitHistory
 from stageflow.adapters.git_repo import GitPythonRepo, auth_env, seed_bare_remote
 from stageflow.adapters.kustomization import KustomizationFile
 from stageflow.adapters.kustomize import KubectlKustomize
@@ -77,8 +79,15 @@ Probe = Callable[[bool], Any]
 
 def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dict[str, Probe]]:
     """Compose the adapters; return the Stageflow context and the readiness probes."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, timeout=settings.database_timeout)
     session_factory = sessionmaker(engine, expire_on_commit=False)
+    # Replicas share PostgreSQL: they take one write turn between them. SQLite is one host's
+    # file, whose writers the clone's host lock already lines up.
+    write_turn = (
+        AdvisoryWriteTurn(engine, lock_key(settings.git_url, settings.git_branch))
+        if engine.dialect.name == "postgresql"
+        else None
+    )
     repo = GitPythonRepo(
         settings.git_url,
         settings.git_branch,
@@ -92,6 +101,7 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
             username=settings.git_username,
         ),
         min_free_bytes=settings.min_free_disk_mb * 2**20,
+        write_turn=write_turn,
     )
     renderer = KubectlKustomize.from_setting(settings.kustomize, timeout=settings.render_timeout)
     stageflow = Stageflow(
@@ -100,12 +110,16 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         codecs=codecs(settings),
         uow=lambda: SqlUnitOfWork(session_factory),
         metrics=PrometheusHTTP(settings.prometheus_url),
-        closers=[engine.dispose, repo.close],
+        closers=[engine.dispose, repo.close, *([write_turn.close] if write_turn else [])],
         auth_failures=RateLimiter(
             settings.auth_failures_per_minute / 60, burst=settings.auth_failures_per_minute
         )
         if settings.auth_failures_per_minute
         else None,
+        token_outage_grace=settings.token_outage_grace,
+        history=GitHistory(repo),
+        heartbeat_lease=max(15.0, 5 * settings.settle_interval),
+        record_grace=settings.database_timeout + 1,
     )
     if open_repo:
         try:

@@ -122,6 +122,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             configure_logging(settings.log_level)
             app = create_app(settings)
             _start_reevaluator(app.extensions["stageflow"], settings.reevaluate_interval)
+            _start_settler(app.extensions["stageflow"], settings.settle_interval)
             # What start-up built lives as long as the worker: move it out of the collector's
             # reach, or every full collection walks it again (76-199 ms pauses measured with
             # ~120k objects; after the freeze, under 1 ms).
@@ -168,6 +169,44 @@ def _start_reevaluator(sf: Any, interval: float) -> None:
                 log.exception("re-evaluating waiting promotions failed")
 
     threading.Thread(target=loop, name="stageflow-reevaluate", daemon=True).start()
+
+
+def _start_settler(sf: Any, interval: float) -> None:
+    """Settle what crashes and outages left half-done, in every worker of every replica."""
+    if interval <= 0:
+        return
+    import logging
+    import threading
+    import time
+
+    from stageflow.services.settler import Settler
+
+    log = logging.getLogger("stageflow.settle")
+    settler = Settler(sf)
+
+    def loop() -> None:
+        failing = False
+        while True:
+            if sf.ledger_outage.known:
+                # Requests skip the ledger meanwhile; noticing soon that it is back makes it
+                # the truth again (revocations) and lets writes through.
+                if settler.probe():
+                    continue
+                time.sleep(min(interval, 0.25))
+                continue
+            try:
+                settler.round()
+                failing = False
+            except Exception as exc:  # the loop must outlive one bad round (an outage)
+                if not failing:  # once per outage, not every round
+                    log.warning("settling failed (retrying every %g s): %s", interval, exc)
+                failing = True
+            # Woken early by an outage: the probe above then runs four times a second.
+            until = time.monotonic() + interval
+            while not sf.ledger_outage.known and time.monotonic() < until:
+                time.sleep(min(0.25, interval))
+
+    threading.Thread(target=loop, name="stageflow-settle", daemon=True).start()
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:

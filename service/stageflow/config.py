@@ -126,6 +126,29 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "Seconds between re-evaluations of waiting promotions (soak time passes without a "
         "report); 0 turns it off.",
     ),
+    (
+        "settle_interval",
+        "STAGEFLOW_SETTLE_INTERVAL",
+        "2",
+        "Seconds between rounds of the settler, which every replica runs: it settles "
+        "`applying` promotions whose applier is gone or whose ledger write failed, rollbacks and "
+        "audit entries that a crash or a database outage left out (from the commits' trailers), "
+        "and frees Idempotency-Keys whose request died; 0 turns it off.",
+    ),
+    (
+        "database_timeout",
+        "STAGEFLOW_DATABASE_TIMEOUT",
+        "5",
+        "Seconds a PostgreSQL connect or statement may take before it is an error (503 "
+        "`database_unavailable`): a frozen database never hangs a request or `/readyz`.",
+    ),
+    (
+        "token_outage_grace",
+        "STAGEFLOW_TOKEN_OUTAGE_GRACE",
+        "900",
+        "While the database is unreachable, a token this process verified within this many "
+        "seconds keeps working (flag reads and OFREP come from Git and go on); 0: none does.",
+    ),
     ("log_level", "STAGEFLOW_LOG_LEVEL", "INFO", "Log level of the JSON logs."),
     (
         "seed_dir",
@@ -209,6 +232,9 @@ class Settings:
     prometheus_url: str | None = None
     flux_webhook_secret: str | None = None
     reevaluate_interval: float = 15.0
+    settle_interval: float = 2.0
+    database_timeout: float = 5.0
+    token_outage_grace: float = 900.0
     log_level: str = "INFO"
     seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
     max_body_bytes: int = 1024 * 1024
@@ -271,6 +297,9 @@ class Settings:
             ("min_free_disk_mb", "STAGEFLOW_MIN_FREE_DISK_MB", int, 0, 1 << 30),
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
+            ("settle_interval", "STAGEFLOW_SETTLE_INTERVAL", float, 0, 3600),
+            ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
+            ("token_outage_grace", "STAGEFLOW_TOKEN_OUTAGE_GRACE", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
             ("ofrep_rate_limit", "STAGEFLOW_OFREP_RATE_LIMIT", int, 0, 1_000_000),
             ("auth_failures_per_minute", "STAGEFLOW_AUTH_FAILURES_PER_MINUTE", int, 0, 1_000_000),

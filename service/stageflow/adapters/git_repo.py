@@ -443,6 +443,7 @@ class GitPythonRepo:
         host_lock_timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
         min_free_bytes: int = 0,
+        write_turn: Callable[[], contextlib.AbstractContextManager[bool]] | None = None,
     ) -> None:
         self.url = url
         # git's environment: the fixed part, and how to authenticate (``auth_env``).
@@ -453,6 +454,9 @@ class GitPythonRepo:
         self.head_ttl = head_ttl
         self.push_attempts = push_attempts
         self.host_lock_timeout = host_lock_timeout
+        # The turn shared with other replicas (a database lock), taken inside the host lock;
+        # it yields whether it had to wait. None: this host's writers only take turns.
+        self._write_turn = write_turn or _no_turn
         self._cache_size = cache_size
         self._local = _is_local(url)
         # `_lock` guards the object database (GitPython's long-lived `cat-file` helpers serve one
@@ -1057,12 +1061,16 @@ class GitPythonRepo:
         # object lookup at a time) go on while the operations render and push.
         with self._write_lock:
             while not write.done:  # an earlier leader may have written it meanwhile
-                with self._queue_lock:
-                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                batch: list[_Write[Any]] = []
                 try:
-                    with self._host_write_lock() as waited:
-                        self._write_batch(batch, waited)
+                    with self._host_write_lock() as waited, self._write_turn() as queued:
+                        # Taken once the turn is ours: the writes that queued while this
+                        # process waited for it (behind other processes and replicas) go too.
+                        batch = self._take_batch()
+                        self._write_batch(batch, waited or queued)
                 except BaseException as exc:
+                    if not batch:  # no turn (e.g. no database): the waiting writes fail alike
+                        batch = self._take_batch()
                     for other in batch:  # e.g. the push failed: each write of the batch did
                         if not other.done:
                             other.settle(exc)
@@ -1132,6 +1140,11 @@ class GitPythonRepo:
                 details={"part": "disk"},
             )
         return exc
+
+    def _take_batch(self) -> list[_Write[Any]]:
+        with self._queue_lock:
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        return batch
 
     def _write_batch(self, batch: list[_Write[Any]], waited: bool) -> None:
         """Apply, commit and push ``batch`` (in order); settle every write of it."""
@@ -1226,7 +1239,8 @@ class GitPythonRepo:
 
         Each gunicorn worker has its own clone; without this, two workers' writes race for the
         push and the loser renders and commits again (or answers 409 after too many losses).
-        Replicas on other hosts still rely on the push's compare-and-swap. Yields whether the
+        Replicas on other hosts queue on ``write_turn`` (taken inside this lock) when there is
+        one, else on the push's compare-and-swap alone. Yields whether the
         lock was busy (someone else of this host was writing).
         """
         if self._host_lock is None:
@@ -1348,6 +1362,7 @@ class GitPythonRepo:
         added = [path for path in paths if self.blob_id(base, path) is None]
         lines = [change.message.rstrip(), ""]
         # One line per trailer: a newline in a value would forge further trailers.
+        trailers = {**change.trailers, **trailers}  # the caller's win (its change id, actor)
         lines += [f"{key}: {_one_line(value)}" for key, value in trailers.items()]
         author = _one_line(actor.replace("<", "").replace(">", "")) or "unknown"
         self._clean_at = None  # from here on the index or HEAD may move
@@ -1580,6 +1595,11 @@ _READ_ONLY_SIGNS = (
 
 class GitFailed(RuntimeError):
     """A git command in the working clone failed for a reason of the machine (hook, disk)."""
+
+
+@contextlib.contextmanager
+def _no_turn() -> Iterator[bool]:
+    yield False
 
 
 def _lost_race(text: str) -> bool:

@@ -32,3 +32,6 @@ class IdempotentAnswer:
     status: int | None
     body: Any
     created_at: datetime
+    owner: str = ""
+    key: str = ""
+    claimed_by: str | None = None  # the process serving it while in flight

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from stageflow.domain.errors import Unavailable
 from stageflow.domain.ledger import AuditEntry
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import Change, Committed, Workspace
@@ -45,10 +46,21 @@ def commit_change(
     *,
     trailers: dict[str, str] | None = None,
 ) -> Committed[Outcome]:
-    """Run ``operation`` as one commit on the remote, then record it in the audit log."""
+    """Run ``operation`` as one commit on the remote, then record it in the audit log.
+
+    The commit carries what the audit entry needs (actor, change id, action, app, stage,
+    target) as trailers: should the ledger write after the push fail, or the process die
+    there, the settler writes the entry from the commit (``services.settler``).
+    """
+    if sf.ledger_outage.known:
+        raise Unavailable(
+            "the database is unreachable, so the change could not be recorded; nothing was "
+            "committed — try again once it is back (GET /readyz names it)",
+            code="database_unavailable",
+        )
     actor = actor.with_change_id()
     done = sf.repo.change(
-        operation,
+        _described(operation),
         actor=actor.name,
         trailers={
             "Stageflow-Change": actor.change_id,
@@ -58,20 +70,51 @@ def commit_change(
     )
     if done.committed:
         outcome = done.result
-        with sf.uow() as uow:
-            uow.audit.add(
-                AuditEntry(
-                    actor=actor.name,
-                    action=outcome.action,
-                    app=outcome.app,
-                    stage=outcome.stage,
-                    target=outcome.target,
-                    before=outcome.before,
-                    after=outcome.after,
-                    revision=done.revision,
-                    change_id=actor.change_id,
-                    at=sf.clock(),
+        try:
+            with sf.uow() as uow:
+                uow.audit.add(
+                    AuditEntry(
+                        actor=actor.name,
+                        action=outcome.action,
+                        app=outcome.app,
+                        stage=outcome.stage,
+                        target=outcome.target,
+                        before=outcome.before,
+                        after=outcome.after,
+                        revision=done.revision,
+                        change_id=actor.change_id,
+                        at=sf.clock(),
+                    )
                 )
-            )
-            uow.commit()
+                uow.commit()
+        except Unavailable as exc:
+            sf.ledger_outage.failed()
+            raise recorded_later(done.revision, exc) from exc
     return done
+
+
+def _described(
+    operation: Callable[[Workspace], Change[Outcome]],
+) -> Callable[[Workspace], Change[Outcome]]:
+    def described(ws: Workspace) -> Change[Outcome]:
+        change = operation(ws)
+        outcome = change.result
+        facts = {"Stageflow-Action": outcome.action, "Stageflow-App": outcome.app}
+        if outcome.stage:
+            facts["Stageflow-Stage"] = outcome.stage
+        if outcome.target:
+            facts["Stageflow-Target"] = outcome.target
+        return replace(change, trailers={**facts, **change.trailers})
+
+    return described
+
+
+def recorded_later(revision: str, cause: Unavailable) -> Unavailable:
+    """The answer to a write whose push landed but whose ledger write failed: it is done."""
+    return Unavailable(
+        f"the change was committed and pushed as {revision[:12]}, but the ledger could not "
+        f"record it ({cause.message}); it is recorded from the commit's trailers once the "
+        "database is back. It is done: do not send it again.",
+        code="database_unavailable",
+        details={"committed": True, "revision": revision},
+    )

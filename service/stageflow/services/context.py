@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from stageflow.services.ports import Codecs, GitRepo, MetricsSource, Renderer, UnitOfWork
+from stageflow.services.ports import (
+    Codecs,
+    GitRepo,
+    History,
+    MetricsSource,
+    Renderer,
+    UnitOfWork,
+)
 
 V = TypeVar("V")
 
@@ -90,6 +99,70 @@ class ParseCache:
             self._weight -= dropped
 
 
+class Outage:
+    """Whether the ledger just failed: callers that can do without it skip it meanwhile.
+
+    After a failure, ``skip`` answers True for ``retry_after`` seconds; then it lets one caller
+    try again (the others keep skipping). The settler probes the ledger far more often in the
+    background and calls ``recovered`` as soon as it answers, so requests do not wait for a
+    frozen database's timeout again and again, and the ledger is the truth again at once.
+    """
+
+    def __init__(self, retry_after: float = 30.0) -> None:
+        self.retry_after = retry_after
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def skip(self) -> bool:
+        if not self._until:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            if now < self._until:
+                return True
+            self._until = now + self.retry_after  # this caller probes; the others skip
+            return False
+
+    @property
+    def known(self) -> bool:
+        """True while the last failure has not been followed by a success."""
+        return bool(self._until)
+
+    def failed(self) -> None:
+        with self._lock:
+            self._until = time.monotonic() + self.retry_after
+
+    def recovered(self) -> None:
+        self._until = 0.0
+
+
+class InFlight:
+    """What this process is working on now: promotions being applied, requests being served.
+
+    The settler of this process leaves these alone; anything of this process that is *not*
+    here (a request that died, a ledger write that failed after the push) it settles.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        with self._lock:
+            self._counts[key] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._counts[key] -= 1
+                if not self._counts[key]:
+                    del self._counts[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._counts
+
+
 @dataclass
 class Stageflow:
     """The composition the use cases run against (see ``bootstrap.build``)."""
@@ -107,6 +180,21 @@ class Stageflow:
     token_cache: dict[str, Any] = field(default_factory=dict)
     # Failed authentications per client address (services.tokens); None: not limited.
     auth_failures: Any = None
+    # While the ledger is unreachable, tokens verified within this many seconds still
+    # authenticate (services.tokens); the outage state says when to ask the ledger again.
+    token_outage_grace: float = 0.0
+    ledger_outage: Outage = field(default_factory=Outage)
+    # Tokens any process used lately, by secret hash, with when this process read them: what
+    # it may serve during an outage even if it never saw them itself (services.tokens).
+    token_fallback: dict[str, Any] = field(default_factory=dict)
+    # Stageflow's commits with their trailers (the settler's truth); None: nothing to settle.
+    history: History | None = None
+    in_flight: InFlight = field(default_factory=InFlight)
+    # Seconds after its last heartbeat that another host's process counts as gone.
+    heartbeat_lease: float = 15.0
+    # Seconds the settler leaves a new commit to its writer, whose ledger write follows the
+    # push (bounded by the database timeout) before recording it from the trailers itself.
+    record_grace: float = 6.0
 
     def close(self) -> None:
         """Release what the adapters hold (database pool, clone slot)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +27,9 @@ class Change(Generic[T]):
 
     message: str
     result: T
+    # Trailers the operation adds to the caller's (what it did: action, app, stage), so that
+    # the ledger can be rebuilt from the commit should the process die before recording it.
+    trailers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,25 @@ class GitRepo(Protocol):
     ) -> Committed[T]: ...
 
 
+@dataclass(frozen=True)
+class CommitFacts:
+    """A commit of the tracked branch as the settler reads it: its trailers and time."""
+
+    revision: str
+    at: datetime
+    trailers: Mapping[str, str]
+
+
+class History(Protocol):
+    """The tracked branch's commits that carry Stageflow trailers (the ledger's truth)."""
+
+    def stageflow_commits(self, since: str | None, head: str, *, limit: int) -> list[CommitFacts]:
+        """Return commits after ``since`` up to ``head``, oldest first (the last ``limit``)."""
+        ...
+
+    def trailers_of(self, revision: str) -> Mapping[str, str]: ...
+
+
 class Renderer(Protocol):
     def render(self, directory: Path) -> str: ...
 
@@ -153,6 +175,8 @@ class Codecs:
 class AuditLog(Protocol):
     def add(self, entry: AuditEntry) -> None: ...
 
+    def recorded_changes(self, change_ids: Sequence[str]) -> set[str]: ...
+
     def list(
         self,
         *,
@@ -171,6 +195,8 @@ class TokenStore(Protocol):
 
     def by_hash(self, secret_hash: str) -> ApiToken | None: ...
 
+    def used_since(self, since: datetime, limit: int) -> Sequence[tuple[str, ApiToken]]: ...
+
     def get(self, token_id: str) -> ApiToken | None: ...
 
     def list(self) -> Sequence[ApiToken]: ...
@@ -185,11 +211,25 @@ class TokenStore(Protocol):
 class IdempotencyStore(Protocol):
     def get(self, owner: str, key: str) -> IdempotentAnswer | None: ...
 
-    def begin(self, owner: str, key: str, fingerprint: str, at: datetime) -> bool: ...
+    def in_progress(self, limit: int = 500) -> Sequence[IdempotentAnswer]: ...
+
+    def begin(
+        self, owner: str, key: str, fingerprint: str, at: datetime, claimed_by: str | None = None
+    ) -> bool: ...
 
     def finish(self, owner: str, key: str, status: int, body: Any, at: datetime) -> None: ...
 
     def forget(self, owner: str, key: str) -> None: ...
+
+    def free_claim(self, owner: str, key: str, claimed_by: str | None) -> bool: ...
+
+
+class Replicas(Protocol):
+    def beat(self, name: str, at: datetime) -> None: ...
+
+    def seen(self, name: str) -> datetime | None: ...
+
+    def forget_older(self, than: datetime) -> int: ...
 
 
 class MetricsSource(Protocol):
@@ -288,6 +328,7 @@ class UnitOfWork(Protocol):
     freezes: Freezes
     holds: Holds
     rejections: Rejections
+    replicas: Replicas
 
     def __enter__(self) -> UnitOfWork: ...
 
@@ -301,4 +342,8 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     # changes whenever deployment reports, checks or holds change (the ledger part of app_view)
+    def serialize(self, name: str) -> None:
+        """Hold ``name`` until the transaction ends (other processes doing the same wait)."""
+        ...
+
     def state_version(self) -> Hashable: ...

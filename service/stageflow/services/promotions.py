@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 from stageflow.domain import actors
@@ -47,7 +44,8 @@ from stageflow.domain.promotions import (
     source_stage,
     unified_diff,
 )
-from stageflow.services.changes import Actor, Outcome, commit_change
+from stageflow.services import replicas
+from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
 from stageflow.services.flags import write_flags
 from stageflow.services.ports import Change, UnitOfWork, Workspace
@@ -61,10 +59,6 @@ from stageflow.services.state import (
 )
 
 log = logging.getLogger(__name__)
-
-# An `applying` row whose process is gone (or that is older than this) is settled by looking for
-# its trailer on the remote: found = applied, missing = failed.
-STALE_APPLYING = timedelta(minutes=5)
 
 
 class SourceChanged(Conflict):
@@ -81,7 +75,7 @@ class _Preview(Exception):
 
 
 def _applier() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return replicas.me()
 
 
 def _audit(
@@ -337,11 +331,16 @@ def promote(
     )
     if dry_run:
         return promotion
+    with sf.in_flight(_applying(app.name, target.name)):
+        return _open(sf, promotion, actor, apply=decision == "apply")
+
+
+def _open(sf: Stageflow, promotion: Promotion, actor: Actor, *, apply: bool) -> Promotion:
+    """Store a new promotion (superseding waiting ones) and apply it when its gates hold."""
+    now = promotion.created_at
     with sf.uow() as uow:
-        waiting = uow.promotions.list(app=app.name, target=target.name, statuses=WAITING)
-        promotion = uow.promotions.add(
-            replace(promotion, applier=_applier() if decision == "apply" else None)
-        )
+        waiting = uow.promotions.list(app=promotion.app, target=promotion.target, statuses=WAITING)
+        promotion = uow.promotions.add(replace(promotion, applier=_applier() if apply else None))
         for older in waiting:
             uow.promotions.save(
                 older.moved_to(
@@ -351,7 +350,7 @@ def promote(
             )
         _audit(uow, sf, actor.name, "promotion.create", promotion)
         uow.commit()
-    if decision == "apply":
+    if apply:
         return _apply(sf, promotion, actor)
     return promotion
 
@@ -381,34 +380,47 @@ def _apply(sf: Stageflow, promotion: Promotion, actor: Actor) -> Promotion:
         trailers["Stageflow-Source-Revision"] = promotion.source_revision
     try:
         done = commit_change(sf, actor, operation, trailers=trailers)
-    except Unavailable:
+    except Unavailable as exc:
+        if exc.details.get("committed"):
+            raise  # pushed; the ledger is down: the settler marks it applied once it is back
         # The push may or may not have landed: the remote's history decides.
         return settle(sf, promotion.id, force=True)
     except StageflowError as exc:
         return finish(sf, promotion, "failed", actor.name, message=exc.message)
     plan, diff = done.result.value
-    return finish(
-        sf,
-        promotion,
-        "applied",
-        actor.name,
-        revision=done.revision,
-        plan_json=plan.to_json(),
-        diff=diff,
-        message=f"applied as {done.revision[:12]}",
-    )
+    try:
+        return finish(
+            sf,
+            promotion,
+            "applied",
+            actor.name,
+            revision=done.revision,
+            plan_json=plan.to_json(),
+            diff=diff,
+            message=f"applied as {done.revision[:12]}",
+        )
+    except Unavailable as exc:
+        sf.ledger_outage.failed()
+        raise recorded_later(done.revision, exc) from exc
 
 
 def finish(
     sf: Stageflow, promotion: Promotion, status: str, actor: str, **changes: Any
 ) -> Promotion:
+    return finish_once(sf, promotion, status, actor, **changes)[0]
+
+
+def finish_once(
+    sf: Stageflow, promotion: Promotion, status: str, actor: str, **changes: Any
+) -> tuple[Promotion, bool]:
+    """Move ``promotion`` on unless someone else did first; True when this call moved it."""
     with sf.uow() as uow:
         done = promotion.moved_to(status, sf.clock(), **changes)
         if uow.promotions.save(done, expected_status=promotion.status):
             _audit(uow, sf, actor, f"promotion.{status}", done)
             uow.commit()
-            return done
-    return get_promotion(sf, promotion.id or 0)
+            return done, True
+    return get_promotion(sf, promotion.id or 0), False
 
 
 def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotion:
@@ -442,22 +454,22 @@ def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotio
 
 
 def _abandoned(sf: Stageflow, promotion: Promotion) -> bool:
-    host, _, pid = (promotion.applier or ":").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return sf.clock() - promotion.updated_at > STALE_APPLYING
+    """Whether nobody is applying ``promotion`` any more (its process is gone, or done)."""
+    return replicas.gone(
+        sf,
+        promotion.applier,
+        since=promotion.updated_at,
+        working_on=_applying(promotion.app, promotion.target),
+    )
+
+
+def _applying(app: str, target: str) -> str:
+    # What `Stageflow.in_flight` holds while this process applies a promotion of app -> target.
+    return f"promotion:{app}:{target}"
 
 
 def settle_all(sf: Stageflow) -> list[Promotion]:
-    """Settle every abandoned `applying` promotion (run at start-up)."""
+    """Settle every abandoned `applying` promotion (at start-up and by the settler)."""
     with sf.uow() as uow:
         applying = uow.promotions.list(statuses=["applying"], limit=1000)
     return [settle(sf, p.id) for p in applying if p.id is not None]
@@ -554,10 +566,11 @@ def evaluate(sf: Stageflow, promotion_id: int, *, actor: Actor) -> Promotion:
         source_revision=running or promotion.source_revision,
         applier=_applier() if status == "applying" else None,
     )
-    saved = _save_or_reload(sf, promotion, updated, actor.name)
-    if saved.status == "applying" and saved.applier == _applier() and decision == "apply":
-        return _apply(sf, saved, actor)
-    return saved
+    with sf.in_flight(_applying(promotion.app, promotion.target)):
+        saved = _save_or_reload(sf, promotion, updated, actor.name)
+        if saved.status == "applying" and saved.applier == _applier() and decision == "apply":
+            return _apply(sf, saved, actor)
+        return saved
 
 
 def _save_or_reload(sf: Stageflow, old: Promotion, new: Promotion, actor: str) -> Promotion:

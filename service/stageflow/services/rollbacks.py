@@ -6,13 +6,13 @@ import contextlib
 import logging
 
 from stageflow.domain import actors
-from stageflow.domain.errors import Conflict, NotFound, StageflowError
+from stageflow.domain.errors import Conflict, NotFound, StageflowError, Unavailable
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.pipeline import App, Stage
 from stageflow.domain.promotions import Promotion, Rejection
 from stageflow.services import holds, promotions
-from stageflow.services.changes import Actor, Outcome, commit_change
+from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import Change, Workspace
 from stageflow.services.state import (
@@ -85,20 +85,56 @@ def rollback(
                 dict(promotion.plan_json),
                 {"reason": why, "automatic": automatic},
             ),
+            # what the settler needs to finish the rollback should this process die after the push
+            trailers={AUTOMATIC_TRAILER: "true"} if automatic else {},
         )
 
     done = commit_change(sf, actor, operation, trailers={"Stageflow-Rollback": str(promotion_id)})
-    rolled = promotions.finish(
+    try:
+        return _rolled_back(sf, promotion, done.revision, actor.name, why, automatic=automatic)
+    except Unavailable as exc:
+        sf.ledger_outage.failed()
+        raise recorded_later(done.revision, exc) from exc
+
+
+AUTOMATIC_TRAILER = "Stageflow-Rollback-Automatic"
+
+
+def _rolled_back(
+    sf: Stageflow, promotion: Promotion, revision: str, actor: str, why: str, *, automatic: bool
+) -> Promotion:
+    """Record a pushed rollback of an applied promotion (once: the first to record it wins)."""
+    assert promotion.revision is not None
+    rolled, moved = promotions.finish_once(
         sf,
         promotion,
         "rolled_back",
-        actor.name,
-        rolled_back_revision=done.revision,
-        message=f"rolled back by {actor.name} as {done.revision[:12]}: {why}",
+        actor,
+        rolled_back_revision=revision,
+        message=f"rolled back by {actor} as {revision[:12]}: {why}",
     )
-    if automatic:
-        _after_automatic(sf, rolled, promoted, parent, why)
+    if automatic and moved:
+        parent = sf.repo.parent_of(promotion.revision)
+        if parent is not None:
+            _after_automatic(sf, rolled, promotion.revision, parent, why)
     return rolled
+
+
+def settle_rollback(
+    sf: Stageflow, promotion_id: int, revision: str, *, actor: str, automatic: bool
+) -> Promotion | None:
+    """Record a rollback commit found on the remote whose promotion still says `applied`."""
+    promotion = promotions.find_promotion(sf, promotion_id)
+    if promotion is None or promotion.status != "applied" or promotion.revision is None:
+        return None
+    return _rolled_back(
+        sf,
+        promotion,
+        revision,
+        actor,
+        "settled from the remote's history: the process that pushed the rollback did not record it",
+        automatic=automatic,
+    )
 
 
 def _after_automatic(

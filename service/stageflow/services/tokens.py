@@ -9,9 +9,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from stageflow.domain.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
+from stageflow.domain.errors import (
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 from stageflow.domain.identity import ApiToken, Scope, validate_owner, validate_roles
 from stageflow.domain.ledger import AuditEntry
 from stageflow.services.context import Stageflow
@@ -23,6 +30,8 @@ TOKEN_PREFIX = "sf_"
 CACHE_TTL = 0.5
 # last_used_at is written at most this often per token (seconds), not on every request.
 TOUCH_EVERY = 60.0
+# The cache holds at most this many tokens (the oldest verified go first).
+CACHE_SIZE = 10_000
 _cache_lock = threading.Lock()
 
 
@@ -101,16 +110,31 @@ def authenticate(sf: Stageflow, secret: str | None, *, client: str | None = None
         limiter = sf.auth_failures
         if hit is None and limiter is not None and client and (wait := limiter.wait(client)):
             raise _too_many(wait)
-        found = _lookup(sf, digest)
-        if found is None:
-            _failed(sf, client)
-            raise Unauthenticated(
-                "the token is not known; check for a typo or ask an admin for a new one",
-                code="token_invalid",
-            )
+        # The ledger is the truth while it is up; when it is down, a token verified not long
+        # ago goes on working (flag reads and OFREP come from Git), and a revocation made
+        # meanwhile applies once it is back.
+        if hit is None:  # verified by another process of the fleet, lately
+            hit = sf.token_fallback.get(digest)
+        fallback = hit if hit is not None and now_mono - hit[0] < sf.token_outage_grace else None
+        try:
+            found = _lookup(sf, digest, fallback=fallback)
+        except Unavailable:
+            if fallback is None:
+                raise
+            found = fallback[1]
+        else:
+            if found is None:
+                _failed(sf, client)
+                raise Unauthenticated(
+                    "the token is not known; check for a typo or ask an admin for a new one",
+                    code="token_invalid",
+                )
+            with _cache_lock:
+                sf.token_cache.pop(digest, None)
+                sf.token_cache[digest] = (now_mono, found)
+                while len(sf.token_cache) > CACHE_SIZE:
+                    del sf.token_cache[next(iter(sf.token_cache))]
         token = found
-        with _cache_lock:
-            sf.token_cache[digest] = (now_mono, token)
     if not token.active(sf.clock()):
         _failed(sf, client)
         raise Unauthenticated(
@@ -121,8 +145,27 @@ def authenticate(sf: Stageflow, secret: str | None, *, client: str | None = None
     return token
 
 
-def _lookup(sf: Stageflow, digest: str) -> ApiToken | None:
-    """Read a token by its secret's hash, and note that it was used (once a minute at most)."""
+def _lookup(
+    sf: Stageflow, digest: str, *, fallback: tuple[float, ApiToken] | None = None
+) -> ApiToken | None:
+    """Read a token by its secret's hash, and note that it was used (once a minute at most).
+
+    Raises Unavailable when the ledger cannot be asked; with a ``fallback`` to serve, it does
+    not even try while the ledger is known to be down (``Stageflow.ledger_outage``).
+    """
+    outage = sf.ledger_outage
+    if fallback is not None and outage.skip():
+        raise Unavailable("the database is unreachable", code="database_unavailable")
+    try:
+        token = _read_token(sf, digest)
+    except Unavailable:
+        outage.failed()
+        raise
+    outage.recovered()
+    return token
+
+
+def _read_token(sf: Stageflow, digest: str) -> ApiToken | None:
     now = sf.clock()
     with sf.uow() as uow:
         token = uow.tokens.by_hash(digest)
@@ -134,6 +177,24 @@ def _lookup(sf: Stageflow, digest: str) -> ApiToken | None:
             uow.commit()
             token = replace(token, last_used_at=now)
     return token
+
+
+def refresh_outage_cache(sf: Stageflow) -> int:
+    """Keep the tokens any process used within the outage grace, for use while the ledger is down.
+
+    A worker keeps its own cache of the tokens it verified; a client whose requests all went
+    to another worker (or replica) would find none during an outage. ``last_used_at`` is
+    written once a minute per token by whoever verifies it, so this covers every token in use.
+    """
+    if sf.token_outage_grace <= 0:
+        return 0
+    now_mono = time.monotonic()
+    since = sf.clock() - timedelta(seconds=sf.token_outage_grace)
+    with sf.uow() as uow:
+        found = uow.tokens.used_since(since, CACHE_SIZE)
+    fresh = {digest: (now_mono, token) for digest, token in found}
+    sf.token_fallback = fresh  # replaced whole: a token revoked since drops out
+    return len(fresh)
 
 
 def _failed(sf: Stageflow, client: str | None) -> None:

@@ -48,7 +48,7 @@ class AuditRecord(Base):
     before: Mapped[Any | None] = mapped_column(JSON)
     after: Mapped[Any | None] = mapped_column(JSON)
     revision: Mapped[str | None] = mapped_column(String(64))
-    change_id: Mapped[str | None] = mapped_column(String(36))
+    change_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
     __table_args__ = (Index("ix_audit_entries_app_stage", "app", "stage"),)
 
@@ -82,6 +82,9 @@ class IdempotencyRecord(Base):
     body_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The process (host:pid) serving the request while status is NULL; a key whose process is
+    # gone is freed by the settler.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_keys_owner_key"),)
 
@@ -225,3 +228,16 @@ class LedgerVersionRecord(Base):
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReplicaRecord(Base):
+    """A running process (``host:pid``) and when it last said so (the settler's heartbeat).
+
+    Another host cannot ask the kernel whether a process lives: a heartbeat that stopped is how
+    it knows that a promotion's applier, or an Idempotency-Key's request, is gone.
+    """
+
+    __tablename__ = "replicas"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

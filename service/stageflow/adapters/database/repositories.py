@@ -10,7 +10,12 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from stageflow.adapters.database.records import AuditRecord, IdempotencyRecord, TokenRecord
+from stageflow.adapters.database.records import (
+    AuditRecord,
+    IdempotencyRecord,
+    ReplicaRecord,
+    TokenRecord,
+)
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 
@@ -39,6 +44,16 @@ class SqlAuditLog:
                 after=entry.after,
                 revision=entry.revision,
                 change_id=entry.change_id,
+            )
+        )
+
+    def recorded_changes(self, change_ids: Sequence[str]) -> set[str]:
+        """Return those of ``change_ids`` that some audit entry carries."""
+        if not change_ids:
+            return set()
+        return set(
+            self.session.scalars(
+                select(AuditRecord.change_id).where(AuditRecord.change_id.in_(list(change_ids)))
             )
         )
 
@@ -130,6 +145,16 @@ class SqlTokenStore:
         ).first()
         return None if row is None else _token(row)
 
+    def used_since(self, since: datetime, limit: int) -> Sequence[tuple[str, ApiToken]]:
+        """Return (secret hash, token) of unrevoked tokens used since ``since``, newest first."""
+        rows = self.session.scalars(
+            select(TokenRecord)
+            .where(TokenRecord.revoked_at.is_(None), TokenRecord.last_used_at >= since)
+            .order_by(TokenRecord.last_used_at.desc())
+            .limit(limit)
+        )
+        return [(row.secret_hash, _token(row)) for row in rows]
+
     def get(self, token_id: str) -> ApiToken | None:
         row = self.session.get(TokenRecord, token_id)
         return None if row is None else _token(row)
@@ -156,6 +181,22 @@ class SqlTokenStore:
         return sum(1 for row in rows if "admin" in row.roles)
 
 
+def _answer(row: IdempotencyRecord) -> IdempotentAnswer:
+    return IdempotentAnswer(
+        fingerprint=row.fingerprint,
+        status=row.status,
+        body=row.body,
+        created_at=_utc(row.created_at) or row.created_at,
+        owner=row.owner,
+        key=row.key,
+        claimed_by=row.claimed_by,
+    )
+
+
+# The claimer of an Idempotency-Key whose request died (see `free_claim`).
+FREED = ""
+
+
 class SqlIdempotencyStore:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -168,19 +209,35 @@ class SqlIdempotencyStore:
         ).first()
         if row is None:
             return None
-        return IdempotentAnswer(
-            fingerprint=row.fingerprint,
-            status=row.status,
-            body=row.body,
-            created_at=_utc(row.created_at) or row.created_at,
-        )
+        return _answer(row)
 
-    def begin(self, owner: str, key: str, fingerprint: str, at: datetime) -> bool:
+    def in_progress(self, limit: int = 500) -> Sequence[IdempotentAnswer]:
+        """Return claims whose request has not answered yet, oldest first."""
+        rows = self.session.scalars(
+            select(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.status.is_(None),
+                or_(IdempotencyRecord.claimed_by.is_(None), IdempotencyRecord.claimed_by != FREED),
+            )
+            .order_by(IdempotencyRecord.id)
+            .limit(limit)
+        )
+        return [_answer(row) for row in rows]
+
+    def begin(
+        self, owner: str, key: str, fingerprint: str, at: datetime, claimed_by: str | None = None
+    ) -> bool:
         """Claim the key; False when another request holds it already."""
         try:
             with self.session.begin_nested():
                 self.session.add(
-                    IdempotencyRecord(owner=owner, key=key, fingerprint=fingerprint, created_at=at)
+                    IdempotencyRecord(
+                        owner=owner,
+                        key=key,
+                        fingerprint=fingerprint,
+                        created_at=at,
+                        claimed_by=claimed_by,
+                    )
                 )
         except IntegrityError:
             return False
@@ -200,5 +257,55 @@ class SqlIdempotencyStore:
             )
         )
 
+    def free_claim(self, owner: str, key: str, claimed_by: str | None) -> bool:
+        """Mark the key's claim as nobody's (a retry takes it over) while ``claimed_by`` holds it.
+
+        The row stays, so that the retry knows a request went before it and looks for the
+        commit that one may have pushed.
+        """
+        holder = (
+            IdempotencyRecord.claimed_by.is_(None)
+            if claimed_by is None
+            else IdempotencyRecord.claimed_by == claimed_by
+        )
+        done = self.session.execute(
+            update(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.owner == owner,
+                IdempotencyRecord.key == key,
+                IdempotencyRecord.status.is_(None),
+                holder,
+            )
+            .values(claimed_by=FREED)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
     def count(self) -> int:
         return int(self.session.scalar(select(func.count()).select_from(IdempotencyRecord)) or 0)
+
+
+class SqlReplicas:
+    """Heartbeats of the running processes (``ReplicaRecord``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def beat(self, name: str, at: datetime) -> None:
+        moved = self.session.execute(
+            update(ReplicaRecord).where(ReplicaRecord.name == name).values(seen_at=at)
+        )
+        if not moved.rowcount:  # type: ignore[attr-defined]
+            try:
+                with self.session.begin_nested():
+                    self.session.add(ReplicaRecord(name=name, seen_at=at))
+            except IntegrityError:  # another thread of this process beat first
+                pass
+
+    def seen(self, name: str) -> datetime | None:
+        return _utc(
+            self.session.scalar(select(ReplicaRecord.seen_at).where(ReplicaRecord.name == name))
+        )
+
+    def forget_older(self, than: datetime) -> int:
+        done = self.session.execute(delete(ReplicaRecord).where(ReplicaRecord.seen_at < than))
+        return int(done.rowcount)  # type: ignore[attr-defined]
