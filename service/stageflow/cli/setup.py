@@ -69,7 +69,9 @@ def _adopt(directory: Path, overlays: list[Path]) -> list[str]:
         for stage in sorted(apps[app], key=_stage_rank):
             if stage not in stages:
                 stages.append(stage)
-    stages.sort(key=lambda s: (_stage_rank(s)[0], stages.index(s)))
+    # the usual names in their usual order; any other name keeps the order it was found in
+    found = list(stages)
+    stages = sorted(found, key=lambda s: (_stage_rank(s)[0], found.index(s)))
     done = []
     lines = [
         "# Stageflow pipeline, written by `stageflow init` from the overlays found here.",
@@ -199,6 +201,15 @@ def _git(
     )
 
 
+def _git_reason(stderr: str, default: str) -> str:
+    """Git's own one-line reason: its first ``fatal:`` or ``error:`` line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:", "remote:")):
+            return line
+    return lines[0] if lines else default
+
+
 def _check_git(settings: Settings) -> list[Finding]:
     url, branch = settings.git_url, settings.git_branch
     if settings.embedded_remote and not Path(url, "HEAD").exists():
@@ -217,7 +228,7 @@ def _check_git(settings: Settings) -> list[Finding]:
             Finding("git remote", False, f"{url}: {exc}", "check STAGEFLOW_GIT_URL and the network")
         ]
     if listed.returncode != 0:
-        reason = (listed.stderr.strip().splitlines() or ["no answer"])[-1]
+        reason = _git_reason(listed.stderr, "no answer")
         return [
             Finding(
                 "git remote",
@@ -279,7 +290,7 @@ def _check_git_writable(url: str, branch: str) -> Finding:
             )
     if pushed.returncode == 0:
         return Finding("git writable", True, f"{url} accepts pushes (dry run)")
-    reason = (pushed.stderr.strip().splitlines() or ["refused"])[-1]
+    reason = _git_reason(pushed.stderr, "refused")
     return Finding(
         "git writable",
         False,
