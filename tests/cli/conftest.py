@@ -108,18 +108,21 @@ class Cli:
         self.url = url
         self.token = token
 
-    def __call__(
-        self, *args: str, token: str | None = None, env: dict[str, str] | None = None
-    ) -> Result:
+    def _env(self, token: str | None, env: dict[str, str] | None) -> dict[str, str]:
         extra = {"HOME": str(self.home), "STAGEFLOW_CONFIG": str(self.home / "config.toml")}
         if self.url:
             extra["STAGEFLOW_URL"] = self.url
         secret = token if token is not None else self.token
         if secret:
             extra["STAGEFLOW_TOKEN"] = secret
+        return clean_env(**extra, **(env or {}))
+
+    def __call__(
+        self, *args: str, token: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
         done = subprocess.run(
             [str(STAGEFLOW), *args],
-            env=clean_env(**extra, **(env or {})),
+            env=self._env(token, env),
             cwd=self.home,
             capture_output=True,
             text=True,
@@ -127,6 +130,26 @@ class Cli:
             check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Run a command in the background (a `--wait` while someone else acts)."""
+        return subprocess.Popen(
+            [str(STAGEFLOW), *args],
+            env=self._env(None, None),
+            cwd=self.home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @staticmethod
+    def finish(process: subprocess.Popen[str]) -> Result:
+        try:
+            out, err = process.communicate(timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        return Result(process.returncode, out, err)
 
 
 def short_soak_remote(path: Path) -> Path:

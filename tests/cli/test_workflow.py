@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import stat
 import time
 
@@ -108,11 +109,21 @@ def test_the_seed_flow_from_a_flag_to_a_rollback(cli: Cli, server: Server):
     assert bob.status == 0, bob.err
     secret = bob.out.strip()
     assert secret.startswith("sf_")
+    # a pipeline step follows it while the approver decides
+    follower = cli.start("promotions", "wait", ident, "--interval", "0.2s", "-o", "json")
+    assert follower.stderr is not None
+    assert select.select([follower.stderr], [], [], 30)[0], "the follower said nothing"
+    first = follower.stderr.readline()
+    assert first.startswith(f"promotion #{ident}: pending_approval"), first
     approved = cli(
         "approve", ident, "--comment", "release notes checked", "-o", "json", token=secret
     )
     assert approved.status == 0, approved.err
     assert approved.json()["status"] == "applied"
+    followed = cli.finish(follower)
+    assert followed.status == 0, followed.err
+    assert followed.json()["status"] == "applied" and followed.json()["revision"]
+    assert followed.err.splitlines()[-1].startswith(f"promotion #{ident}: applied (")
     assert [a["approver"] for a in approved.json()["approvals"]] == ["bob"]
     prod_state = stage_of(cli("status", "demo", "-o", "json").json()["apps"][0], "production")
     assert {i["tag"] for i in prod_state["images"]} == {"1.5.0"}

@@ -7,6 +7,7 @@ unreachable, timed out or answered 5xx; 4 not authenticated or not allowed.
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import click
@@ -41,8 +42,11 @@ def cli(ctx: click.Context) -> None:
 
 for command in (*local.COMMANDS, *setup.COMMANDS, *workflow.COMMANDS, *promotions.COMMANDS):
     cli.add_command(command)
-# `stageflow token create` from before the client commands: the same group under its old name
-cli.add_command(local.tokens, name="token")
+# `stageflow token create` from before the client commands: the same group under its old name,
+# kept working but out of the help
+_legacy = copy.copy(local.tokens)
+_legacy.hidden = True
+cli.add_command(_legacy, name="token")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,7 +103,8 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[found.group(2)]
 
 
-class Duration(click.ParamType):
+# ParamType is generic from click 8.2 on only; 8.1 (the lowest we allow) cannot subscript it
+class Duration(click.ParamType):  # type: ignore[type-arg]
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:

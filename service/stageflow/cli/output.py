@@ -80,7 +80,8 @@ def to_yaml(data: Any) -> str:
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    # the API's key order, as -o json prints it (ruamel's safe dumper sorts keys by default)
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     text = io.StringIO()
     yaml.dump(json.loads(json.dumps(data, default=str)), text)
     return text.getvalue()

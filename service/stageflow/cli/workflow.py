@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,7 @@ def status(api: Api, fmt: str, app: str | None) -> int:
     waiting = [
         p
         for wanted in ("blocked", "pending_approval")
-        for name in names
-        for p in api.get("/promotions", app=name, status=wanted, limit=100)["items"]
+        for p in api.get("/promotions", app=app, status=wanted, limit=500)["items"]
     ]
     waiting.sort(key=lambda p: p["id"])
     data = {"apps": apps, "freezes": freezes, "waiting_promotions": waiting}
@@ -133,7 +133,7 @@ def _json_arg(text: str, what: str) -> Any:
     if text.startswith("@"):
         name = text[1:]
         try:
-            text = click.get_text_stream("stdin").read() if name == "-" else Path(name).read_text()
+            text = sys.stdin.read() if name == "-" else Path(name).read_text()
         except OSError as exc:
             raise Failure(USAGE, f"cannot read {what} from {name}: {exc.strerror}") from exc
     try:
