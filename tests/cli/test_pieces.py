@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ def test_usage_errors_exit_2(capsys):
     assert "Missing option '--to'" in capsys.readouterr().err
     assert main(["images", "set", "demo", "no-tag-here", "--token", "t"]) == 2
     assert main(["promote", "demo", "--to", "x", "--timeout", "soon"]) == 2
+    assert main(["status", "--server", "stageflow.example", "--token", "t"]) == 2
+    assert "invalid_server" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -172,3 +175,12 @@ def test_on_a_terminal_the_gates_show_live(monkeypatch):
     promotions.follow(api, start, timeout=5, interval=0.01)  # type: ignore[arg-type]
     shown = screen.export_text()
     assert "promotion #7" in shown and "soak" in shown and "applied" in shown
+
+
+def test_local_commands_answer_json_too(tmp_path: Path, capsys):
+    assert main(["settings", "-o", "json"]) == 0
+    names = [row["variable"] for row in json.loads(capsys.readouterr().out)]
+    assert "STAGEFLOW_DATA_DIR" in names
+    assert main(["init", str(tmp_path / "gitops"), "-o", "json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["action"] == "created" and "stageflow.yaml" in made["files"]

@@ -15,8 +15,9 @@ import click
 from stageflow.cli import local, promotions, setup, workflow
 from stageflow.cli.connection import Connection
 from stageflow.cli.options import connection_options, output_option
-from stageflow.cli.output import USAGE, Failure
+from stageflow.cli.output import Failure
 
+INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -58,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return failure.status
     except click.exceptions.Exit as done:
         return done.exit_code
-    except click.exceptions.Abort:
-        click.echo("stageflow: aborted", err=True)
-        return USAGE
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("stageflow: interrupted", err=True)
+        return INTERRUPTED
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

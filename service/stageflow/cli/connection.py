@@ -96,7 +96,15 @@ class Connection:
             context = config.contexts.get(name, {})
         server = self.server or os.environ.get("STAGEFLOW_URL") or context.get("server")
         token = self.token or os.environ.get("STAGEFLOW_TOKEN") or context.get("token")
-        return (server or DEFAULT_SERVER).rstrip("/"), token or None
+        url = (server or DEFAULT_SERVER).rstrip("/")
+        if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+            raise Failure(
+                USAGE,
+                f"{url!r} is not a server URL; give one like https://stageflow.example:8080 "
+                "(--server, STAGEFLOW_URL or the context)",
+                code="invalid_server",
+            )
+        return url, token or None
 
     def remote(self) -> bool:
         """True when a server was named (flag, environment or context), not just defaulted."""

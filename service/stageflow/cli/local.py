@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from stageflow.cli.connection import Config, Connection, config_path
-from stageflow.cli.options import connection_options, output_option
+from stageflow.cli.options import connection_options, output_option, report
 from stageflow.cli.output import (
     FORBIDDEN,
     OK,
@@ -59,6 +59,7 @@ def serve(dev: bool) -> int:
 
 
 @click.command()
+@output_option
 def migrate() -> int:
     """Apply the database migrations (start-up runs them too).
 
@@ -69,15 +70,17 @@ def migrate() -> int:
     from stageflow.adapters.database.migrate import upgrade
     from stageflow.domain.errors import StageflowError
 
+    settings = load_settings()
     try:
-        upgrade(load_settings().database_url)
+        upgrade(settings.database_url)
     except StageflowError as exc:
         raise local_failure(exc) from exc
-    click.echo("database is at the latest migration")
+    report({"migrated": True}, "database is at the latest migration")
     return OK
 
 
 @click.command()
+@output_option
 def seed() -> int:
     """Seed the embedded Git remote and the database; print a new admin token.
 
@@ -92,21 +95,28 @@ def seed() -> int:
         secret = bootstrap.prepare(load_settings())
     except StageflowError as exc:
         raise local_failure(exc) from exc
-    click.echo(secret or "already seeded; no new admin token")
+    report({"admin_token": secret}, secret or "already seeded; no new admin token")
     return OK
 
 
 @click.command("settings")
+@output_option
 def settings_table() -> int:
-    """Print every STAGEFLOW_* setting with its default (a Markdown table).
+    """Print every STAGEFLOW_* setting with its default (a Markdown table for people).
 
     \b
     Example:
       stageflow settings
     """
-    click.echo("| variable | default | meaning |\n| --- | --- | --- |")
-    for _, name, default, meaning in SETTINGS_DOC:
-        click.echo(f"| `{name}` | `{default}` | {meaning} |")
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [
+        f"| `{name}` | `{default}` | {meaning} |" for _, name, default, meaning in SETTINGS_DOC
+    ]
+    data = [
+        {"variable": name, "default": default, "meaning": meaning}
+        for _, name, default, meaning in SETTINGS_DOC
+    ]
+    report(data, "\n".join(lines))
     return OK
 
 
@@ -325,6 +335,7 @@ def tokens_revoke(token_id: str) -> int:
 )
 @click.option("--context", "name", default="default", show_default=True, help="Save as this name.")
 @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0)
+@output_option
 def login(server: str, token: str | None, name: str, request_timeout: float) -> int:
     """Check a token against a server and save both as a context (mode 0600), made current.
 
@@ -350,7 +361,10 @@ def login(server: str, token: str | None, name: str, request_timeout: float) -> 
     config.contexts[name] = {"server": server.rstrip("/"), "token": token}
     config.current = name
     path = config.save()
-    click.echo(f"logged in to {server} as context {name!r} (saved in {path})")
+    report(
+        {"context": name, "server": server.rstrip("/"), "config": str(path)},
+        f"logged in to {server} as context {name!r} (saved in {path})",
+    )
     return OK
 
 
@@ -388,6 +402,7 @@ def context_list() -> int:
 
 @context.command("use")
 @click.argument("name")
+@output_option
 def context_use(name: str) -> int:
     """Make a saved context the current one.
 
@@ -401,12 +416,14 @@ def context_use(name: str) -> int:
         raise Failure(USAGE, f"no context {name!r} in {config_path()} (known: {known})")
     config.current = name
     config.save()
-    click.echo(f"using context {name!r} ({config.contexts[name].get('server')})")
+    server = config.contexts[name].get("server")
+    report({"current": name, "server": server}, f"using context {name!r} ({server})")
     return OK
 
 
 @context.command("delete")
 @click.argument("name")
+@output_option
 def context_delete(name: str) -> int:
     """Forget a saved context and its token.
 
@@ -420,7 +437,7 @@ def context_delete(name: str) -> int:
     if config.current == name:
         config.current = None
     config.save()
-    click.echo(f"deleted context {name!r}")
+    report({"deleted": name, "current": config.current}, f"deleted context {name!r}")
     return OK
 
 

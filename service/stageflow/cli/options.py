@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from stageflow.cli.connection import Api, Connection
-from stageflow.cli.output import FORMATS
+from stageflow.cli.output import FORMATS, emit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,6 +89,12 @@ def client_command(f: F) -> F:
             api.close()
 
     return wrapper  # type: ignore[return-value]
+
+
+def report(data: Any, text: str) -> None:
+    """Print ``text`` for people, or ``data`` with -o json / yaml."""
+    fmt = click.get_current_context().ensure_object(Connection).output
+    emit(fmt, data, lambda _console, _data: click.echo(text))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")

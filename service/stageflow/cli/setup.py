@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from stageflow.cli.connection import Connection
-from stageflow.cli.options import output_option
+from stageflow.cli.options import output_option, report
 from stageflow.cli.output import OK, REFUSED, Failure, emit
 from stageflow.config import Settings, SettingsError
 
@@ -116,6 +116,7 @@ def _adopt(directory: Path, overlays: list[Path]) -> list[str]:
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@output_option
 def init(directory: Path) -> int:
     """Write the starter GitOps layout into DIRECTORY, or adopt an apps/*/overlays/* repo.
 
@@ -136,11 +137,14 @@ def init(directory: Path) -> int:
         )
     overlays = sorted(p for p in directory.glob("apps/*/overlays/*") if p.is_dir())
     if overlays:
-        for line in _adopt(directory, overlays):
-            click.echo(line)
-        click.echo(
+        done = _adopt(directory, overlays)
+        hint = (
             f"adopted {directory}: commit stageflow.yaml and the flags files, then point "
             "STAGEFLOW_GIT_URL at the repository's remote"
+        )
+        report(
+            {"action": "adopted", "directory": str(directory), "done": done},
+            "\n".join([*done, hint]),
         )
         return OK
     if directory.exists() and any(p.name != ".git" for p in directory.iterdir()):
@@ -164,14 +168,13 @@ def init(directory: Path) -> int:
         ignore=shutil.ignore_patterns(".git", "__pycache__"),
     )
     written = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
-    click.echo(f"wrote the starter GitOps repo into {directory} ({len(written)} files):")
-    for name in written:
-        click.echo(f"  {name}")
-    click.echo(
-        "next: serve it with  STAGEFLOW_SEED_DIR="
-        f"{directory} make run   (seeds ./var/gitops.git from it), or push it to your Git "
-        "host and set STAGEFLOW_GIT_URL"
+    text = [f"wrote the starter GitOps repo into {directory} ({len(written)} files):"]
+    text += [f"  {name}" for name in written]
+    text.append(
+        f"next: serve it with  STAGEFLOW_SEED_DIR={directory} make run   (seeds ./var/gitops.git "
+        "from it), or push it to your Git host and set STAGEFLOW_GIT_URL"
     )
+    report({"action": "created", "directory": str(directory), "files": written}, "\n".join(text))
     return OK
 
 
