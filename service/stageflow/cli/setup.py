@@ -171,8 +171,9 @@ def init(directory: Path) -> int:
     text = [f"wrote the starter GitOps repo into {directory} ({len(written)} files):"]
     text += [f"  {name}" for name in written]
     text.append(
-        f"next: serve it with  STAGEFLOW_SEED_DIR={directory} make run   (seeds ./var/gitops.git "
-        "from it), or push it to your Git host and set STAGEFLOW_GIT_URL"
+        f"next: serve it with  STAGEFLOW_SEED_DIR={directory} make run  (it seeds the embedded "
+        "remote of a new data dir, ./var by default, from it), or push it to your Git host and "
+        "set STAGEFLOW_GIT_URL"
     )
     report({"action": "created", "directory": str(directory), "files": written}, "\n".join(text))
     return OK
