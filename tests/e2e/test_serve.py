@@ -204,7 +204,7 @@ def test_a_fresh_clone_has_what_make_run_needs(tmp_path: Path):
     assert (clone / "overlays" / "stageflow.yaml").is_file()
     assert (clone / "migrations" / "alembic.ini").is_file()
     assert list((clone / "migrations" / "versions").glob("0001_*.py"))
-    assert (clone / "service" / "stageflow" / "cli.py").is_file()
+    assert (clone / "service" / "stageflow" / "cli" / "__init__.py").is_file()
     # what `make run` would do, without doing it (no venv, no pip)
     dry = subprocess.run(
         ["make", "-n", "run"], cwd=clone, capture_output=True, text=True, check=True, timeout=60

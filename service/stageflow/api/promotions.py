@@ -19,6 +19,7 @@ from stageflow.api.schemas import (
     DeploymentCreateSchema,
     DeploymentSchema,
     FreezeCreateSchema,
+    FreezeSchema,
     HoldCreateSchema,
     PromotionCreateSchema,
     PromotionPageSchema,
@@ -311,6 +312,18 @@ class StageFreeze(MethodView):
         """Thaw a frozen stage."""
         holds.thaw(current_stageflow(), stage, actor=current_token().owner)
         return {"stage": stage, "frozen": False}
+
+
+@blp.route("/freezes")
+class Freezes(MethodView):
+    @requires("viewer")
+    @blp.response(200, FreezeSchema(many=True))
+    def get(self):  # type: ignore[no-untyped-def]
+        """List the stages frozen now, with who froze them, why and until when."""
+        return [
+            {"stage": f.stage, "reason": f.reason, "by": f.by, "until": f.until, "at": f.at}
+            for f in holds.active_freezes(current_stageflow())
+        ]
 
 
 @blp.route("/promotions/<int:promotion_id>/rollback")

@@ -491,5 +491,13 @@ class FreezeCreateSchema(StrictSchema):
     until = fields.AwareDateTime()
 
 
+class FreezeSchema(Schema):
+    stage = fields.String()
+    reason = fields.String()
+    by = fields.String()
+    until = fields.DateTime(allow_none=True)
+    at = fields.DateTime(allow_none=True)
+
+
 class RollbackSchema(StrictSchema):
     reason = fields.String(validate=validate.Length(max=2000))

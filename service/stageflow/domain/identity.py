@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
 from stageflow.domain.errors import Forbidden, Invalid
 
 ROLES = ("viewer", "client", "reporter", "editor", "promoter", "approver", "admin")
@@ -118,6 +119,12 @@ def validate_roles(roles: list[str]) -> frozenset[str]:
 
 
 def validate_owner(owner: str) -> str:
+    if is_system_actor(owner):
+        raise Invalid(
+            f"owner {owner!r} is reserved: Stageflow writes {', '.join(SYSTEM_ACTORS)} as its own "
+            "actor; choose the person's or the job's name",
+            code="reserved_owner",
+        )
     if not OWNER_RE.match(owner):
         raise Invalid(
             f"owner {owner!r} must be 1-128 letters, digits or _.@+- (it is written into commit "

@@ -80,3 +80,12 @@ def release(sf: Stageflow, app: str, stage: str, *, actor: str) -> int:
         uow.audit.add(_entry(sf, actor, "stage.release", app, stage, None))
         uow.commit()
     return count
+
+
+def active_freezes(sf: Stageflow) -> list[Freeze]:
+    """Every stage's freezes in force now (an elapsed ``until`` no longer counts), stage order."""
+    now = sf.clock()
+    stages = snapshot(sf).pipeline.stage_names
+    with sf.uow() as uow:
+        found = [item for stage in stages for item in uow.freezes.active(stage)]
+    return [item for item in found if item.until is None or item.until > now]

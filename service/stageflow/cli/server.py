@@ -1,13 +1,11 @@
-"""The `stageflow` command: serve, migrate, seed, and token administration."""
+"""`stageflow serve`: prepare (seed, migrate, settle) in a child process, then run gunicorn."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from typing import Any
 
-from stageflow.config import SETTINGS_DOC, Settings, SettingsError
+from stageflow.config import Settings
 
 
 def _prepare_and_settle(settings: Settings) -> str | None:
@@ -57,7 +55,9 @@ def _prepare_in_child(settings: Settings) -> str | None:
     return value  # type: ignore[no-any-return]
 
 
-_CHILD = "import sys; from stageflow.cli import _prepare_child; _prepare_child(int(sys.argv[1]))"
+_CHILD = (
+    "import sys; from stageflow.cli.server import _prepare_child; _prepare_child(int(sys.argv[1]))"
+)
 
 
 def _prepare_child(fd: int) -> None:
@@ -80,7 +80,7 @@ def _prepare_child(fd: int) -> None:
         pickle.dump(outcome, out)
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
+def serve(settings: Settings, *, dev: bool = False) -> int:
     from gunicorn.app.base import BaseApplication
 
     from stageflow.logs import configure_logging
@@ -94,7 +94,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "  export STAGEFLOW_TOKEN=" + secret + "\n",
             flush=True,
         )
-    if args.dev:
+    if dev:
         from stageflow.api import create_app
 
         create_app(settings).run(settings.host, settings.port, threaded=True)
@@ -207,112 +207,3 @@ def _start_settler(sf: Any, interval: float) -> None:
                 time.sleep(min(0.25, interval))
 
     threading.Thread(target=loop, name="stageflow-settle", daemon=True).start()
-
-
-def _token_create(settings: Settings, args: argparse.Namespace) -> int:
-    from stageflow import bootstrap
-    from stageflow.domain import actors
-    from stageflow.services import tokens
-
-    if actors.is_system_actor(args.owner):
-        print(
-            f"--owner {args.owner!r} is reserved: Stageflow writes "
-            f"{', '.join(actors.SYSTEM_ACTORS)} as its own actor; choose the person's or the "
-            "job's name",
-            file=sys.stderr,
-        )
-        return 2
-
-    admin = bootstrap.prepare(settings)
-    if admin:  # a first start from this command: the admin token must not be lost
-        print(f"Stageflow admin token (shown once; keep it): {admin}", file=sys.stderr)
-    sf, _ = bootstrap.build(settings, open_repo=False)
-    try:
-        token, secret = tokens.create_token(
-            sf,
-            name=args.name,
-            owner=args.owner,
-            roles=args.role,
-            apps=args.app or (),
-            stages=args.stage or (),
-            created_by=actors.CLI,
-        )
-    finally:
-        sf.close()
-    _emit(
-        args,
-        {
-            "id": token.id,
-            "name": token.name,
-            "owner": token.owner,
-            "roles": sorted(token.roles),
-            "token": secret,
-        },
-        secret,
-    )
-    return 0
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if getattr(args, "output", "text") == "json":
-        print(json.dumps(data, default=str, indent=2))
-    else:
-        print(text)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stageflow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="seed, migrate and serve the API (gunicorn)")
-    serve.add_argument("--dev", action="store_true", help="Flask's single-process server")
-    sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("seed", help="seed the embedded remote and database; print a new admin token")
-    sub.add_parser("settings", help="list every STAGEFLOW_* setting (Markdown table)")
-    token = sub.add_parser("token", help="administer API tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", help="create a token and print its secret")
-    create.add_argument("--name", required=True)
-    create.add_argument("--owner", required=True)
-    create.add_argument("--role", action="append", required=True, help="repeatable")
-    create.add_argument("--app", action="append", help="scope to an app (repeatable)")
-    create.add_argument("--stage", action="append", help="scope to a stage (repeatable)")
-    create.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    args = parser.parse_args(argv)
-
-    if args.command == "settings":
-        print("| variable | default | meaning |\n| --- | --- | --- |")
-        for _, name, default, meaning in SETTINGS_DOC:
-            print(f"| `{name}` | `{default}` | {meaning} |")
-        return 0
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"stageflow: {exc}", file=sys.stderr)
-        return 2
-    from stageflow.domain.errors import StageflowError
-
-    try:
-        if args.command == "serve":
-            return _serve(settings, args)
-        if args.command == "migrate":
-            from stageflow.adapters.database.migrate import upgrade
-
-            upgrade(settings.database_url)
-            print("database is at the latest migration")
-            return 0
-        if args.command == "seed":
-            from stageflow import bootstrap
-
-            secret = bootstrap.prepare(settings)
-            print(secret or "already seeded; no new admin token")
-            return 0
-        if args.command == "token":
-            return _token_create(settings, args)
-    except StageflowError as exc:
-        print(f"stageflow: {exc.message}", file=sys.stderr)
-        return 1
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
