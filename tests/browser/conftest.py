@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 from stageflow import bootstrap
 from stageflow.api import create_app
 from stageflow.config import Settings
+from tests.integration.conftest import prometheus  # noqa: F401 (the fixture, shared)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -42,6 +43,7 @@ class LiveServer:
 
     base: str
     remote: Path
+    metrics: bool  # a real Prometheus answers the charts' range queries
 
     def api(self, method: str, path: str, body: Any = None, token: str = ADMIN) -> Any:
         """Call the HTTP API as a client (CI, the cluster's reporter) would."""
@@ -56,7 +58,17 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path, gitops_remote: Path) -> Iterator[LiveServer]:
+def metrics_url(request: pytest.FixtureRequest) -> str | None:
+    """The integration tests' real Prometheus (backfilled traffic of development), if installed."""
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        return None
+    return str(request.getfixturevalue("prometheus"))
+
+
+@pytest.fixture
+def live_server(
+    tmp_path: Path, gitops_remote: Path, metrics_url: str | None
+) -> Iterator[LiveServer]:
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'stageflow.db'}",
@@ -64,6 +76,7 @@ def live_server(tmp_path: Path, gitops_remote: Path) -> Iterator[LiveServer]:
         git_branch="main",
         git_head_ttl=0.0,
         admin_token=ADMIN,
+        prometheus_url=metrics_url,  # the starter's metric gates stay off: charts only
     )
     bootstrap.prepare(settings)
     sf, readiness = bootstrap.build(settings)
@@ -71,7 +84,9 @@ def live_server(tmp_path: Path, gitops_remote: Path) -> Iterator[LiveServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", gitops_remote)
+        yield LiveServer(
+            f"http://127.0.0.1:{server.server_port}", gitops_remote, metrics_url is not None
+        )
     finally:
         server.shutdown()
         thread.join(timeout=10)

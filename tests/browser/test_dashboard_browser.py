@@ -132,6 +132,14 @@ def test_sign_in_toggle_promote_and_watch_it_apply(browser: Any, live_server: Li
     expect(page.get_by_role("cell", name="40 passed")).to_be_visible()
     expect(page.get_by_role("link", name="#1")).to_be_visible()
     assert not critical_violations(page), critical_violations(page)
+    # Development serves traffic in the test Prometheus: its charts have lines.
+    page.goto(base + "/apps/demo/stages/development?hours=1")
+    expect(page.get_by_role("heading", name="demo in development")).to_be_visible()
+    if live_server.metrics:
+        expect(
+            page.get_by_role("img", name=re.compile(r"error-rate in development: last value 0\.00"))
+        ).to_be_visible()
+    expect(page.get_by_role("cell", name="42 passed")).to_be_visible()
     page.screenshot(path=str(DOCS / "stage.png"))
 
     # A form post without the CSRF token is refused, and nothing is committed.
