@@ -53,6 +53,9 @@ def test_sign_in_toggle_promote_and_watch_it_apply(browser: Any, live_server: Li
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
+    # Script errors and Content-Security-Policy refusals show up as console errors.
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     sign_in(page, base, ADMIN)
 
     # The pipeline: the app as a section, its stages left to right as stageflow.yaml orders them.
@@ -148,6 +151,7 @@ def test_sign_in_toggle_promote_and_watch_it_apply(browser: Any, live_server: Li
     )
     assert refused.status == 403
     assert remote_head(remote) == applied
+    assert not console_errors, console_errors
     context.close()
 
 

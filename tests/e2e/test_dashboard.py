@@ -182,3 +182,41 @@ def test_promotion_pages_open_wait_and_poll_with_an_etag(
     assert page_url not in browser.get("/promotions?status=applied").text
     history = browser.get("/audit?actor=admin").text
     assert "promotion.cancelled" in history
+
+
+def test_holds_and_freezes_are_banners_on_the_pipeline(app: Flask, client: FlaskClient) -> None:
+    assert (
+        client.post("/api/v1/apps/demo/stages/staging/hold", json={"reason": "db move"}).status_code
+        == 201
+    )
+    assert (
+        client.post("/api/v1/stages/production/freeze", json={"reason": "launch"}).status_code
+        == 201
+    )
+    page = signed_in(app).get("/").text
+    assert "On hold:</strong> db move" in page
+    assert "Frozen:</strong> launch" in page
+
+
+def test_an_approver_approves_from_the_page_but_never_its_own(
+    app: Flask, client: FlaskClient
+) -> None:
+    requester = signed_in(app)
+    opened = requester.post(
+        "/apps/demo/stages/production/promote",
+        data={"csrf_token": csrf_of(requester.get("/").text)},
+    )
+    page_url = opened.headers["Location"]
+    own = requester.get(page_url).text
+    assert ">blocked<" in own and "Approve</button>" not in own  # four eyes: not the requester
+    approver = signed_in(app, make_token(client, ["approver"]))
+    page = approver.get(page_url).text
+    assert "Approve</button>" in page
+    assert "Re-evaluate" not in page and "Cancel</button>" not in page  # an approver only approves
+    approved = approver.post(
+        page_url + "/approve", data={"csrf_token": csrf_of(page), "comment": "looks good"}
+    )
+    assert approved.status_code == 303
+    after = approver.get(page_url).text
+    assert "approver at " in after and "“looks good”" in after
+    assert "Approve</button>" not in after  # approvals count distinct people: once is enough
