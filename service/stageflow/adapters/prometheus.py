@@ -1,4 +1,4 @@
-"""Metric gates read Prometheus over its HTTP API (instant queries)."""
+"""Metric gates read Prometheus over its HTTP API (instant queries; range queries for charts)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from stageflow.domain.gates import MetricReading
+from stageflow.domain.gates import MetricReading, MetricSeries
 
 
 class PrometheusHTTP:
@@ -26,10 +26,28 @@ class PrometheusHTTP:
         """Run one instant query and reduce the answer to a single value (or say why not)."""
         if self.url is None:
             return MetricReading(error="no Prometheus configured; set STAGEFLOW_PROMETHEUS_URL")
-        body = urllib.parse.urlencode({"query": promql}).encode()
+        answer = self._post("query", {"query": promql})
+        if isinstance(answer, str):
+            return MetricReading(error=answer)
+        return reading_from_answer(answer)
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> MetricSeries:
+        """Run one range query (the dashboard's charts) and keep its first series."""
+        if self.url is None:
+            return MetricSeries(error="no Prometheus configured; set STAGEFLOW_PROMETHEUS_URL")
+        answer = self._post(
+            "query_range", {"query": promql, "start": start, "end": end, "step": step}
+        )
+        if isinstance(answer, str):
+            return MetricSeries(error=answer)
+        return series_from_answer(answer)
+
+    def _post(self, endpoint: str, form: dict[str, object]) -> object:
+        """POST a query form; return the JSON answer, or a sentence saying why there is none."""
+        assert self.url is not None
         request = urllib.request.Request(
-            f"{self.url}/api/v1/query",
-            data=body,
+            f"{self.url}/api/v1/{endpoint}",
+            data=urllib.parse.urlencode(form).encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         try:
@@ -40,13 +58,13 @@ class PrometheusHTTP:
             try:
                 answer = json.loads(exc.read())
             except ValueError:
-                return MetricReading(error=f"Prometheus answered HTTP {exc.code}")
+                return f"Prometheus answered HTTP {exc.code}"
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            return MetricReading(error=f"Prometheus at {self.url} is unreachable ({reason})")
+            return f"Prometheus at {self.url} is unreachable ({reason})"
         except ValueError:
-            return MetricReading(error="Prometheus answered something that is not JSON")
-        return reading_from_answer(answer)
+            return "Prometheus answered something that is not JSON"
+        return answer
 
 
 def reading_from_answer(answer: object) -> MetricReading:
@@ -75,6 +93,27 @@ def reading_from_answer(answer: object) -> MetricReading:
     except (TypeError, KeyError, IndexError, ValueError):
         return MetricReading(error="unexpected result shape from Prometheus")
     return MetricReading(error=f"unsupported result type {result_type!r}")
+
+
+def series_from_answer(answer: object) -> MetricSeries:
+    """Turn a `/api/v1/query_range` JSON answer into its first series (NaN points dropped)."""
+    if not isinstance(answer, dict):
+        return MetricSeries(error="unexpected answer from Prometheus")
+    if answer.get("status") != "success":
+        kind = answer.get("errorType", "error")
+        return MetricSeries(error=f"Prometheus {kind}: {answer.get('error', 'unknown error')}")
+    result = (answer.get("data") or {}).get("result")
+    try:
+        if not result:
+            return MetricSeries()
+        points = tuple(
+            (float(at), value)
+            for at, text in result[0]["values"]
+            if not math.isnan(value := _number(text))
+        )
+    except (TypeError, KeyError, IndexError, ValueError):
+        return MetricSeries(error="unexpected result shape from Prometheus")
+    return MetricSeries(points=points)
 
 
 def _number(text: object) -> float:

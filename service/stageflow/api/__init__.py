@@ -26,6 +26,7 @@ from stageflow.api import (
 )
 from stageflow.api.fastpath import FastReads
 from stageflow.api.telemetry import LATENCY, REQUESTS, request_id
+from stageflow.web import pages
 
 log = logging.getLogger("stageflow.http")
 OFREP_PREFIX = "/ofrep/"
@@ -84,6 +85,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         api.register_blueprint(blueprint)
     app.register_blueprint(operate.blp)
     api.register_blueprint(ofrep.blp)  # OFREP: /ofrep/v1/evaluate/flags[/{key}]
+    app.register_blueprint(pages.blp)  # the dashboard: /, /login, /apps/..., /promotions, /audit
 
     security.register(app)
 

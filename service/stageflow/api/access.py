@@ -9,6 +9,10 @@ view without a mark is refused for everyone, so a new endpoint cannot forget its
 generated matrix test (``tests/e2e/test_access_matrix.py``) proves each operation of
 ``/openapi.json`` for every role, in scope and out.
 
+The dashboard's pages (``stageflow.web``) carry the same marks with a ``principal`` that reads
+the token from the signed-in session instead of the ``Authorization`` header; outside ``/api/``
+and ``/ofrep/`` only marked views are decided, the rest (sign-in, static files) is open.
+
 Views that list (promotions, audit, tokens, apps) are allowed by role and filter what they answer
 by the token's scope (``current_token().scope``), through the services' ``scope`` parameters.
 """
@@ -82,11 +86,11 @@ def authorize_request() -> None:
     g.token = None
     if request.routing_exception is not None or request.method == "OPTIONS":
         return  # Flask answers 404 / 405 itself; CORS preflights carry no token
-    if not request.path.startswith(("/api/", "/ofrep/")):
-        return  # operate endpoints and the OpenAPI document are open
-    sf: Stageflow = current_app.extensions["stageflow"]
     view = current_app.view_functions.get(request.endpoint or "")
     access = access_of(view, request.method)
+    if access is None and not request.path.startswith(("/api/", "/ofrep/")):
+        return  # operate endpoints, the OpenAPI document, sign-in and static files are open
+    sf: Stageflow = current_app.extensions["stageflow"]
     token = (access.principal if access and access.principal else bearer_token)(sf)
     g.token = token
     try:

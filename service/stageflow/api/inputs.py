@@ -49,7 +49,9 @@ def check_request() -> None:
     check_url(environ.get("PATH_INFO", "").encode("latin-1"), environ.get("QUERY_STRING", ""))
     if request.method not in BODY_METHODS or not has_body(environ):
         return
-    if not is_json(request.mimetype):  # Flask lowers it and drops parameters
+    # The API speaks JSON; the dashboard's pages post forms (their views read them themselves).
+    speaks_json = request.path.startswith(("/api/", "/ofrep/"))
+    if speaks_json and not is_json(request.mimetype):  # Flask lowers it and drops parameters
         raise UnsupportedMediaType(
             f"the body is sent as {request.content_type or 'no type'!r}; send it as JSON with "
             "Content-Type: application/json"
@@ -60,5 +62,5 @@ def check_request() -> None:
         # A chunked body has no length to refuse up front, and Werkzeug stops reading it at
         # MAX_CONTENT_LENGTH without a word: the cut-off body would answer as malformed JSON.
         raise RequestEntityTooLarge()
-    if not request.path.startswith(OWN_BODY_RULES):
+    if speaks_json and not request.path.startswith(OWN_BODY_RULES):
         check_json(raw)

@@ -82,6 +82,14 @@ class MetricReading:
 
 
 @dataclass(frozen=True)
+class MetricSeries:
+    """One range query's answer: (unix time, value) points of a single series, or why none."""
+
+    points: tuple[tuple[float, float], ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Freeze:
     stage: str
     reason: str

@@ -11,7 +11,14 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from stageflow.domain.evaluation import Evaluation, EvaluationRequest
 from stageflow.domain.flags import FlagDocument
-from stageflow.domain.gates import CheckResult, Deployment, Freeze, Hold, MetricReading
+from stageflow.domain.gates import (
+    CheckResult,
+    Deployment,
+    Freeze,
+    Hold,
+    MetricReading,
+    MetricSeries,
+)
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
@@ -236,6 +243,10 @@ class MetricsSource(Protocol):
     configured: bool
 
     def query(self, promql: str) -> MetricReading: ...
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> MetricSeries:
+        """The first series of a range query over ``[start, end]`` (unix seconds)."""
+        ...
 
 
 class Promotions(Protocol):

@@ -1,0 +1,104 @@
+"""A running Stageflow over HTTP with a real Git remote, and Debian's Chromium under Playwright.
+
+Playwright's own browser download does not work on these machines: the tests drive the `chromium`
+Debian package (`.ci/run` installs it) through ``executable_path``; without it they are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from stageflow import bootstrap
+from stageflow.api import create_app
+from stageflow.config import Settings
+from tests.integration.conftest import prometheus  # noqa: F401 (the fixture, shared)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ADMIN = "test-admin-token-0123456789"
+
+
+@dataclass
+class LiveServer:
+    """The dashboard and the API served by werkzeug on 127.0.0.1, in a thread of this process."""
+
+    base: str
+    remote: Path
+    metrics: bool  # a real Prometheus answers the charts' range queries
+
+    def api(self, method: str, path: str, body: Any = None, token: str = ADMIN) -> Any:
+        """Call the HTTP API as a client (CI, the cluster's reporter) would."""
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture
+def metrics_url(request: pytest.FixtureRequest) -> str | None:
+    """The integration tests' real Prometheus (backfilled traffic of development), if installed."""
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        return None
+    return str(request.getfixturevalue("prometheus"))
+
+
+@pytest.fixture
+def live_server(
+    tmp_path: Path, gitops_remote: Path, metrics_url: str | None
+) -> Iterator[LiveServer]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'stageflow.db'}",
+        git_url=str(gitops_remote),
+        git_branch="main",
+        git_head_ttl=0.0,
+        admin_token=ADMIN,
+        prometheus_url=metrics_url,  # the starter's metric gates stay off: charts only
+    )
+    bootstrap.prepare(settings)
+    sf, readiness = bootstrap.build(settings)
+    server = make_server("127.0.0.1", 0, create_app(settings, sf, readiness), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(
+            f"http://127.0.0.1:{server.server_port}", gitops_remote, metrics_url is not None
+        )
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        sf.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed: apt-get install chromium (.ci/run does)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
