@@ -25,18 +25,12 @@ from stageflow.cli.output import (
     stderr,
     table,
 )
+from stageflow.domain.promotions import STATUSES
+from stageflow.domain.promotions import WAITING as DOMAIN_WAITING
 
-WAITING = frozenset({"blocked", "pending_approval", "applying"})
-STATUSES = (
-    "blocked",
-    "pending_approval",
-    "applying",
-    "applied",
-    "rolled_back",
-    "failed",
-    "cancelled",
-    "superseded",
-)
+# What a promotion can be in is the domain's list; the CLI only talks HTTP, so it imports no
+# more of the domain than these names.
+WAITING = frozenset({*DOMAIN_WAITING, "applying"})
 
 
 def outcome(promotion: dict[str, Any]) -> int:

@@ -31,7 +31,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from stageflow.api import access, errors
 from stageflow.api.auth import current_actor, current_stageflow, current_token
 from stageflow.domain.errors import StageflowError, Unauthenticated
-from stageflow.domain.promotions import WAITING, Promotion
+from stageflow.domain.promotions import STATUSES, WAITING, Promotion
 from stageflow.services import audit, flags, overview, promotions, reports, rollbacks, state, tokens
 from stageflow.web import charts, session
 
@@ -43,16 +43,6 @@ blp = Blueprint(
     static_url_path="/assets",
 )
 
-STATUSES = (
-    "blocked",
-    "pending_approval",
-    "applying",
-    "applied",
-    "rolled_back",
-    "failed",
-    "cancelled",
-    "superseded",
-)
 LIVE = (*WAITING, "applying")  # a promotion page polls while its promotion is in one of these
 CHART_HOURS = (1, 6, 24)
 FRAGMENT_HEADER = "X-Fragment"  # the page's script asks for the part it replaces, not the page
