@@ -16,26 +16,9 @@ from stageflow.api.schemas import (
     TokenCreateSchema,
     TokenSchema,
 )
-from stageflow.domain.identity import ApiToken
 from stageflow.services import audit, tokens
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1", description="Tokens and the audit log")
-
-
-def token_view(token: ApiToken, now: Any) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "name": token.name,
-        "owner": token.owner,
-        "roles": sorted(token.roles),
-        "scope": {"apps": list(token.scope.apps), "stages": list(token.scope.stages)},
-        "created_at": token.created_at,
-        "created_by": token.created_by,
-        "expires_at": token.expires_at,
-        "revoked_at": token.revoked_at,
-        "last_used_at": token.last_used_at,
-        "active": token.active(now),
-    }
 
 
 @blp.route("/tokens")
@@ -59,7 +42,7 @@ class Tokens(MethodView):
             expires_at=body.get("expires_at"),
             created_by=current_token().owner,
         )
-        return {**token_view(token, sf.clock()), "token": secret}
+        return {**token.to_json(sf.clock()), "token": secret}
 
     @requires("admin")
     @blp.response(200, TokenSchema(many=True))
@@ -67,7 +50,7 @@ class Tokens(MethodView):
         """List tokens (never their secrets)."""
         sf = current_stageflow()
         now = sf.clock()
-        return [token_view(t, now) for t in tokens.list_tokens(sf, current_token())]
+        return [t.to_json(now) for t in tokens.list_tokens(sf, current_token())]
 
 
 @blp.route("/tokens/<token_id>")
@@ -79,7 +62,7 @@ class TokenById(MethodView):
         """Revoke a token."""
         sf = current_stageflow()
         token = tokens.revoke_token(sf, token_id, actor=current_token().owner)
-        return token_view(token, sf.clock()) | {"revoked_at": sf.clock(), "active": False}
+        return token.to_json(sf.clock()) | {"revoked_at": sf.clock(), "active": False}
 
 
 @blp.route("/audit")

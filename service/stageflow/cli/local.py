@@ -135,22 +135,6 @@ def _local_stageflow() -> Any:
     return sf
 
 
-def _token_view(token: Any, now: Any) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "name": token.name,
-        "owner": token.owner,
-        "roles": sorted(token.roles),
-        "scope": {"apps": list(token.scope.apps), "stages": list(token.scope.stages)},
-        "created_at": token.created_at,
-        "created_by": token.created_by,
-        "expires_at": token.expires_at,
-        "revoked_at": token.revoked_at,
-        "last_used_at": token.last_used_at,
-        "active": token.active(now),
-    }
-
-
 def _tokens_table(console: Console, data: list[dict[str, Any]]) -> None:
     made = table("ID", "NAME", "OWNER", "ROLES", "SCOPE", "ACTIVE", "LAST USED")
     for t in data:
@@ -249,7 +233,7 @@ def tokens_create(
                 expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
                 created_by=actors.CLI,
             )
-            made = {**_token_view(token, sf.clock()), "token": secret}
+            made = {**token.to_json(sf.clock()), "token": secret}
         except StageflowError as exc:
             raise local_failure(exc) from exc
         except ValueError as exc:
@@ -284,7 +268,7 @@ def tokens_list() -> int:
         sf = _local_stageflow()
         try:
             now = sf.clock()
-            found = [_token_view(t, now) for t in service.list_tokens(sf)]
+            found = [t.to_json(now) for t in service.list_tokens(sf)]
         finally:
             sf.close()
     emit(connection.output, found, _tokens_table)
@@ -315,7 +299,7 @@ def tokens_revoke(token_id: str) -> int:
 
         sf = _local_stageflow()
         try:
-            done = _token_view(service.revoke_token(sf, token_id, actor=actors.CLI), sf.clock())
+            done = service.revoke_token(sf, token_id, actor=actors.CLI).to_json(sf.clock())
             done["active"] = False
         except StageflowError as exc:
             raise local_failure(exc) from exc

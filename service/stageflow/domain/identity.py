@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
 from stageflow.domain.errors import Forbidden, Invalid
@@ -73,6 +74,22 @@ class ApiToken:
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or now < self.expires_at
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        """The token as the API and the CLI show it (never the secret: only its hash is kept)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "roles": sorted(self.roles),
+            "scope": {"apps": list(self.scope.apps), "stages": list(self.scope.stages)},
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+            "last_used_at": self.last_used_at,
+            "active": self.active(now),
+        }
 
     def has_role(self, role: str) -> bool:
         if "admin" in self.roles or role in self.roles:
