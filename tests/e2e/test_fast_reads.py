@@ -169,6 +169,13 @@ def test_head_and_a_given_request_id_are_answered_as_flask_answers_them(
     assert answered_fast == 1
     assert on.headers["X-Request-Id"] == off.headers["X-Request-Id"] == "ci-job-42"
 
+    # an id that is not 1-128 plain characters is replaced on both paths, never echoed
+    unusable = "x" * 129
+    headers = _bearer(tokens["admin"], **{"X-Request-Id": unusable})
+    on, off, answered_fast = _both(app, "GET", DOC, headers=headers)
+    assert answered_fast == 1
+    assert unusable not in (on.headers["X-Request-Id"], off.headers["X-Request-Id"])
+
 
 @pytest.mark.parametrize(
     "context",

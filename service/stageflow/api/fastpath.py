@@ -172,7 +172,10 @@ class FastReads:
         headers += [
             ("ETag", answer.etag),
             *answer.headers,
-            ("X-Request-Id", environ.get("HTTP_X_REQUEST_ID") or request_id()),
+            (
+                "X-Request-Id",
+                inputs.client_request_id(environ.get("HTTP_X_REQUEST_ID")) or request_id(),
+            ),
         ]
         start_response(_STATUS[status], headers)
         self.served += 1
