@@ -283,7 +283,7 @@ def _large_flag_document(sf, gitops_remote: Path) -> None:
 def test_writes_of_a_large_flag_document_reuse_its_parse_and_keep_the_cache_bounded(
     client, stageflow, gitops_remote: Path, monkeypatch
 ):
-    from stageflow.services import state
+    from stageflow.services.state import reading as state
 
     sf, _ = stageflow
     _large_flag_document(sf, gitops_remote)

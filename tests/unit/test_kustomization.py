@@ -6,8 +6,7 @@ import threading
 import pytest
 from ruamel.yaml import YAML
 
-from stageflow.adapters import kustomization as kustomization_module
-from stageflow.adapters.kustomization import KustomizationFile
+from stageflow.adapters.kustomization import KustomizationFile, roundtrip
 from stageflow.domain.errors import Invalid
 from stageflow.domain.images import ImageRef
 
@@ -533,13 +532,13 @@ def test_a_malformed_images_list_is_refused_with_its_line(text: str, says: str) 
 
 
 def test_the_yaml_instance_is_built_once_per_thread() -> None:
-    first = kustomization_module._yaml()
+    first = roundtrip.round_trip()
     other: list[YAML] = []
-    thread = threading.Thread(target=lambda: other.append(kustomization_module._yaml()))
+    thread = threading.Thread(target=lambda: other.append(roundtrip.round_trip()))
     thread.start()
     thread.join()
 
-    assert kustomization_module._yaml() is first
+    assert roundtrip.round_trip() is first
     assert other[0] is not first  # a YAML instance keeps parser state: never share it
 
 

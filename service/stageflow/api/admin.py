@@ -32,16 +32,15 @@ class Tokens(MethodView):
         """Create a token; its secret is in this answer only."""
         sf = current_stageflow()
         scope = body.get("scope") or {}
-        token, secret = tokens.create_token(
-            sf,
+        new = tokens.NewToken(
             name=body["name"],
             owner=body["owner"],
             roles=body["roles"],
             apps=scope.get("apps", ()),
             stages=scope.get("stages", ()),
             expires_at=body.get("expires_at"),
-            created_by=current_token().owner,
         )
+        token, secret = tokens.create_token(sf, new, created_by=current_token().owner)
         return {**token.to_json(sf.clock()), "token": secret}
 
     @requires("admin")
@@ -75,11 +74,13 @@ class Audit(MethodView):
         limit = query["limit"]
         entries = audit.list_audit(
             current_stageflow(),
-            app=query.get("app"),
-            stage=query.get("stage"),
-            actor=query.get("actor"),
-            before_id=query.get("before"),
-            limit=limit,
+            audit.AuditQuery(
+                app=query.get("app"),
+                stage=query.get("stage"),
+                actor=query.get("actor"),
+                before_id=query.get("before"),
+                limit=limit,
+            ),
             reader=current_token(),
         )
         items = [e.__dict__ for e in entries]

@@ -19,6 +19,7 @@ from stageflow.api.schemas import (
     RevisionSchema,
     StageFlagPatchSchema,
 )
+from stageflow.domain.images import ImageRef
 from stageflow.services import flags, images
 from stageflow.services.flags import UNSET, flag_json
 
@@ -137,9 +138,7 @@ class StageImages(MethodView):
             current_stageflow(),
             app,
             stage,
-            name=body["name"],
-            tag=body.get("tag"),
-            digest=body.get("digest"),
+            ImageRef(body["name"], tag=body.get("tag"), digest=body.get("digest")),
             actor=current_actor(),
         )
         return {"revision": done.revision, "image": done.result.after}

@@ -223,16 +223,15 @@ def tokens_create(
 
         sf = _local_stageflow()
         try:
-            token, secret = service.create_token(
-                sf,
+            new = service.NewToken(
                 name=name,
                 owner=owner,
                 roles=list(roles),
                 apps=apps,
                 stages=stages,
                 expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
-                created_by=actors.CLI,
             )
+            token, secret = service.create_token(sf, new, created_by=actors.CLI)
             made = {**token.to_json(sf.clock()), "token": secret}
         except StageflowError as exc:
             raise local_failure(exc) from exc

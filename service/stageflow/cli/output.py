@@ -124,3 +124,9 @@ def rows(made: Table, values: Sequence[Sequence[Any]]) -> Table:
             *(v if isinstance(v, Text) else Text("-" if v is None else str(v)) for v in row)
         )
     return made
+
+
+def emit_done(fmt: str, answer: dict[str, Any], said: str) -> int:
+    """Print what a write did and the revision it made (or the answer, with -o json / yaml)."""
+    emit(fmt, answer, lambda c, d: c.print(Text(f"{said} (revision {short(d.get('revision'))})")))
+    return OK

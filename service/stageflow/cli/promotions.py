@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from stageflow.cli.connection import Api
-from stageflow.cli.options import Duration, client_command
+from stageflow.cli.options import Duration, client_command, gathered
 from stageflow.cli.output import (
     OK,
     REFUSED,
@@ -112,43 +113,59 @@ def show_promotion(console: Console, p: dict[str, Any], *, diff: bool = False) -
 # -- following a promotion --------------------------------------------------------------------
 
 
-def follow(
-    api: Api, promotion: dict[str, Any], *, timeout: float, interval: float
-) -> dict[str, Any]:
-    """Re-evaluate and poll until the promotion settles; show its gates live on stderr."""
-    deadline = time.monotonic() + timeout
-    ident = promotion["id"]
-    console = stderr()
-    live = (
-        Live(console=console, auto_refresh=False, transient=False) if console.is_terminal else None
-    )
-    said: tuple[Any, ...] = ()
-    evaluate = True
+class _Progress:
+    """Show a followed promotion on stderr: live on a terminal, else a line per change."""
 
-    def show(p: dict[str, Any]) -> None:
-        nonlocal said
-        if live is not None:
-            left = max(0, int(deadline - time.monotonic()))
-            live.update(
+    def __init__(self, ident: int, deadline: float) -> None:
+        console = stderr()
+        self.live = (
+            Live(console=console, auto_refresh=False, transient=False)
+            if console.is_terminal
+            else None
+        )
+        self.ident = ident
+        self.deadline = deadline
+        self.said: tuple[Any, ...] = ()
+
+    def __enter__(self) -> _Progress:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def show(self, p: dict[str, Any]) -> None:
+        if self.live is not None:
+            left = max(0, int(self.deadline - time.monotonic()))
+            self.live.update(
                 Group(headline(p), gates_table(p), Text(f"waiting… {left}s left", style="dim")),
                 refresh=True,
             )
             return
         # Off a terminal: one line each time the status or a gate changes, for CI logs.
         now = (p["status"], tuple((g.get("name"), g.get("status")) for g in p.get("gates", [])))
-        if now != said:
-            said = now
+        if now != self.said:
+            self.said = now
             gates = ", ".join(f"{g.get('name')}={g.get('status')}" for g in p.get("gates", []))
             click.echo(
-                f"promotion #{ident}: {p['status']}" + (f" ({gates})" if gates else ""), err=True
+                f"promotion #{self.ident}: {p['status']}" + (f" ({gates})" if gates else ""),
+                err=True,
             )
 
-    if live is not None:
-        live.start()
-    try:
-        current = promotion
+
+def follow(
+    api: Api, promotion: dict[str, Any], *, timeout: float, interval: float
+) -> dict[str, Any]:
+    """Re-evaluate and poll until the promotion settles; show its gates live on stderr."""
+    deadline = time.monotonic() + timeout
+    ident = promotion["id"]
+    evaluate = True
+    current = promotion
+    with _Progress(ident, deadline) as progress:
         while True:
-            show(current)
+            progress.show(current)
             if current["status"] not in WAITING:
                 return current
             if time.monotonic() >= deadline:
@@ -159,23 +176,37 @@ def follow(
                     code="wait_timeout",
                 )
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            if evaluate and current["status"] == "blocked":
-                # Ask the server to re-run the gates now rather than at its next round; a token
-                # that may not (a viewer following along) just polls.
-                try:
-                    current = api.post(f"/promotions/{ident}/evaluate")
-                    continue
-                except Failure as exc:
-                    if exc.status == UNAVAILABLE:
-                        raise
-                    evaluate = exc.code not in ("missing_role", "out_of_scope")
-            current = api.get(f"/promotions/{ident}")
-    finally:
-        if live is not None:
-            live.stop()
+            current, evaluate = _poll(api, ident, current, evaluate=evaluate)
+
+
+def _poll(
+    api: Api, ident: int, current: dict[str, Any], *, evaluate: bool
+) -> tuple[dict[str, Any], bool]:
+    """Fetch the promotion again; return it and whether to keep asking for re-evaluations."""
+    if evaluate and current["status"] == "blocked":
+        # Ask the server to re-run the gates now rather than at its next round; a token that may
+        # not (a viewer following along) just polls.
+        try:
+            return api.post(f"/promotions/{ident}/evaluate"), True
+        except Failure as exc:
+            if exc.status == UNAVAILABLE:
+                raise
+            evaluate = exc.code not in ("missing_role", "out_of_scope")
+    return api.get(f"/promotions/{ident}"), evaluate
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """--wait, --timeout, --interval: whether to follow a promotion, for how long, how often."""
+
+    wait: bool
+    timeout: float
+    interval: float
 
 
 def wait_options(f: Any) -> Any:
+    """Add --wait, --timeout and --interval, passed to the command as ``waiting``."""
+    f = gathered("waiting", Waiting)(f)
     f = click.option(
         "--interval",
         type=Duration(),
@@ -197,18 +228,10 @@ def wait_options(f: Any) -> Any:
     )(f)
 
 
-def finish(
-    api: Api,
-    fmt: str,
-    p: dict[str, Any],
-    *,
-    wait: bool,
-    timeout: float,
-    interval: float,
-    diff: bool = False,
-) -> int:
-    if wait and not p.get("dry_run") and p.get("id") is not None:
-        p = follow(api, p, timeout=timeout, interval=interval)
+def finish(api: Api, fmt: str, p: dict[str, Any], waiting: Waiting, *, diff: bool = False) -> int:
+    """Show the promotion (followed first with --wait); return the exit status it means."""
+    if waiting.wait and not p.get("dry_run") and p.get("id") is not None:
+        p = follow(api, p, timeout=waiting.timeout, interval=waiting.interval)
         emit(fmt, p, lambda c, d: show_promotion(c, d, diff=diff))
         return OK if p["status"] == "applied" else REFUSED
     emit(fmt, p, lambda c, d: show_promotion(c, d, diff=diff))
@@ -216,6 +239,32 @@ def finish(
 
 
 # -- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromotionRequest:
+    """The options of `promote` that the server gets: where to, what moves, and why."""
+
+    to: str
+    from_: str | None
+    dry_run: bool
+    images: bool
+    flags: str  # eligible, none, or KEY,KEY
+    reason: str | None
+
+    def body(self) -> dict[str, Any]:
+        """The API's body for the promotion."""
+        body: dict[str, Any] = {"to": self.to, "images": self.images, "dry_run": self.dry_run}
+        body["flags"] = (
+            self.flags
+            if self.flags in ("eligible", "none")
+            else [k for k in self.flags.split(",") if k]
+        )
+        if self.from_:
+            body["from"] = self.from_
+        if self.reason:
+            body["reason"] = self.reason
+        return body
 
 
 @click.command()
@@ -235,20 +284,9 @@ def finish(
 @click.option("--reason", metavar="TEXT", help="Why, for the audit log.")
 @wait_options
 @client_command
+@gathered("request", PromotionRequest)
 def promote(
-    api: Api,
-    fmt: str,
-    app: str,
-    to: str,
-    from_: str | None,
-    dry_run: bool,
-    diff: bool,
-    images: bool,
-    flags: str,
-    reason: str | None,
-    wait: bool,
-    timeout: float,
-    interval: float,
+    api: Api, fmt: str, app: str, request: PromotionRequest, diff: bool, waiting: Waiting
 ) -> int:
     """Promote APP into a stage: print the plan, every gate and (--diff) the rendered diff.
 
@@ -259,14 +297,8 @@ def promote(
     Example:
       stageflow promote demo --to staging --wait --timeout 15m
     """
-    body: dict[str, Any] = {"to": to, "images": images, "dry_run": dry_run}
-    body["flags"] = flags if flags in ("eligible", "none") else [k for k in flags.split(",") if k]
-    if from_:
-        body["from"] = from_
-    if reason:
-        body["reason"] = reason
-    made = api.post(f"/apps/{app}/promotions", body)
-    return finish(api, fmt, made, wait=wait, timeout=timeout, interval=interval, diff=diff)
+    made = api.post(f"/apps/{app}/promotions", request.body())
+    return finish(api, fmt, made, waiting, diff=diff)
 
 
 @click.group()
@@ -345,7 +377,7 @@ def wait_promotion(api: Api, fmt: str, promotion_id: int, timeout: float, interv
       stageflow promotions wait 12 --timeout 30m
     """
     found = api.get(f"/promotions/{promotion_id}")
-    return finish(api, fmt, found, wait=True, timeout=timeout, interval=interval)
+    return finish(api, fmt, found, Waiting(wait=True, timeout=timeout, interval=interval))
 
 
 @click.command()
@@ -353,15 +385,7 @@ def wait_promotion(api: Api, fmt: str, promotion_id: int, timeout: float, interv
 @click.option("--comment", metavar="TEXT", help="Why you approve, kept with the approval.")
 @wait_options
 @client_command
-def approve(
-    api: Api,
-    fmt: str,
-    promotion_id: int,
-    comment: str | None,
-    wait: bool,
-    timeout: float,
-    interval: float,
-) -> int:
+def approve(api: Api, fmt: str, promotion_id: int, comment: str | None, waiting: Waiting) -> int:
     """Approve a promotion (never your own); it applies when the approvals and gates hold.
 
     \b
@@ -370,7 +394,7 @@ def approve(
     """
     body = {"comment": comment} if comment else {}
     done = api.post(f"/promotions/{promotion_id}/approvals", body)
-    return finish(api, fmt, done, wait=wait, timeout=timeout, interval=interval)
+    return finish(api, fmt, done, waiting)
 
 
 @click.command()

@@ -64,6 +64,22 @@ def _adopt(directory: Path, overlays: list[Path]) -> list[str]:
     apps: dict[str, list[str]] = {}
     for overlay in overlays:
         apps.setdefault(overlay.parent.parent.name, []).append(overlay.name)
+    stages = _stage_order(apps)
+    (directory / "stageflow.yaml").write_text(_pipeline_text(directory, apps, stages))
+    done = [f"wrote stageflow.yaml: apps {', '.join(sorted(apps))}; stages {' -> '.join(stages)}"]
+    done += _write_empty_flags(directory, apps)
+    missing = [s for s in stages for a in apps if s not in apps[a]]
+    if missing:
+        done.append(
+            "note: some apps lack some stages' overlays ("
+            + ", ".join(sorted(set(missing)))
+            + "); add them before promoting into those stages"
+        )
+    return done
+
+
+def _stage_order(apps: dict[str, list[str]]) -> list[str]:
+    """Every app's stages once, in promotion order as far as their names tell it."""
     stages: list[str] = []
     for app in sorted(apps):
         for stage in sorted(apps[app], key=_stage_rank):
@@ -71,8 +87,11 @@ def _adopt(directory: Path, overlays: list[Path]) -> list[str]:
                 stages.append(stage)
     # the usual names in their usual order; any other name keeps the order it was found in
     found = list(stages)
-    stages = sorted(found, key=lambda s: (_stage_rank(s)[0], found.index(s)))
-    done = []
+    return sorted(found, key=lambda s: (_stage_rank(s)[0], found.index(s)))
+
+
+def _pipeline_text(directory: Path, apps: dict[str, list[str]], stages: list[str]) -> str:
+    """The adopted repo's stageflow.yaml, each stage's namespace read from an overlay of it."""
     lines = [
         "# Stageflow pipeline, written by `stageflow init` from the overlays found here.",
         "# Stages are in promotion order: check it, then add gates (checks, soak, metrics) and",
@@ -89,10 +108,12 @@ def _adopt(directory: Path, overlays: list[Path]) -> list[str]:
             directory,
         )
         lines += [f"  - name: {stage}", f"    namespace: {_namespace_of(first, stage)}"]
-    (directory / "stageflow.yaml").write_text("\n".join(lines) + "\n")
-    done.append(
-        f"wrote stageflow.yaml: apps {', '.join(sorted(apps))}; stages {' -> '.join(stages)}"
-    )
+    return "\n".join(lines) + "\n"
+
+
+def _write_empty_flags(directory: Path, apps: dict[str, list[str]]) -> list[str]:
+    """Give every overlay without a flags.json an empty one; return what was created."""
+    done = []
     for app, names in sorted(apps.items()):
         for stage in names:
             flags = directory / "apps" / app / "overlays" / stage / "flags.json"
@@ -104,13 +125,6 @@ def _adopt(directory: Path, overlays: list[Path]) -> list[str]:
                 }
                 flags.write_text(json.dumps(document, indent=2) + "\n")
                 done.append(f"created empty {flags.relative_to(directory)}")
-    missing = [s for s in stages for a in apps if s not in apps[a]]
-    if missing:
-        done.append(
-            "note: some apps lack some stages' overlays ("
-            + ", ".join(sorted(set(missing)))
-            + "); add them before promoting into those stages"
-        )
     return done
 
 
@@ -147,6 +161,12 @@ def init(directory: Path) -> int:
             "\n".join([*done, hint]),
         )
         return OK
+    _write_starter(directory)
+    return OK
+
+
+def _write_starter(directory: Path) -> None:
+    """Copy the starter GitOps repo into an empty (or new) ``directory``, and say what it wrote."""
     if directory.exists() and any(p.name != ".git" for p in directory.iterdir()):
         raise Failure(
             REFUSED,
@@ -176,7 +196,6 @@ def init(directory: Path) -> int:
         "set STAGEFLOW_GIT_URL"
     )
     report({"action": "created", "directory": str(directory), "files": written}, "\n".join(text))
-    return OK
 
 
 # -- doctor -----------------------------------------------------------------------------------

@@ -18,17 +18,14 @@ def _version(ref: ImageRef) -> str:
 
 
 def set_image(
-    sf: Stageflow,
-    app_name: str,
-    stage_name: str,
-    *,
-    name: str,
-    actor: Actor,
-    tag: str | None = None,
-    digest: str | None = None,
+    sf: Stageflow, app_name: str, stage_name: str, wanted: ImageRef, *, actor: Actor
 ) -> Committed[Outcome]:
-    """Point an image of the first stage at a new tag or digest, as one commit."""
-    ref = image_ref(name, tag=tag, digest=digest)
+    """Point an image of the first stage at a new tag or digest, as one commit.
+
+    ``wanted`` names the image and gives the tag, the digest or both; it is validated here,
+    whoever built it.
+    """
+    ref = image_ref(wanted.name, tag=wanted.tag, digest=wanted.digest, new_name=wanted.new_name)
 
     def operation(ws: Workspace) -> Change[Outcome]:
         pipeline = pipeline_in(sf, ws)

@@ -21,7 +21,7 @@ from stageflow.domain.errors import Unavailable
 from stageflow.domain.ledger import AuditEntry
 from stageflow.services import idempotency, promotions, replicas, rollbacks, tokens
 from stageflow.services.context import Stageflow
-from stageflow.services.ports import CommitFacts
+from stageflow.services.ports import CommitFacts, History
 
 log = logging.getLogger(__name__)
 
@@ -78,36 +78,51 @@ class Settler:
         return done
 
     def _sweep(self, done: Round) -> None:
-        sf = self.sf
-        if sf.history is None:
+        """Record the pushed commits whose writer died before recording them (from trailers)."""
+        if self.sf.history is None:
             return
-        head = sf.repo.head()
+        head = self.sf.repo.head()
         if head == self.through:
             return
+        ripe = self._ripe(self.sf.history, head)
+        if not ripe:
+            return  # (a commit without a change id is no writer's: nothing to record)
+        self._settle_rollbacks(ripe, done)
+        self._audit(ripe, done)
+        self.through = ripe[-1].revision
+
+    def _ripe(self, history: History, head: str) -> list[CommitFacts]:
+        """The Stageflow commits since the last sweep, old enough to record, oldest first."""
         # A younger commit may still be recorded by the process that pushed it.
-        cutoff = sf.clock() - timedelta(seconds=sf.record_grace)
+        cutoff = self.sf.clock() - timedelta(seconds=self.sf.record_grace)
         ripe: list[CommitFacts] = []
-        for commit in sf.history.stageflow_commits(self.through, head, limit=SWEEP_LIMIT):
+        for commit in history.stageflow_commits(self.through, head, limit=SWEEP_LIMIT):
             if commit.at > cutoff:
                 break  # oldest first: the rest are younger still
             if "Stageflow-Change" in commit.trailers:
                 ripe.append(commit)
-        if not ripe:
-            return  # (a commit without a change id is no writer's: nothing to record)
+        return ripe
+
+    def _settle_rollbacks(self, ripe: list[CommitFacts], done: Round) -> None:
+        """Record the rollbacks these commits made whose promotions still say `applied`."""
         for commit in ripe:
             promotion_id = commit.trailers.get("Stageflow-Rollback", "")
-            if promotion_id.isdigit():
-                rolled = rollbacks.settle_rollback(
-                    sf,
-                    int(promotion_id),
-                    commit.revision,
-                    actor=commit.trailers.get("Stageflow-Actor", "stageflow"),
-                    automatic=commit.trailers.get(rollbacks.AUTOMATIC_TRAILER) == "true",
-                )
-                if rolled is not None:
-                    done.rollbacks.append(int(promotion_id))
+            if not promotion_id.isdigit():
+                continue
+            rolled = rollbacks.settle_rollback(
+                self.sf,
+                int(promotion_id),
+                commit.revision,
+                actor=commit.trailers.get("Stageflow-Actor", "stageflow"),
+                automatic=commit.trailers.get(rollbacks.AUTOMATIC_TRAILER) == "true",
+            )
+            if rolled is not None:
+                done.rollbacks.append(int(promotion_id))
+
+    def _audit(self, ripe: list[CommitFacts], done: Round) -> None:
+        """Add an audit entry for each commit whose change the audit log does not have yet."""
         ids = [c.trailers["Stageflow-Change"] for c in ripe]
-        with sf.uow() as uow:
+        with self.sf.uow() as uow:
             uow.serialize("stageflow-settler-audit")  # every worker sweeps: one at a time
             known = uow.audit.recorded_changes(ids)
             for commit in ripe:
@@ -116,7 +131,6 @@ class Settler:
                 uow.audit.add(_entry(commit))
                 done.audited.append(commit.revision)
             uow.commit()
-        self.through = ripe[-1].revision
 
 
 def _entry(commit: CommitFacts) -> AuditEntry:

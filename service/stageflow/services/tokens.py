@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from stageflow.domain.errors import (
@@ -44,32 +44,35 @@ def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+@dataclass(frozen=True)
+class NewToken:
+    """What a token to create is: name, owner, roles, scope (empty: every one) and expiry."""
+
+    name: str
+    owner: str
+    roles: Sequence[str]
+    apps: Sequence[str] = ()
+    stages: Sequence[str] = ()
+    expires_at: datetime | None = None
+
+
 def create_token(
-    sf: Stageflow,
-    *,
-    name: str,
-    owner: str,
-    roles: list[str],
-    created_by: str,
-    apps: Sequence[str] = (),
-    stages: Sequence[str] = (),
-    expires_at: datetime | None = None,
-    secret: str | None = None,
+    sf: Stageflow, new: NewToken, *, created_by: str, secret: str | None = None
 ) -> tuple[ApiToken, str]:
     """Create a token; the secret is returned here and never again."""
     now = sf.clock()
-    if expires_at is not None and expires_at <= now:
+    if new.expires_at is not None and new.expires_at <= now:
         raise Invalid("expires_at is in the past; give a future time (ISO 8601 with a zone)")
-    if not name.strip():
+    if not new.name.strip():
         raise Invalid("a token needs a non-empty name")
     token = ApiToken(
         id=str(uuid.uuid4()),
-        name=name.strip(),
-        owner=validate_owner(owner),
-        roles=validate_roles(list(roles)),
-        scope=Scope(apps=tuple(apps), stages=tuple(stages)),
+        name=new.name.strip(),
+        owner=validate_owner(new.owner),
+        roles=validate_roles(list(new.roles)),
+        scope=Scope(apps=tuple(new.apps), stages=tuple(new.stages)),
         created_at=now,
-        expires_at=expires_at,
+        expires_at=new.expires_at,
         created_by=created_by,
     )
     secret = secret or new_secret()
@@ -107,34 +110,7 @@ def authenticate(sf: Stageflow, secret: str | None, *, client: str | None = None
     if hit is not None and now_mono - hit[0] < CACHE_TTL:
         token = hit[1]
     else:
-        limiter = sf.auth_failures
-        if hit is None and limiter is not None and client and (wait := limiter.wait(client)):
-            raise _too_many(wait)
-        # The ledger is the truth while it is up; when it is down, a token verified not long
-        # ago goes on working (flag reads and OFREP come from Git), and a revocation made
-        # meanwhile applies once it is back.
-        if hit is None:  # verified by another process of the fleet, lately
-            hit = sf.token_fallback.get(digest)
-        fallback = hit if hit is not None and now_mono - hit[0] < sf.token_outage_grace else None
-        try:
-            found = _lookup(sf, digest, fallback=fallback)
-        except Unavailable:
-            if fallback is None:
-                raise
-            found = fallback[1]
-        else:
-            if found is None:
-                _failed(sf, client)
-                raise Unauthenticated(
-                    "the token is not known; check for a typo or ask an admin for a new one",
-                    code="token_invalid",
-                )
-            with _cache_lock:
-                sf.token_cache.pop(digest, None)
-                sf.token_cache[digest] = (now_mono, found)
-                while len(sf.token_cache) > CACHE_SIZE:
-                    del sf.token_cache[next(iter(sf.token_cache))]
-        token = found
+        token = _verify(sf, digest, hit, client=client, now_mono=now_mono)
     if not token.active(sf.clock()):
         _failed(sf, client)
         raise Unauthenticated(
@@ -143,6 +119,44 @@ def authenticate(sf: Stageflow, secret: str | None, *, client: str | None = None
             code="token_inactive",
         )
     return token
+
+
+def _verify(
+    sf: Stageflow,
+    digest: str,
+    hit: tuple[float, ApiToken] | None,
+    *,
+    client: str | None,
+    now_mono: float,
+) -> ApiToken:
+    """Find the token for ``digest`` when the cache (``hit``, if any) is too old to answer."""
+    limiter = sf.auth_failures
+    if hit is None and limiter is not None and client and (wait := limiter.wait(client)):
+        raise _too_many(wait)
+    # The ledger is the truth while it is up; when it is down, a token verified not long ago
+    # goes on working (flag reads and OFREP come from Git), and a revocation made meanwhile
+    # applies once it is back.
+    if hit is None:  # verified by another process of the fleet, lately
+        hit = sf.token_fallback.get(digest)
+    fallback = hit if hit is not None and now_mono - hit[0] < sf.token_outage_grace else None
+    try:
+        found = _lookup(sf, digest, fallback=fallback)
+    except Unavailable:
+        if fallback is None:
+            raise
+        return fallback[1]
+    if found is None:
+        _failed(sf, client)
+        raise Unauthenticated(
+            "the token is not known; check for a typo or ask an admin for a new one",
+            code="token_invalid",
+        )
+    with _cache_lock:
+        sf.token_cache.pop(digest, None)
+        sf.token_cache[digest] = (now_mono, found)
+        while len(sf.token_cache) > CACHE_SIZE:
+            del sf.token_cache[next(iter(sf.token_cache))]
+    return found
 
 
 def _lookup(
@@ -284,9 +298,7 @@ def ensure_admin_token(sf: Stageflow, configured: str | None) -> str | None:
             return None
     _, secret = create_token(
         sf,
-        name="bootstrap admin",
-        owner="admin",
-        roles=["admin"],
+        NewToken(name="bootstrap admin", owner="admin", roles=["admin"]),
         created_by="stageflow",
         secret=configured,
     )

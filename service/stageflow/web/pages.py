@@ -382,10 +382,9 @@ def history() -> Any:
     chosen = {k: (request.args.get(k) or "").strip() or None for k in ("app", "stage", "actor")}
     entries = audit.list_audit(
         current_stageflow(),
-        app=chosen["app"],
-        stage=chosen["stage"],
-        actor=chosen["actor"],
-        limit=200,
+        audit.AuditQuery(
+            app=chosen["app"], stage=chosen["stage"], actor=chosen["actor"], limit=200
+        ),
         reader=current_token(),
     )
     return render_template(
