@@ -54,42 +54,60 @@ def move_versions(session: Session) -> None:
         )
 
 
+def _promotion(row: PromotionRecord, approvals: Sequence[Approval]) -> Promotion:
+    """The domain promotion of a row and its approvals (oldest first)."""
+    return Promotion(
+        id=row.id,
+        app=row.app,
+        source=row.source,
+        target=row.target,
+        status=row.status,
+        requested_by=row.requested_by,
+        reason=row.reason,
+        message=row.message,
+        selection=Selection.from_json(row.selection or {}),
+        plan=None,
+        plan_json=row.plan or {},
+        gates=tuple(GateResult.from_json(g) for g in row.gates or []),
+        diff=row.diff,
+        source_revision=row.source_revision,
+        source_content=row.source_content,
+        base_revision=row.base_revision,
+        revision=row.revision,
+        rolled_back_revision=row.rolled_back_revision,
+        applier=row.applier,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+        approvals=tuple(approvals),
+    )
+
+
 class SqlPromotions:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def _domain(self, row: PromotionRecord) -> Promotion:
-        approvals = self.session.scalars(
+    def _approvals(self, promotion_ids: Sequence[int]) -> dict[int, list[Approval]]:
+        """The approvals of ``promotion_ids`` in one query (a list of 100 is not 101 queries)."""
+        found: dict[int, list[Approval]] = {promotion_id: [] for promotion_id in promotion_ids}
+        if not promotion_ids:
+            return found
+        rows = self.session.scalars(
             select(ApprovalRecord)
-            .where(ApprovalRecord.promotion_id == row.id)
+            .where(ApprovalRecord.promotion_id.in_(list(promotion_ids)))
             .order_by(ApprovalRecord.id)
         )
-        return Promotion(
-            id=row.id,
-            app=row.app,
-            source=row.source,
-            target=row.target,
-            status=row.status,
-            requested_by=row.requested_by,
-            reason=row.reason,
-            message=row.message,
-            selection=Selection.from_json(row.selection or {}),
-            plan=None,
-            plan_json=row.plan or {},
-            gates=tuple(GateResult.from_json(g) for g in row.gates or []),
-            diff=row.diff,
-            source_revision=row.source_revision,
-            source_content=row.source_content,
-            base_revision=row.base_revision,
-            revision=row.revision,
-            rolled_back_revision=row.rolled_back_revision,
-            applier=row.applier,
-            created_at=_aware(row.created_at),
-            updated_at=_aware(row.updated_at),
-            approvals=tuple(
-                Approval(approver=a.approver, at=_aware(a.at), comment=a.comment) for a in approvals
-            ),
-        )
+        for a in rows:
+            found[a.promotion_id].append(
+                Approval(approver=a.approver, at=_aware(a.at), comment=a.comment)
+            )
+        return found
+
+    def _domain(self, row: PromotionRecord) -> Promotion:
+        return self._domains([row])[0]
+
+    def _domains(self, rows: Sequence[PromotionRecord]) -> list[Promotion]:
+        approvals = self._approvals([row.id for row in rows])
+        return [_promotion(row, approvals[row.id]) for row in rows]
 
     @staticmethod
     def _values(promotion: Promotion) -> dict[str, Any]:
@@ -163,7 +181,7 @@ class SqlPromotions:
             query = query.where(PromotionRecord.status.in_(list(statuses)))
         if before_id is not None:
             query = query.where(PromotionRecord.id < before_id)
-        return [self._domain(row) for row in self.session.scalars(query)]
+        return self._domains(list(self.session.scalars(query)))
 
     def add_approval(self, promotion_id: int, approval: Approval) -> bool:
         try:
