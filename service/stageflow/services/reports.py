@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from stageflow.domain.errors import Invalid, NotFound
-from stageflow.domain.gates import CheckResult, Deployment
+from stageflow.domain.gates import CheckResult, CheckStatus, Deployment
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.promotions import Promotion
 from stageflow.services import promotions, rollbacks
@@ -48,7 +48,7 @@ def record_check(
             f"check kind {kind!r} must be lowercase letters, digits, - or _ (like smoke)",
             code="invalid_check_kind",
         )
-    if status not in ("passed", "failed"):
+    if status not in tuple(CheckStatus):
         raise Invalid(f"status must be passed or failed, not {status!r}")
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
@@ -58,7 +58,7 @@ def record_check(
         kind=kind,
         revision=sha,
         content=content_at(sf, sha, app, stage_name),
-        status=status,
+        status=CheckStatus(status),
         at=sf.clock(),
         summary=summary,
         url=url,
@@ -79,7 +79,7 @@ def record_check(
         )
         uow.commit()
     rolled = None
-    if status == "failed" and kind == "smoke":
+    if status == CheckStatus.FAILED and kind == "smoke":
         rolled = rollbacks.on_failure(
             sf,
             app,

@@ -10,7 +10,7 @@ from stageflow.domain.errors import Conflict, NotFound, StageflowError, Unavaila
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.pipeline import App, Stage
-from stageflow.domain.promotions import Promotion, Rejection
+from stageflow.domain.promotions import Promotion, PromotionStatus, Rejection
 from stageflow.services import holds, promotions
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
@@ -37,13 +37,13 @@ def rollback(
 ) -> Promotion:
     """Restore the target overlay as it was before an applied promotion, as a new commit."""
     promotion = promotions.get_promotion(sf, promotion_id)
-    if promotion.status == "rolled_back":
+    if promotion.status == PromotionStatus.ROLLED_BACK:
         raise Conflict(
             f"promotion {promotion_id} is rolled back already (commit "
             f"{(promotion.rolled_back_revision or '')[:12]})",
             code="already_rolled_back",
         )
-    if promotion.status != "applied" or promotion.revision is None:
+    if promotion.status != PromotionStatus.APPLIED or promotion.revision is None:
         raise Conflict(
             f"promotion {promotion_id} is {promotion.status}; only applied promotions roll back",
             code="promotion_not_applied",
@@ -108,7 +108,7 @@ def _rolled_back(
     rolled, moved = promotions.finish_once(
         sf,
         promotion,
-        "rolled_back",
+        PromotionStatus.ROLLED_BACK,
         actor,
         rolled_back_revision=revision,
         message=f"rolled back by {actor} as {revision[:12]}: {why}",
@@ -125,7 +125,11 @@ def settle_rollback(
 ) -> Promotion | None:
     """Record a rollback commit found on the remote whose promotion still says `applied`."""
     promotion = promotions.find_promotion(sf, promotion_id)
-    if promotion is None or promotion.status != "applied" or promotion.revision is None:
+    if (
+        promotion is None
+        or promotion.status != PromotionStatus.APPLIED
+        or promotion.revision is None
+    ):
         return None
     return _rolled_back(
         sf,
@@ -191,7 +195,7 @@ def on_failure(sf: Stageflow, app: App, stage: Stage, revision: str, why: str) -
     producer = snap.overlay_revision(app, stage.name)
     with sf.uow() as uow:
         applied = uow.promotions.list(
-            app=app.name, target=stage.name, statuses=["applied"], limit=20
+            app=app.name, target=stage.name, statuses=[PromotionStatus.APPLIED], limit=20
         )
     for promotion in applied:
         if promotion.revision and promotion.revision == producer and promotion.id is not None:

@@ -21,8 +21,14 @@ from stageflow.adapters.database.records import (
     RejectionRecord,
 )
 from stageflow.adapters.database.repositories import _utc
-from stageflow.domain.gates import CheckResult, Deployment, Freeze, GateResult, Hold
-from stageflow.domain.promotions import Approval, Promotion, Rejection, Selection
+from stageflow.domain.gates import CheckResult, CheckStatus, Deployment, Freeze, GateResult, Hold
+from stageflow.domain.promotions import (
+    Approval,
+    Promotion,
+    PromotionStatus,
+    Rejection,
+    Selection,
+)
 
 
 def _aware(value: datetime) -> datetime:
@@ -61,7 +67,7 @@ def _promotion(row: PromotionRecord, approvals: Sequence[Approval]) -> Promotion
         app=row.app,
         source=row.source,
         target=row.target,
-        status=row.status,
+        status=PromotionStatus(row.status),
         requested_by=row.requested_by,
         reason=row.reason,
         message=row.message,
@@ -210,7 +216,7 @@ class SqlChecks:
             kind=row.kind,
             revision=row.revision,
             content=row.content,
-            status=row.status,
+            status=CheckStatus(row.status),
             at=_aware(row.at),
             summary=row.summary,
             url=row.url,
