@@ -6,6 +6,7 @@ arranges a ledger and a repo in memory and asserts on what the use case decided.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tests.fakes import FakeMetrics, FakeWorkspace, FakeWorld, fake_stageflow
 ALICE, BOB = Actor("alice"), Actor("bob")
 DEV_FLAGS = "apps/demo/overlays/development/flags.json"
 STAGING_KUSTOMIZATION = "apps/demo/overlays/staging/kustomization.yaml"
+STAGING_FLAGS = "apps/demo/overlays/staging/flags.json"
 
 
 @pytest.fixture
@@ -441,3 +443,44 @@ def test_soak_counts_from_the_first_healthy_report(world: FakeWorld):
     world.clock.advance(seconds=31)
     again = promotions.promote(world.sf, "demo", to="production", actor=ALICE, dry_run=True)
     assert again.status == "pending_approval"
+
+
+def test_a_flag_moves_with_the_shared_evaluators_its_targeting_uses(world: FakeWorld):
+    doc = json.loads(world.repo.read(world.repo.head(), DEV_FLAGS) or "")
+    doc["$evaluators"] = {"acme": {"ends_with": [{"var": "email"}, "@acme.org"]}}
+    doc["flags"]["acme_only"] = {
+        "state": "ENABLED",
+        "variants": {"on": True, "off": False},
+        "defaultVariant": "off",
+        "targeting": {"if": [{"$ref": "acme"}, "on", "off"]},
+        "metadata": {"lifecycle": "beta"},
+    }
+    world.repo.commit({DEV_FLAGS: json.dumps(doc, indent=2)})
+    vetted(world)
+
+    promotion = promotions.promote(
+        world.sf, "demo", to="staging", actor=ALICE, selection=Selection(images=False)
+    )
+
+    assert promotion.status == PromotionStatus.APPLIED
+    assert promotion.plan_json == {
+        "images": [],
+        "flags": [{"key": "acme_only", "from": "absent", "to": "on"}],
+    }
+    staging = json.loads(world.repo.read(world.repo.head(), STAGING_FLAGS) or "")
+    assert staging["$evaluators"]["acme"] == doc["$evaluators"]["acme"]
+    assert staging["flags"]["acme_only"]["targeting"] == {"if": [{"$ref": "acme"}, "on", "off"]}
+    assert '"acme_only"' in promotion.diff
+
+
+def test_an_apply_this_process_is_still_making_is_not_settled(world: FakeWorld):
+    vetted(world)
+    world.repo.fail_before_push = Unavailable(
+        "ledger down", code="database_unavailable", details={"committed": True}
+    )
+    with world.sf.in_flight("promotion:demo:staging"):
+        with pytest.raises(Unavailable):
+            promotions.promote(world.sf, "demo", to="staging", actor=ALICE)
+        # its applier is this process, which still works on it: it is left to finish
+        assert promotions.settle(world.sf, 1).status == PromotionStatus.APPLYING
+    assert promotions.settle(world.sf, 1).status == PromotionStatus.FAILED

@@ -36,7 +36,8 @@ def outward_references(folder: str, text: str) -> list[str]:
         if ".." not in token or "://" in token:
             continue
         path = posixpath.normpath(posixpath.join(folder, token))
-        if path != ".." and not path.startswith("../") and not posixpath.isabs(path):
+        # the repository's root is not copied whole: no overlay renders the entire repository
+        if path not in (".", "..") and not path.startswith("../") and not posixpath.isabs(path):
             found.append(path)
     return found
 
@@ -122,25 +123,26 @@ class ScratchWorkspace:
             if not entries:  # a file (Git stores no empty folders), or nothing at all
                 self._copy_file(current)
                 continue
-            self._copied.add(current)
-            pending.extend(self._copy_entries(current, entries))
+            pending.extend(self._copy_tree(current, entries))
 
     def _is_copied(self, path: str) -> bool:
         return any(path == done or path.startswith(done + "/") for done in self._copied)
 
-    def _copy_entries(self, folder: str, entries: dict[str, str]) -> list[str]:
-        """Copy the files of ``folder``; return its subfolders and the paths it refers to."""
-        more: list[str] = []
+    def _copy_tree(self, folder: str, entries: dict[str, str]) -> list[str]:
+        """Copy ``folder`` and its subfolders; return the paths their kustomizations reach."""
+        self._copied.add(folder)
+        reached: list[str] = []
         for name, object_id in entries.items():
             path = f"{folder}/{name}"
-            if self.repo.tree_entries(self.revision, path):
-                more.append(path)
+            inner = self.repo.tree_entries(self.revision, path)
+            if inner:
+                reached.extend(self._copy_tree(path, inner))
                 continue
             data = self.repo.read_blob(object_id)
             self._put(path, data)
             if name in KUSTOMIZATION_NAMES:
-                more.extend(outward_references(folder, data.decode("utf-8", "replace")))
-        return more
+                reached.extend(outward_references(folder, data.decode("utf-8", "replace")))
+        return reached
 
     def _copy_file(self, path: str) -> None:
         blob = self.repo.blob_id(self.revision, path)
