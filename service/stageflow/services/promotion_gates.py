@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, NotRequired, TypedDict, Unpack
 
 from stageflow.domain.gates import (
     Deployment,
@@ -33,17 +33,18 @@ class Gating(NamedTuple):
     running: str | None
 
 
+class People(TypedDict):
+    """Who asked for a promotion and who approved it (the approvals gate counts them)."""
+
+    requester: str
+    approvers: NotRequired[Sequence[str]]
+
+
 def evaluate_gates(
-    sf: Stageflow,
-    snap: Snapshot,
-    app: App,
-    source: Stage,
-    target: Stage,
-    *,
-    requester: str,
-    approvers: Sequence[str] = (),
+    sf: Stageflow, snap: Snapshot, app: App, source: Stage, target: Stage, **people: Unpack[People]
 ) -> Gating:
     """Evaluate every gate of ``source`` -> ``target``; return gates, source state, revision."""
+    requester, approvers = people["requester"], people.get("approvers", ())
     content = snap.content(app, source.name)
     with sf.uow() as uow:
         reports = uow.deployments.recent(app.name, source.name)

@@ -46,6 +46,7 @@ from stageflow.services.state import Snapshot, snapshot
 
 __all__ = [
     "Gating",
+    "ListQuery",
     "PromoteOptions",
     "SourceChanged",
     "approve",
@@ -329,24 +330,27 @@ def find_promotion(sf: Stageflow, promotion_id: int) -> Promotion | None:
         return uow.promotions.get(promotion_id)
 
 
-def list_promotions(
-    sf: Stageflow,
-    *,
-    app: str | None = None,
-    target: str | None = None,
-    status: str | None = None,
-    before_id: int | None = None,
-    limit: int = 100,
-    scope: Scope | None = None,
-) -> Sequence[Promotion]:
+class ListQuery(TypedDict, total=False):
+    """Which promotions ``list_promotions`` answers, newest first."""
+
+    app: str | None
+    target: str | None
+    status: str | None
+    before_id: int | None
+    limit: int  # default 100
+    scope: Scope | None  # only its apps, into its stages
+
+
+def list_promotions(sf: Stageflow, **query: Unpack[ListQuery]) -> Sequence[Promotion]:
     """List promotions newest first; with ``scope``, only those of its apps into its stages."""
+    scope, status = query.get("scope"), query.get("status")
     with sf.uow() as uow:
         return uow.promotions.list(
-            app=app,
-            target=target,
+            app=query.get("app"),
+            target=query.get("target"),
             statuses=[status] if status else (),
-            before_id=before_id,
-            limit=limit,
+            before_id=query.get("before_id"),
+            limit=query.get("limit", 100),
             apps=scope.apps if scope else (),
             targets=scope.stages if scope else (),
         )

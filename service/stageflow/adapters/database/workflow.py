@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import and_, func, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ from stageflow.domain.promotions import (
     Rejection,
     Selection,
 )
+from stageflow.services.ports import PromotionQuery
 
 
 def _aware(value: datetime) -> datetime:
@@ -86,6 +87,25 @@ def _promotion(row: PromotionRecord, approvals: Sequence[Approval]) -> Promotion
         updated_at=_aware(row.updated_at),
         approvals=tuple(approvals),
     )
+
+
+def _promotion_filter(query: PromotionQuery) -> list[Any]:
+    """The WHERE clauses of a promotion query: one per key given."""
+    equal = {"app": PromotionRecord.app, "target": PromotionRecord.target}
+    equal["source"] = PromotionRecord.source
+    within = {"apps": PromotionRecord.app, "targets": PromotionRecord.target}
+    within["statuses"] = PromotionRecord.status
+    clauses: list[Any] = [
+        column == query.get(key) for key, column in equal.items() if query.get(key) is not None
+    ]
+    for key, column in within.items():
+        values = query.get(key)
+        if values:
+            clauses.append(column.in_(list(values)))
+    before_id = query.get("before_id")
+    if before_id is not None:
+        clauses.append(PromotionRecord.id < before_id)
+    return clauses
 
 
 class SqlPromotions:
@@ -160,34 +180,10 @@ class SqlPromotions:
         result = self.session.execute(query.values(**self._values(promotion)))
         return bool(getattr(result, "rowcount", 0))
 
-    def list(
-        self,
-        *,
-        app: str | None = None,
-        target: str | None = None,
-        source: str | None = None,
-        statuses: Sequence[str] = (),
-        before_id: int | None = None,
-        limit: int = 100,
-        apps: Sequence[str] = (),
-        targets: Sequence[str] = (),
-    ) -> Sequence[Promotion]:
-        query = select(PromotionRecord).order_by(PromotionRecord.id.desc()).limit(limit)
-        if apps:
-            query = query.where(PromotionRecord.app.in_(list(apps)))
-        if targets:
-            query = query.where(PromotionRecord.target.in_(list(targets)))
-        if app is not None:
-            query = query.where(PromotionRecord.app == app)
-        if target is not None:
-            query = query.where(PromotionRecord.target == target)
-        if source is not None:
-            query = query.where(PromotionRecord.source == source)
-        if statuses:
-            query = query.where(PromotionRecord.status.in_(list(statuses)))
-        if before_id is not None:
-            query = query.where(PromotionRecord.id < before_id)
-        return self._domains(list(self.session.scalars(query)))
+    def list(self, **query: Unpack[PromotionQuery]) -> Sequence[Promotion]:
+        select_rows = select(PromotionRecord).order_by(PromotionRecord.id.desc())
+        select_rows = select_rows.limit(query.get("limit", 100)).where(*_promotion_filter(query))
+        return self._domains(list(self.session.scalars(select_rows)))
 
     def add_approval(self, promotion_id: int, approval: Approval) -> bool:
         try:
