@@ -34,6 +34,20 @@ def report(world: FakeWorld, stage: str, *kinds: str, health: str = "healthy") -
     return head
 
 
+def smoke_failed(world: FakeWorld, stage: str, revision: str | None = None):
+    """Record a failed smoke check of ``stage`` (at the head); return the rollback it made."""
+    _, _, rolled = reports.record_check(
+        world.sf,
+        "demo",
+        stage,
+        kind="smoke",
+        revision=revision or world.repo.head(),
+        status="failed",
+        actor="ci",
+    )
+    return rolled
+
+
 def in_staging(world: FakeWorld) -> int:
     report(world, "development", "smoke")
     promotion = promotions.promote(world.sf, "demo", to="staging", actor=ALICE)
@@ -129,9 +143,7 @@ def test_a_failed_smoke_check_in_production_rolls_back_holds_and_rejects(world: 
     promotion_id = in_production(world)
     head = world.repo.head()
 
-    _, _, rolled = reports.record_check(
-        world.sf, "demo", "production", kind="smoke", revision=head, status="failed", actor="ci"
-    )
+    rolled = smoke_failed(world, "production", head)
 
     assert rolled is not None and rolled.id == promotion_id
     assert rolled.status == PromotionStatus.ROLLED_BACK
@@ -153,19 +165,13 @@ def test_a_failure_of_an_older_state_or_a_stage_without_auto_rollback_is_left_al
     head = world.repo.commit({"apps/demo/overlays/production/README": "notes"})
 
     # staging has no auto_rollback
-    _, _, rolled = reports.record_check(
-        world.sf, "demo", "staging", kind="smoke", revision=head, status="failed", actor="ci"
-    )
+    rolled = smoke_failed(world, "staging", head)
     assert rolled is None
     # production now runs a state the promotion did not write (a hand edit came after it)
-    _, _, rolled = reports.record_check(
-        world.sf, "demo", "production", kind="smoke", revision=head, status="failed", actor="ci"
-    )
+    rolled = smoke_failed(world, "production", head)
     assert rolled is None
     # and a report about the promoted state, which production no longer has, is old news
-    _, _, rolled = reports.record_check(
-        world.sf, "demo", "production", kind="smoke", revision=promoted, status="failed", actor="ci"
-    )
+    rolled = smoke_failed(world, "production", promoted)
     assert rolled is None
     assert world.repo.head() == head and world.ledger.rejections == []
 
@@ -176,32 +182,14 @@ def test_an_automatic_rollback_that_cannot_be_made_is_logged_and_skipped(
     promotion_id = in_production(world)
     world.repo.fail_before_push = Unavailable("the remote went away", code="git_unavailable")
 
-    _, _, rolled = reports.record_check(
-        world.sf,
-        "demo",
-        "production",
-        kind="smoke",
-        revision=world.repo.head(),
-        status="failed",
-        actor="ci",
-    )
-
-    assert rolled is None
+    assert smoke_failed(world, "production") is None
     assert promotions.get_promotion(world.sf, promotion_id).status == PromotionStatus.APPLIED
     assert f"automatic rollback of promotion {promotion_id} skipped" in caplog.text
 
 
 def test_a_rejection_is_released_once(world: FakeWorld):
     in_production(world)
-    reports.record_check(
-        world.sf,
-        "demo",
-        "production",
-        kind="smoke",
-        revision=world.repo.head(),
-        status="failed",
-        actor="ci",
-    )
+    smoke_failed(world, "production")
     rejection = rollbacks.rejections(world.sf, "demo")[0]
 
     rollbacks.release_rejection(world.sf, "demo", rejection.id or 0, actor="bob")
