@@ -145,3 +145,57 @@ def test_the_ledger_of_every_stage_of_an_app_is_read_in_one_go(database_url: str
     assert latest["development"].revision == "r3" and "production" not in latest
     assert [c.status for c in checks["staging"]] == ["passed"]
     assert holds["staging"].reason == "second" and set(holds) == {"staging"}
+
+
+def test_a_list_of_promotions_reads_their_approvals_in_one_query(database_url: str, engine: Engine):
+    # One query for the promotions and one for all their approvals, however many are listed:
+    # a query per promotion (N+1) made the promotions page slow with a long history.
+    from sqlalchemy import event
+
+    from stageflow.domain.promotions import Approval, Promotion, Selection
+
+    upgrade(database_url)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    now = datetime.now(UTC)
+    with SqlUnitOfWork(factory) as uow:
+        for number in range(20):
+            added = uow.promotions.add(
+                Promotion(
+                    app="demo",
+                    source="staging",
+                    target="production",
+                    status="pending_approval",
+                    requested_by="amy",
+                    selection=Selection(),
+                    plan=None,
+                    plan_json={},
+                    gates=(),
+                    diff="",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            assert added.id is not None
+            for approver in ["bob", "carol"][: number % 3]:
+                uow.promotions.add_approval(added.id, Approval(approver, now, f"ok {number}"))
+        uow.commit()
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    with SqlUnitOfWork(factory) as uow:
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            listed = uow.promotions.list(app="demo", limit=100)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(listed) == 20
+    assert len(selects) == 2, selects
+    by_id = sorted(listed, key=lambda p: p.id or 0)
+    assert [len(p.approvals) for p in by_id] == [min(n % 3, 2) for n in range(20)]
+    assert [a.approver for a in by_id[2].approvals] == ["bob", "carol"]
+    assert by_id[1].approvals[0].comment == "ok 1"

@@ -10,18 +10,49 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from stageflow.domain.pipeline import FreezeWindow, MetricGate, format_duration
 
-PASSED, FAILED, PENDING, INCONCLUSIVE = "passed", "failed", "pending", "inconclusive"
+
+class GateStatus(StrEnum):
+    """A gate's verdict; only ``passed`` holds (gates fail closed)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    PENDING = "pending"
+    INCONCLUSIVE = "inconclusive"
+
+
+PASSED, FAILED, PENDING, INCONCLUSIVE = (
+    GateStatus.PASSED,
+    GateStatus.FAILED,
+    GateStatus.PENDING,
+    GateStatus.INCONCLUSIVE,
+)
+
+
+class CheckStatus(StrEnum):
+    """What a check (a smoke test, a scan) reported for a revision."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class Verdict(StrEnum):
+    """What the gates of a promotion decide together."""
+
+    APPLY = "apply"
+    PENDING_APPROVAL = "pending_approval"
+    BLOCKED = "blocked"
 
 
 @dataclass(frozen=True)
 class GateResult:
     name: str
     kind: str
-    status: str
+    status: GateStatus
     message: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
@@ -43,7 +74,7 @@ class GateResult:
         return cls(
             name=data["name"],
             kind=data["kind"],
-            status=data["status"],
+            status=GateStatus(data["status"]),
             message=data["message"],
             evidence=data.get("evidence") or {},
         )
@@ -65,7 +96,7 @@ class CheckResult:
     kind: str
     revision: str
     content: str
-    status: str  # passed | failed
+    status: CheckStatus
     at: datetime
     summary: str | None = None
     url: str | None = None
@@ -175,7 +206,7 @@ def check_gate(stage: str, kind: str, content: str, results: Sequence[CheckResul
             "summary": result.summary,
             "url": result.url,
         }
-        if result.status == "passed":
+        if result.status == CheckStatus.PASSED:
             return GateResult(
                 name, "check", PASSED, f"{kind} passed for {result.revision[:12]}", evidence
             )
@@ -392,11 +423,11 @@ def hold_gate(app: str, target: str, hold: Hold | None) -> GateResult:
     )
 
 
-def verdict(gates: Sequence[GateResult]) -> str:
+def verdict(gates: Sequence[GateResult]) -> Verdict:
     """``apply`` when every gate holds; else ``pending_approval`` or ``blocked``."""
     others = [gate for gate in gates if gate.kind != "approval"]
     if any(not gate.holds for gate in others):
-        return "blocked"
+        return Verdict.BLOCKED
     if any(not gate.holds for gate in gates):
-        return "pending_approval"
-    return "apply"
+        return Verdict.PENDING_APPROVAL
+    return Verdict.APPLY

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from stageflow.domain.errors import Conflict, Invalid
@@ -14,32 +15,45 @@ from stageflow.domain.gates import GateResult
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import Pipeline, Stage
 
-STATUSES = (
-    "blocked",
-    "pending_approval",
-    "applying",
-    "applied",
-    "rolled_back",
-    "failed",
-    "cancelled",
-    "superseded",
-)
-WAITING = ("blocked", "pending_approval")
 
+class PromotionStatus(StrEnum):
+    """Where a promotion is in its life (see ``TRANSITIONS``)."""
+
+    BLOCKED = "blocked"
+    PENDING_APPROVAL = "pending_approval"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+
+
+# The statuses as plain strings, for the API schema, the CLI's choices and the pages.
+STATUSES: tuple[str, ...] = tuple(status.value for status in PromotionStatus)
+# A waiting promotion is re-evaluated (checks, approvals, a timer) until its gates hold.
+WAITING: tuple[str, ...] = (PromotionStatus.BLOCKED.value, PromotionStatus.PENDING_APPROVAL.value)
+
+_OPEN = frozenset(
+    {
+        PromotionStatus.BLOCKED,
+        PromotionStatus.PENDING_APPROVAL,
+        PromotionStatus.APPLYING,
+        PromotionStatus.FAILED,
+        PromotionStatus.CANCELLED,
+        PromotionStatus.SUPERSEDED,
+    }
+)
 # The transitions a promotion may take; anything else is refused by ``Promotion.moved_to``.
-TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "blocked": frozenset(
-        {"blocked", "pending_approval", "applying", "failed", "cancelled", "superseded"}
-    ),
-    "pending_approval": frozenset(
-        {"blocked", "pending_approval", "applying", "failed", "cancelled", "superseded"}
-    ),
-    "applying": frozenset({"applied", "failed"}),
-    "applied": frozenset({"rolled_back"}),
-    "rolled_back": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
-    "superseded": frozenset(),
+TRANSITIONS: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
+    PromotionStatus.BLOCKED: _OPEN,
+    PromotionStatus.PENDING_APPROVAL: _OPEN,
+    PromotionStatus.APPLYING: frozenset({PromotionStatus.APPLIED, PromotionStatus.FAILED}),
+    PromotionStatus.APPLIED: frozenset({PromotionStatus.ROLLED_BACK}),
+    PromotionStatus.ROLLED_BACK: frozenset(),
+    PromotionStatus.FAILED: frozenset(),
+    PromotionStatus.CANCELLED: frozenset(),
+    PromotionStatus.SUPERSEDED: frozenset(),
 }
 
 
@@ -166,53 +180,88 @@ def plan_promotion(
     selection: Selection,
 ) -> PromotionPlan:
     """Compute what moves from the source stage into ``target``."""
-    image_moves: list[ImageMove] = []
-    current = {ref.name: ref for ref in target_images}
-    if isinstance(selection.images, tuple):
-        known = {ref.name for ref in source_images}
-        unknown = [name for name in selection.images if name not in known]
-        if unknown:
-            raise Invalid(
-                f"image(s) {', '.join(unknown)} are not in the source stage; it has "
-                f"{', '.join(sorted(known)) or 'no images'}",
-                code="unknown_image",
-            )
-    for ref in source_images:
-        if not selection.wants_image(ref.name):
-            continue
-        before = current.get(ref.name)
-        if before is None or (before.tag, before.digest) != (ref.tag, ref.digest):
-            after = ImageRef(
-                name=ref.name,
-                tag=ref.tag,
-                digest=ref.digest,
-                new_name=before.new_name if before else ref.new_name,
-            )
-            image_moves.append(ImageMove(ref.name, before, after))
+    return PromotionPlan(
+        image_moves(source_images, target_images, selection),
+        flag_moves(source_flags, target_flags, target, selection),
+    )
 
-    flag_moves: list[FlagMove] = []
-    if selection.flags != "none":
-        if isinstance(selection.flags, tuple):
-            unknown = [key for key in selection.flags if key not in source_flags.flags]
-            if unknown:
-                raise Invalid(
-                    f"flag(s) {', '.join(unknown)} are not defined in the source stage",
-                    code="unknown_flag",
-                )
-            keys: Sequence[str] = selection.flags
-        else:
-            keys = list(source_flags.flags)
-        for key in keys:
-            wanted = source_flags.flags[key]
-            held_off = False
-            lifecycle = wanted.lifecycle or "experimental"
-            if wanted.enabled and not target.allows(lifecycle):
-                wanted = set_enabled(wanted, False)
-                held_off = True
-            present = target_flags.flags.get(key)
-            if present != wanted:
-                flag_moves.append(FlagMove(key, present, wanted, held_off))
-    return PromotionPlan(tuple(image_moves), tuple(flag_moves))
+
+def image_moves(
+    source: Sequence[ImageRef], target: Sequence[ImageRef], selection: Selection
+) -> tuple[ImageMove, ...]:
+    """The selected images of the source whose version differs in the target."""
+    _refuse_unknown_images(source, selection)
+    current = {ref.name: ref for ref in target}
+    moves = (
+        _image_move(ref, current.get(ref.name)) for ref in source if selection.wants_image(ref.name)
+    )
+    return tuple(move for move in moves if move is not None)
+
+
+def _refuse_unknown_images(source: Sequence[ImageRef], selection: Selection) -> None:
+    if not isinstance(selection.images, tuple):
+        return
+    known = {ref.name for ref in source}
+    unknown = [name for name in selection.images if name not in known]
+    if unknown:
+        raise Invalid(
+            f"image(s) {', '.join(unknown)} are not in the source stage; it has "
+            f"{', '.join(sorted(known)) or 'no images'}",
+            code="unknown_image",
+        )
+
+
+def _image_move(ref: ImageRef, before: ImageRef | None) -> ImageMove | None:
+    """The move of ``ref`` into a target that has ``before`` (None when they are the same)."""
+    if before is not None and (before.tag, before.digest) == (ref.tag, ref.digest):
+        return None
+    # the target keeps its own newName: only the version moves
+    after = ImageRef(
+        name=ref.name,
+        tag=ref.tag,
+        digest=ref.digest,
+        new_name=before.new_name if before else ref.new_name,
+    )
+    return ImageMove(ref.name, before, after)
+
+
+def flag_moves(
+    source: FlagDocument, target_flags: FlagDocument, target: Stage, selection: Selection
+) -> tuple[FlagMove, ...]:
+    """The selected flags of the source that differ in the target, as the target allows them."""
+    moves = (
+        _flag_move(key, source.flags[key], target_flags.flags.get(key), target)
+        for key in _selected_flags(source, selection)
+    )
+    return tuple(move for move in moves if move is not None)
+
+
+def _selected_flags(source: FlagDocument, selection: Selection) -> Sequence[str]:
+    if selection.flags == "none":
+        return ()
+    if not isinstance(selection.flags, tuple):
+        return list(source.flags)
+    unknown = [key for key in selection.flags if key not in source.flags]
+    if unknown:
+        raise Invalid(
+            f"flag(s) {', '.join(unknown)} are not defined in the source stage",
+            code="unknown_flag",
+        )
+    return selection.flags
+
+
+def _flag_move(key: str, wanted: Flag, present: Flag | None, target: Stage) -> FlagMove | None:
+    """The move of ``wanted`` into a target that has ``present`` (None when they are equal).
+
+    A flag whose lifecycle the target does not allow ON arrives defined but OFF.
+    """
+    held_off = False
+    if wanted.enabled and not target.allows(wanted.lifecycle or "experimental"):
+        wanted = set_enabled(wanted, False)
+        held_off = True
+    if present == wanted:
+        return None
+    return FlagMove(key, present, wanted, held_off)
 
 
 def _refs(node: Any, found: set[str]) -> None:
@@ -311,7 +360,7 @@ class Promotion:
     app: str
     source: str
     target: str
-    status: str
+    status: PromotionStatus
     requested_by: str
     selection: Selection
     plan: PromotionPlan | None
@@ -331,7 +380,7 @@ class Promotion:
     applier: str | None = None
     rolled_back_revision: str | None = None
 
-    def moved_to(self, status: str, now: datetime, **changes: Any) -> Promotion:
+    def moved_to(self, status: PromotionStatus, now: datetime, **changes: Any) -> Promotion:
         """Return this promotion in ``status``; an illegal transition is a 409."""
         if status not in TRANSITIONS[self.status]:
             raise Conflict(
@@ -339,7 +388,7 @@ class Promotion:
                 code="invalid_transition",
                 details={"status": self.status, "wanted": status},
             )
-        return replace(self, status=status, updated_at=now, **changes)
+        return replace(self, status=PromotionStatus(status), updated_at=now, **changes)
 
     @property
     def waiting(self) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 from stageflow.domain.evaluation import Evaluation, EvaluationRequest
 from stageflow.domain.flags import FlagDocument
@@ -247,6 +247,31 @@ class MetricsSource(Protocol):
     def query_range(self, promql: str, start: float, end: float, step: float) -> MetricSeries:
         """The first series of a range query over ``[start, end]`` (unix seconds)."""
         ...
+
+
+class PromotionQuery(TypedDict, total=False):
+    """Which promotions ``Promotions.list`` answers, newest first (each key given narrows it)."""
+
+    app: str | None
+    target: str | None
+    source: str | None
+    statuses: Sequence[str]
+    before_id: int | None
+    limit: int  # default 100
+    apps: Sequence[str]  # a scope's apps (empty: every app)
+    targets: Sequence[str]  # a scope's stages (empty: every stage)
+
+
+class AuditQuery(TypedDict, total=False):
+    """Which entries ``AuditLog.list`` answers, newest first (each key given narrows it)."""
+
+    app: str | None
+    stage: str | None
+    actor: str | None
+    before_id: int | None
+    limit: int  # default 100
+    scope: Scope | None
+    own_actor: str | None  # with a limited scope: the entries of this actor are inside it too
 
 
 class Promotions(Protocol):

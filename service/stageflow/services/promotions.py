@@ -1,77 +1,71 @@
-"""Use cases of promotions: plan, gate, apply, approve, re-evaluate, cancel, settle."""
+"""Use cases of promotions: open, apply, approve, re-evaluate, cancel, settle.
+
+Planning and the dry run's read-only preview are in ``promotion_plans``; the gates are in
+``promotion_gates``. The names other layers use from here stay here (``evaluate_gates``).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from stageflow.domain import actors
-from stageflow.domain.errors import (
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    StageflowError,
-    Unavailable,
-)
-from stageflow.domain.flags import FlagDocument
-from stageflow.domain.gates import (
-    GateResult,
-    approvals_gate,
-    check_gate,
-    deployment_gate,
-    freeze_gate,
-    hold_gate,
-    metric_gate,
-    soak_gate,
-    verdict,
-)
+from stageflow.domain.errors import Conflict, Forbidden, NotFound, StageflowError, Unavailable
+from stageflow.domain.gates import Verdict, verdict
 from stageflow.domain.identity import Scope
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.pipeline import App, Stage
 from stageflow.domain.promotions import (
     WAITING,
     Approval,
-    NothingToPromote,
     Promotion,
     PromotionPlan,
-    Rejection,
+    PromotionStatus,
     Selection,
     carry_evaluators,
     plan_promotion,
     source_stage,
-    unified_diff,
 )
 from stageflow.services import replicas
-from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
+from stageflow.services.changes import Actor, commit_change, recorded_later
 from stageflow.services.context import Stageflow
-from stageflow.services.flags import write_flags
-from stageflow.services.ports import Change, UnitOfWork, Workspace
-from stageflow.services.state import (
-    Snapshot,
-    content_at,
-    flags_in,
-    kustomization_path,
-    pipeline_in,
-    snapshot,
+from stageflow.services.ports import UnitOfWork
+from stageflow.services.promotion_gates import Gating, evaluate_gates, summary
+from stageflow.services.promotion_plans import (
+    Planned,
+    PromotionWrite,
+    SourceChanged,
+    active_rejections,
+    nothing_to_promote,
+    preview,
+    refuse_rejected,
 )
+from stageflow.services.state import Snapshot, snapshot
+
+__all__ = [
+    "Gating",
+    "ListQuery",
+    "PromoteOptions",
+    "SourceChanged",
+    "approve",
+    "cancel",
+    "evaluate",
+    "evaluate_gates",
+    "find_promotion",
+    "finish",
+    "finish_once",
+    "get_promotion",
+    "list_promotions",
+    "promote",
+    "reevaluate_waiting",
+    "settle",
+    "settle_all",
+]
 
 log = logging.getLogger(__name__)
-
-
-class SourceChanged(Conflict):
-    code = "source_changed"
-
-
-class _Preview(Exception):
-    """Raised inside a write to render the result and throw the working tree away."""
-
-    def __init__(self, plan: PromotionPlan, diff: str) -> None:
-        super().__init__("preview")
-        self.plan = plan
-        self.diff = diff
+Status = PromotionStatus
 
 
 def _applier() -> str:
@@ -96,243 +90,86 @@ def _audit(
     )
 
 
-# -- the promotion as a Git operation -------------------------------------------------------
+class PromoteOptions(TypedDict, total=False):
+    """What a request to promote may add to its app, target and actor."""
 
-
-def _operation(
-    sf: Stageflow,
-    app_name: str,
-    to: str,
-    selection: Selection,
-    *,
-    expected_source: str | None,
-    preview: bool,
-    promotion_id: int | None = None,
-    rejected: Sequence[Rejection] = (),
-) -> Any:
-    def operation(ws: Workspace) -> Change[Outcome]:
-        pipeline = pipeline_in(sf, ws)
-        app = pipeline.app(app_name)
-        target = pipeline.stage(to)
-        source = source_stage(pipeline, to, None)
-        if expected_source is not None:
-            now_source = content_at(sf, ws.revision, app, source.name)
-            if now_source != expected_source:
-                raise SourceChanged(
-                    f"{source.name} changed since its gates were evaluated; the promotion would "
-                    "move a state nobody vetted. Open a new promotion.",
-                    details={"expected": expected_source, "found": now_source},
-                )
-        source_doc = _kustomization(sf, ws, app, source.name)
-        target_path = kustomization_path(app, target.name)
-        target_doc = _kustomization(sf, ws, app, target.name)
-        target_flags = flags_in(sf, ws, app, target.name)
-        source_flags = flags_in(sf, ws, app, source.name)
-        plan = plan_promotion(
-            source_images=source_doc.images(),
-            target_images=target_doc.images(),
-            source_flags=source_flags,
-            target_flags=target_flags,
-            target=target,
-            selection=selection,
-        )
-        _refuse_rejected(plan, rejected, app.name)
-        if plan.empty:
-            raise _nothing_to_promote(app.name, source.name, target.name)
-        directory = ws.directory(app.overlay_path(target.name))
-        before = sf.renderer.render(directory)
-        for move in plan.images:
-            target_doc.set_image(move.after, clear_other=True)
-        if plan.images:
-            ws.write(target_path, target_doc.render())
-        if plan.flags:
-            doc: FlagDocument = carry_evaluators(
-                plan.apply_flags(target_flags),
-                source_flags,
-                [move.key for move in plan.flags],
-            )
-            write_flags(sf, ws, app, target.name, doc, [move.key for move in plan.flags])
-            for flag_move in plan.flags:
-                # the target's $evaluators may differ from the source's: evaluate as flagd would
-                if flag_move.after.targeting and sf.codecs.trial_evaluate is not None:
-                    sf.codecs.trial_evaluate(doc, flag_move.key)
-        after = sf.renderer.render(directory)
-        diff = unified_diff(before, after, f"kustomize build {app.overlay_path(target.name)}")
-        if preview:
-            raise _Preview(plan, diff)
-        return Change(
-            plan.commit_message(app.name, source.name, target.name),
-            Outcome(
-                "promotion.apply",
-                app.name,
-                target.name,
-                str(promotion_id),
-                None,
-                plan.to_json(),
-                (plan, diff),
-            ),
-        )
-
-    return operation
-
-
-def _nothing_to_promote(app: str, source: str, target: str) -> NothingToPromote:
-    return NothingToPromote(
-        f"{target} already has what {source} would promote for {app}; nothing to promote"
-    )
-
-
-def _refuse_rejected(plan: PromotionPlan, rejected: Sequence[Rejection], app: str) -> None:
-    for move in plan.images:
-        for rejection in rejected:
-            if rejection.matches(move.after):
-                raise Conflict(
-                    f"{move.after.describe()} was rolled back ({rejection.reason}) and is "
-                    "rejected; promote another version, or release it with DELETE "
-                    f"/api/v1/apps/{app}/rejections/{rejection.id}",
-                    code="image_rejected",
-                    details={"rejection": rejection.to_json()},
-                )
-
-
-def _kustomization(sf: Stageflow, ws: Workspace, app: App, stage: str) -> Any:
-    path = kustomization_path(app, stage)
-    text = ws.read(path)
-    if text is None:
-        raise Invalid(f"{path} is missing in the GitOps repo", code="overlay_missing")
-    return sf.codecs.parse_kustomization(text, path)
-
-
-def _rejections(sf: Stageflow, app: str) -> Sequence[Rejection]:
-    with sf.uow() as uow:
-        return uow.rejections.active(app)
-
-
-def _preview(sf: Stageflow, app: str, to: str, selection: Selection) -> tuple[PromotionPlan, str]:
-    try:
-        sf.repo.change(
-            _operation(
-                sf,
-                app,
-                to,
-                selection,
-                expected_source=None,
-                preview=True,
-                rejected=_rejections(sf, app),
-            ),
-            actor=actors.PREVIEW,
-            trailers={},
-        )
-    except _Preview as preview:
-        return preview.plan, preview.diff
-    raise AssertionError("a preview operation always raises _Preview")  # pragma: no cover
-
-
-# -- gates ----------------------------------------------------------------------------------
-
-
-def evaluate_gates(
-    sf: Stageflow,
-    snap: Snapshot,
-    app: App,
-    source: Stage,
-    target: Stage,
-    *,
-    requester: str,
-    approvers: Sequence[str] = (),
-) -> tuple[list[GateResult], str, str | None]:
-    """Evaluate every gate of ``source`` -> ``target``; return gates, source state, revision."""
-    content = snap.content(app, source.name)
-    with sf.uow() as uow:
-        reports = uow.deployments.recent(app.name, source.name)
-        checks = uow.checks.for_content(app.name, source.name, content)
-        freezes = uow.freezes.active(target.name)
-        hold = uow.holds.active(app.name, target.name)
-    now = sf.clock()
-    gates = [deployment_gate(source.name, content, reports)]
-    gates += [check_gate(source.name, kind, content, checks) for kind in source.gates.checks]
-    metrics = sf.metrics
-    for metric in source.gates.metrics:
-        if not metric.enabled:
-            continue
-        configured = metrics is not None and metrics.configured
-        reading = metrics.query(metric.query) if metrics is not None and configured else None
-        gates.append(metric_gate(metric, reading, configured))
-    if source.gates.soak:
-        gates.append(soak_gate(source.name, source.gates.soak, content, reports, now))
-    gates.append(freeze_gate(target.name, freezes, target.freeze_windows, now))
-    gates.append(hold_gate(app.name, target.name, hold))
-    if target.approvals:
-        gates.append(approvals_gate(target.name, target.approvals, approvers, requester))
-    running = next((r.revision for r in reports if r.content == content), None)
-    return gates, content, running
-
-
-# -- use cases ------------------------------------------------------------------------------
+    from_: str | None  # the source stage, when the caller names it (it must be the one before)
+    selection: Selection | None  # default: every image, and the eligible flags
+    dry_run: bool  # plan, render and gate; store nothing
+    reason: str | None
 
 
 def promote(
-    sf: Stageflow,
-    app_name: str,
-    *,
-    to: str,
-    actor: Actor,
-    from_: str | None = None,
-    selection: Selection | None = None,
-    dry_run: bool = False,
-    reason: str | None = None,
+    sf: Stageflow, app_name: str, *, to: str, actor: Actor, **options: Unpack[PromoteOptions]
 ) -> Promotion:
     """Open a promotion of ``app`` into ``to``: plan, gate, and apply when every gate holds."""
-    selection = selection or Selection()
+    selection = options.get("selection") or Selection()
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
     target = snap.pipeline.stage(to)
-    source = source_stage(snap.pipeline, target.name, from_)
-    # Plan from the snapshot first (no render): an empty or refused plan answers at once, and a
-    # promotion whose gates already hold renders only once, in its apply, not in a preview too.
-    plan = plan_promotion(
-        source_images=snap.images(app, source.name),
-        target_images=snap.images(app, target.name),
-        source_flags=snap.flags(app, source.name),
-        target_flags=snap.flags(app, target.name),
-        target=target,
-        selection=selection,
-    )
-    if plan.empty:
-        raise _nothing_to_promote(app.name, source.name, target.name)
-    _refuse_rejected(plan, _rejections(sf, app.name), app.name)
-    carry_evaluators(  # a clash of shared evaluators answers 409 now, not as a failed apply
-        snap.flags(app, target.name), snap.flags(app, source.name), [m.key for m in plan.flags]
-    )
-    gates, content, running = evaluate_gates(sf, snap, app, source, target, requester=actor.name)
-    decision = verdict(gates)
+    source = source_stage(snap.pipeline, target.name, options.get("from_"))
+    plan = _planned_from(sf, snap, app, source, target, selection)
+    gating = evaluate_gates(sf, snap, app, source, target, requester=actor.name)
+    decision = verdict(gating.gates)
     diff = ""
-    if dry_run or decision != "apply":
-        plan, diff = _preview(sf, app.name, target.name, selection)
+    if options.get("dry_run") or decision != Verdict.APPLY:
+        # read-only: a dry run (and a promotion that waits) renders without the write locks
+        plan, diff = preview(sf, snap.revision, app.name, target.name, selection)
     now = sf.clock()
     promotion = Promotion(
         app=app.name,
         source=source.name,
         target=target.name,
-        status={"apply": "applying"}.get(decision, decision),
+        status=_status_of(decision),
         requested_by=actor.name,
-        reason=reason,
+        reason=options.get("reason"),
         selection=selection,
         plan=plan,
         plan_json=plan.to_json(),
-        gates=tuple(gates),
+        gates=tuple(gating.gates),
         diff=diff,
         created_at=now,
         updated_at=now,
-        source_revision=running or snap.overlay_revision(app, source.name),
-        source_content=content,
+        source_revision=gating.running or snap.overlay_revision(app, source.name),
+        source_content=gating.content,
         base_revision=snap.revision,
-        message=_summary(decision, gates),
+        message=summary(decision, gating.gates),
     )
-    if dry_run:
+    if options.get("dry_run"):
         return promotion
     with sf.in_flight(_applying(app.name, target.name)):
-        return _open(sf, promotion, actor, apply=decision == "apply")
+        return _open(sf, promotion, actor, apply=decision == Verdict.APPLY)
+
+
+def _planned_from(
+    sf: Stageflow, snap: Snapshot, app: App, source: Stage, target: Stage, selection: Selection
+) -> PromotionPlan:
+    """Plan from the snapshot (no render): an empty or refused plan answers at once.
+
+    A promotion whose gates already hold then renders only once, in its apply, not in a
+    preview too.
+    """
+    source_flags = snap.flags(app, source.name)
+    target_flags = snap.flags(app, target.name)
+    plan = plan_promotion(
+        source_images=snap.images(app, source.name),
+        target_images=snap.images(app, target.name),
+        source_flags=source_flags,
+        target_flags=target_flags,
+        target=target,
+        selection=selection,
+    )
+    if plan.empty:
+        raise nothing_to_promote(app.name, source.name, target.name)
+    refuse_rejected(plan, active_rejections(sf, app.name), app.name)
+    # a clash of shared evaluators answers 409 now, not as a failed apply
+    carry_evaluators(target_flags, source_flags, [move.key for move in plan.flags])
+    return plan
+
+
+def _status_of(decision: Verdict) -> PromotionStatus:
+    """The status the gates' verdict puts a promotion in (``apply``: it is being applied)."""
+    return Status.APPLYING if decision == Verdict.APPLY else Status(decision.value)
 
 
 def _open(sf: Stageflow, promotion: Promotion, actor: Actor, *, apply: bool) -> Promotion:
@@ -344,7 +181,7 @@ def _open(sf: Stageflow, promotion: Promotion, actor: Actor, *, apply: bool) -> 
         for older in waiting:
             uow.promotions.save(
                 older.moved_to(
-                    "superseded", now, message=f"superseded by promotion {promotion.id}"
+                    Status.SUPERSEDED, now, message=f"superseded by promotion {promotion.id}"
                 ),
                 expected_status=older.status,
             )
@@ -355,25 +192,17 @@ def _open(sf: Stageflow, promotion: Promotion, actor: Actor, *, apply: bool) -> 
     return promotion
 
 
-def _summary(decision: str, gates: Sequence[GateResult]) -> str:
-    if decision == "apply":
-        return "every gate holds"
-    open_gates = [gate for gate in gates if not gate.holds]
-    return "; ".join(f"{gate.name}: {gate.message}" for gate in open_gates)
-
-
 def _apply(sf: Stageflow, promotion: Promotion, actor: Actor) -> Promotion:
     """Write the promotion as one commit; the row is `applying` (with its applier) already."""
-    assert promotion.id is not None and promotion.status == "applying"
-    operation = _operation(
+    assert promotion.id is not None and promotion.status == Status.APPLYING
+    operation = PromotionWrite(
         sf,
         promotion.app,
         promotion.target,
         promotion.selection,
+        rejected=active_rejections(sf, promotion.app),
         expected_source=promotion.source_content,
-        preview=False,
         promotion_id=promotion.id,
-        rejected=_rejections(sf, promotion.app),
     )
     trailers = {"Stageflow-Promotion": str(promotion.id)}
     if promotion.source_revision:
@@ -386,17 +215,17 @@ def _apply(sf: Stageflow, promotion: Promotion, actor: Actor) -> Promotion:
         # The push may or may not have landed: the remote's history decides.
         return settle(sf, promotion.id, force=True)
     except StageflowError as exc:
-        return finish(sf, promotion, "failed", actor.name, message=exc.message)
-    plan, diff = done.result.value
+        return finish(sf, promotion, Status.FAILED, actor.name, message=exc.message)
+    planned: Planned = done.result.value
     try:
         return finish(
             sf,
             promotion,
-            "applied",
+            Status.APPLIED,
             actor.name,
             revision=done.revision,
-            plan_json=plan.to_json(),
-            diff=diff,
+            plan_json=planned.plan.to_json(),
+            diff=planned.diff,
             message=f"applied as {done.revision[:12]}",
         )
     except Unavailable as exc:
@@ -405,13 +234,14 @@ def _apply(sf: Stageflow, promotion: Promotion, actor: Actor) -> Promotion:
 
 
 def finish(
-    sf: Stageflow, promotion: Promotion, status: str, actor: str, **changes: Any
+    sf: Stageflow, promotion: Promotion, status: PromotionStatus, actor: str, **changes: Any
 ) -> Promotion:
+    """Move ``promotion`` on (or answer it as whoever moved it first left it)."""
     return finish_once(sf, promotion, status, actor, **changes)[0]
 
 
 def finish_once(
-    sf: Stageflow, promotion: Promotion, status: str, actor: str, **changes: Any
+    sf: Stageflow, promotion: Promotion, status: PromotionStatus, actor: str, **changes: Any
 ) -> tuple[Promotion, bool]:
     """Move ``promotion`` on unless someone else did first; True when this call moved it."""
     with sf.uow() as uow:
@@ -426,7 +256,7 @@ def finish_once(
 def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotion:
     """Decide an `applying` promotion by its trailer on the remote (crash recovery)."""
     promotion = _load(sf, promotion_id)
-    if promotion.status != "applying":
+    if promotion.status != Status.APPLYING:
         return promotion
     if not force and not _abandoned(sf, promotion):
         return promotion
@@ -438,7 +268,7 @@ def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotio
         return finish(
             sf,
             promotion,
-            "applied",
+            Status.APPLIED,
             actors.AUTOMATION,
             revision=sha,
             message=f"applied as {sha[:12]} (settled from the remote's history)",
@@ -446,7 +276,7 @@ def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotio
     return finish(
         sf,
         promotion,
-        "failed",
+        Status.FAILED,
         actors.AUTOMATION,
         message="the apply was interrupted before its commit reached the remote; nothing was "
         "changed — open the promotion again",
@@ -471,7 +301,7 @@ def _applying(app: str, target: str) -> str:
 def settle_all(sf: Stageflow) -> list[Promotion]:
     """Settle every abandoned `applying` promotion (at start-up and by the settler)."""
     with sf.uow() as uow:
-        applying = uow.promotions.list(statuses=["applying"], limit=1000)
+        applying = uow.promotions.list(statuses=[Status.APPLYING], limit=1000)
     return [settle(sf, p.id) for p in applying if p.id is not None]
 
 
@@ -489,7 +319,7 @@ def _load(sf: Stageflow, promotion_id: int) -> Promotion:
 def get_promotion(sf: Stageflow, promotion_id: int) -> Promotion:
     """Read a promotion; an abandoned `applying` one is settled on the way."""
     promotion = _load(sf, promotion_id)
-    if promotion.status == "applying":
+    if promotion.status == Status.APPLYING:
         return settle(sf, promotion_id)
     return promotion
 
@@ -500,24 +330,27 @@ def find_promotion(sf: Stageflow, promotion_id: int) -> Promotion | None:
         return uow.promotions.get(promotion_id)
 
 
-def list_promotions(
-    sf: Stageflow,
-    *,
-    app: str | None = None,
-    target: str | None = None,
-    status: str | None = None,
-    before_id: int | None = None,
-    limit: int = 100,
-    scope: Scope | None = None,
-) -> Sequence[Promotion]:
+class ListQuery(TypedDict, total=False):
+    """Which promotions ``list_promotions`` answers, newest first."""
+
+    app: str | None
+    target: str | None
+    status: str | None
+    before_id: int | None
+    limit: int  # default 100
+    scope: Scope | None  # only its apps, into its stages
+
+
+def list_promotions(sf: Stageflow, **query: Unpack[ListQuery]) -> Sequence[Promotion]:
     """List promotions newest first; with ``scope``, only those of its apps into its stages."""
+    scope, status = query.get("scope"), query.get("status")
     with sf.uow() as uow:
         return uow.promotions.list(
-            app=app,
-            target=target,
+            app=query.get("app"),
+            target=query.get("target"),
             statuses=[status] if status else (),
-            before_id=before_id,
-            limit=limit,
+            before_id=query.get("before_id"),
+            limit=query.get("limit", 100),
             apps=scope.apps if scope else (),
             targets=scope.stages if scope else (),
         )
@@ -538,7 +371,7 @@ def evaluate(sf: Stageflow, promotion_id: int, *, actor: Actor) -> Promotion:
     target = snap.pipeline.stage(promotion.target)
     source = snap.pipeline.stage(promotion.source)
     now = sf.clock()
-    gates, content, running = evaluate_gates(
+    gating = evaluate_gates(
         sf,
         snap,
         app,
@@ -547,28 +380,31 @@ def evaluate(sf: Stageflow, promotion_id: int, *, actor: Actor) -> Promotion:
         requester=promotion.requested_by,
         approvers=sorted(promotion.approvers()),
     )
-    if content != promotion.source_content:
+    if gating.content != promotion.source_content:
         changed = promotion.moved_to(
-            "failed",
+            Status.FAILED,
             now,
-            gates=tuple(gates),
+            gates=tuple(gating.gates),
             message=f"{source.name} changed since this promotion was opened (it now renders a "
             "different state); open a new promotion for what it runs now",
         )
         return _save_or_reload(sf, promotion, changed, actor.name)
-    decision = verdict(gates)
-    status = {"apply": "applying"}.get(decision, decision)
+    decision = verdict(gating.gates)
     updated = promotion.moved_to(
-        status,
+        _status_of(decision),
         now,
-        gates=tuple(gates),
-        message=_summary(decision, gates),
-        source_revision=running or promotion.source_revision,
-        applier=_applier() if status == "applying" else None,
+        gates=tuple(gating.gates),
+        message=summary(decision, gating.gates),
+        source_revision=gating.running or promotion.source_revision,
+        applier=_applier() if decision == Verdict.APPLY else None,
     )
     with sf.in_flight(_applying(promotion.app, promotion.target)):
         saved = _save_or_reload(sf, promotion, updated, actor.name)
-        if saved.status == "applying" and saved.applier == _applier() and decision == "apply":
+        if (
+            saved.status == Status.APPLYING
+            and saved.applier == _applier()
+            and decision == Verdict.APPLY
+        ):
             return _apply(sf, saved, actor)
         return saved
 
@@ -624,7 +460,9 @@ def cancel(sf: Stageflow, promotion_id: int, *, actor: Actor) -> Promotion:
             "cancelled",
             code="promotion_not_waiting",
         )
-    cancelled = promotion.moved_to("cancelled", sf.clock(), message=f"cancelled by {actor.name}")
+    cancelled = promotion.moved_to(
+        Status.CANCELLED, sf.clock(), message=f"cancelled by {actor.name}"
+    )
     return _save_or_reload(sf, promotion, cancelled, actor.name)
 
 

@@ -6,10 +6,10 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from stageflow.domain.errors import Invalid, NotFound
-from stageflow.domain.gates import CheckResult, Deployment
+from stageflow.domain.gates import CheckResult, CheckStatus, Deployment
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.promotions import Promotion
 from stageflow.services import promotions, rollbacks
@@ -29,26 +29,31 @@ def _resolve(sf: Stageflow, revision: str) -> str:
         raise Invalid(exc.message, code="unknown_revision", details={"revision": revision}) from exc
 
 
+class CheckFields(TypedDict):
+    """A check result as a test runner reports it."""
+
+    kind: str  # smoke, load, ... (lowercase letters, digits, - or _)
+    revision: str
+    status: str  # passed | failed
+    actor: str
+    summary: NotRequired[str | None]
+    url: NotRequired[str | None]
+    details: NotRequired[Any]
+
+
 def record_check(
-    sf: Stageflow,
-    app_name: str,
-    stage_name: str,
-    *,
-    kind: str,
-    revision: str,
-    status: str,
-    actor: str,
-    summary: str | None = None,
-    url: str | None = None,
-    details: Any = None,
+    sf: Stageflow, app_name: str, stage_name: str, **report: Unpack[CheckFields]
 ) -> tuple[CheckResult, Any, Promotion | None]:
     """Record a smoke / load / custom check result for a revision of a stage."""
+    kind, revision = report["kind"], report["revision"]
+    status, actor = report["status"], report["actor"]
+    summary, url, details = report.get("summary"), report.get("url"), report.get("details")
     if not CHECK_KIND.match(kind):
         raise Invalid(
             f"check kind {kind!r} must be lowercase letters, digits, - or _ (like smoke)",
             code="invalid_check_kind",
         )
-    if status not in ("passed", "failed"):
+    if status not in tuple(CheckStatus):
         raise Invalid(f"status must be passed or failed, not {status!r}")
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
@@ -58,7 +63,7 @@ def record_check(
         kind=kind,
         revision=sha,
         content=content_at(sf, sha, app, stage_name),
-        status=status,
+        status=CheckStatus(status),
         at=sf.clock(),
         summary=summary,
         url=url,
@@ -79,7 +84,7 @@ def record_check(
         )
         uow.commit()
     rolled = None
-    if status == "failed" and kind == "smoke":
+    if status == CheckStatus.FAILED and kind == "smoke":
         rolled = rollbacks.on_failure(
             sf,
             app,
@@ -91,16 +96,20 @@ def record_check(
     return stored, details, rolled
 
 
+class CheckQuery(TypedDict, total=False):
+    """Which check results ``list_checks`` answers, newest first."""
+
+    revision: str | None  # any name of a commit: its results only
+    kind: str | None
+    before_id: int | None
+    limit: int  # default 100
+
+
 def list_checks(
-    sf: Stageflow,
-    app_name: str,
-    stage_name: str,
-    *,
-    revision: str | None = None,
-    kind: str | None = None,
-    before_id: int | None = None,
-    limit: int = 100,
+    sf: Stageflow, app_name: str, stage_name: str, **query: Unpack[CheckQuery]
 ) -> Sequence[tuple[CheckResult, Any, str]]:
+    revision, kind = query.get("revision"), query.get("kind")
+    before_id, limit = query.get("before_id"), query.get("limit", 100)
     snap = snapshot(sf)
     snap.pipeline.app(app_name)
     snap.pipeline.stage(stage_name)
@@ -111,22 +120,26 @@ def list_checks(
         )
 
 
+class DeploymentFields(TypedDict):
+    """What a stage runs, as the cluster (or a pipeline) reports it."""
+
+    revision: str
+    health: str  # healthy | progressing | degraded
+    actor: str
+    source: NotRequired[str]  # api (default), flux, argocd
+    at: NotRequired[datetime | None]  # when the controller saw it (None: now)
+
+
 def record_deployment(
-    sf: Stageflow,
-    app_name: str,
-    stage_name: str,
-    *,
-    revision: str,
-    health: str,
-    actor: str,
-    source: str = "api",
-    at: datetime | None = None,
+    sf: Stageflow, app_name: str, stage_name: str, **report: Unpack[DeploymentFields]
 ) -> Deployment:
     """Record what a stage runs now (a revision and its health), as the cluster reports it.
 
     ``at`` is when the controller saw it (a Flux event's timestamp); a time ahead of this
     process's clock (skew) is taken as now, so soak time never starts in the future.
     """
+    revision, health, actor = report["revision"], report["health"], report["actor"]
+    source, at = report.get("source", "api"), report.get("at")
     if health not in HEALTH:
         raise Invalid(f"health must be one of {', '.join(HEALTH)}, not {health!r}")
     snap = snapshot(sf)

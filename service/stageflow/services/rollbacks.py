@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, NotFound, StageflowError, Unavailable
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.pipeline import App, Stage
-from stageflow.domain.promotions import Promotion, Rejection
+from stageflow.domain.promotions import Promotion, PromotionStatus, Rejection
 from stageflow.services import holds, promotions
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
@@ -37,64 +38,85 @@ def rollback(
 ) -> Promotion:
     """Restore the target overlay as it was before an applied promotion, as a new commit."""
     promotion = promotions.get_promotion(sf, promotion_id)
-    if promotion.status == "rolled_back":
-        raise Conflict(
-            f"promotion {promotion_id} is rolled back already (commit "
-            f"{(promotion.rolled_back_revision or '')[:12]})",
-            code="already_rolled_back",
-        )
-    if promotion.status != "applied" or promotion.revision is None:
-        raise Conflict(
-            f"promotion {promotion_id} is {promotion.status}; only applied promotions roll back",
-            code="promotion_not_applied",
-        )
-    promoted = promotion.revision
+    promoted = _applied_revision(promotion)
     parent = sf.repo.parent_of(promoted)
     if parent is None:  # pragma: no cover - a promotion is never the root commit
         raise Conflict("the promotion commit has no parent to restore")
     why = reason or ("automatic: its state failed in the cluster" if automatic else "by hand")
-
-    def operation(ws: Workspace) -> Change[Outcome]:
-        pipeline = pipeline_in(sf, ws)
-        app = pipeline.app(promotion.app)
-        paths = [kustomization_path(app, promotion.target), flags_path(app, promotion.target)]
-        for path in paths:
-            if ws.read(path) != sf.repo.read(promoted, path):
-                later = sf.repo.last_change(ws.revision, [path]) or "?"
-                raise Conflict(
-                    f"{path} changed after promotion {promotion_id} (in commit {later[:12]}); "
-                    "rolling back would undo that change too. Revert it first, or fix the "
-                    "overlay by hand.",
-                    code="rollback_conflict",
-                    details={"path": path, "commit": later},
-                )
-        for path in paths:
-            before = sf.repo.read(parent, path)
-            if before is None:
-                ws.delete(path)
-            else:
-                ws.write(path, before)
-        sf.renderer.render(ws.directory(app.overlay_path(promotion.target)))
-        return Change(
-            f"{app.name}: roll back promotion {promotion_id} in {promotion.target}\n\n{why}",
-            Outcome(
-                "promotion.rollback",
-                app.name,
-                promotion.target,
-                str(promotion_id),
-                dict(promotion.plan_json),
-                {"reason": why, "automatic": automatic},
-            ),
-            # what the settler needs to finish the rollback should this process die after the push
-            trailers={AUTOMATIC_TRAILER: "true"} if automatic else {},
-        )
-
+    operation = RollbackWrite(sf, promotion, promoted, parent, why, automatic=automatic)
     done = commit_change(sf, actor, operation, trailers={"Stageflow-Rollback": str(promotion_id)})
     try:
         return _rolled_back(sf, promotion, done.revision, actor.name, why, automatic=automatic)
     except Unavailable as exc:
         sf.ledger_outage.failed()
         raise recorded_later(done.revision, exc) from exc
+
+
+def _applied_revision(promotion: Promotion) -> str:
+    """The commit an applied promotion made; any other promotion is a 409 saying why."""
+    if promotion.status == PromotionStatus.ROLLED_BACK:
+        raise Conflict(
+            f"promotion {promotion.id} is rolled back already (commit "
+            f"{(promotion.rolled_back_revision or '')[:12]})",
+            code="already_rolled_back",
+        )
+    if promotion.status != PromotionStatus.APPLIED or promotion.revision is None:
+        raise Conflict(
+            f"promotion {promotion.id} is {promotion.status}; only applied promotions roll back",
+            code="promotion_not_applied",
+        )
+    return promotion.revision
+
+
+@dataclass(frozen=True)
+class RollbackWrite:
+    """The rollback of ``promotion`` as a Git operation: its target files as at ``parent``."""
+
+    sf: Stageflow
+    promotion: Promotion
+    promoted: str  # the commit the promotion made
+    parent: str  # the commit before it: what the target overlay goes back to
+    why: str
+    automatic: bool = False
+
+    def __call__(self, ws: Workspace) -> Change[Outcome]:
+        promotion = self.promotion
+        app = pipeline_in(self.sf, ws).app(promotion.app)
+        paths = [kustomization_path(app, promotion.target), flags_path(app, promotion.target)]
+        self._refuse_later_changes(ws, paths)
+        for path in paths:
+            before = self.sf.repo.read(self.parent, path)
+            if before is None:
+                ws.delete(path)
+            else:
+                ws.write(path, before)
+        self.sf.renderer.render(ws.directory(app.overlay_path(promotion.target)))
+        return Change(
+            f"{app.name}: roll back promotion {promotion.id} in {promotion.target}\n\n{self.why}",
+            Outcome(
+                "promotion.rollback",
+                app.name,
+                promotion.target,
+                str(promotion.id),
+                dict(promotion.plan_json),
+                {"reason": self.why, "automatic": self.automatic},
+            ),
+            # what the settler needs to finish the rollback should this process die after the push
+            trailers={AUTOMATIC_TRAILER: "true"} if self.automatic else {},
+        )
+
+    def _refuse_later_changes(self, ws: Workspace, paths: list[str]) -> None:
+        """A file changed since the promotion: rolling back would undo that change too (409)."""
+        for path in paths:
+            if ws.read(path) != self.sf.repo.read(self.promoted, path):
+                later = self.sf.repo.last_change(ws.revision, [path]) or "?"
+                raise Conflict(
+                    f"{path} changed after promotion {self.promotion.id} (in commit "
+                    f"{later[:12]}); rolling back would undo that change too. Revert it first, "
+                    "or fix the overlay by hand.",
+                    code="rollback_conflict",
+                    details={"path": path, "commit": later},
+                )
 
 
 AUTOMATIC_TRAILER = "Stageflow-Rollback-Automatic"
@@ -108,7 +130,7 @@ def _rolled_back(
     rolled, moved = promotions.finish_once(
         sf,
         promotion,
-        "rolled_back",
+        PromotionStatus.ROLLED_BACK,
         actor,
         rolled_back_revision=revision,
         message=f"rolled back by {actor} as {revision[:12]}: {why}",
@@ -125,7 +147,11 @@ def settle_rollback(
 ) -> Promotion | None:
     """Record a rollback commit found on the remote whose promotion still says `applied`."""
     promotion = promotions.find_promotion(sf, promotion_id)
-    if promotion is None or promotion.status != "applied" or promotion.revision is None:
+    if (
+        promotion is None
+        or promotion.status != PromotionStatus.APPLIED
+        or promotion.revision is None
+    ):
         return None
     return _rolled_back(
         sf,
@@ -191,7 +217,7 @@ def on_failure(sf: Stageflow, app: App, stage: Stage, revision: str, why: str) -
     producer = snap.overlay_revision(app, stage.name)
     with sf.uow() as uow:
         applied = uow.promotions.list(
-            app=app.name, target=stage.name, statuses=["applied"], limit=20
+            app=app.name, target=stage.name, statuses=[PromotionStatus.APPLIED], limit=20
         )
     for promotion in applied:
         if promotion.revision and promotion.revision == producer and promotion.id is not None:

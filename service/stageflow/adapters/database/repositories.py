@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from stageflow.adapters.database.records import (
 )
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
+from stageflow.services.ports import AuditQuery
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -57,35 +58,9 @@ class SqlAuditLog:
             )
         )
 
-    def list(
-        self,
-        *,
-        app: str | None = None,
-        stage: str | None = None,
-        actor: str | None = None,
-        before_id: int | None = None,
-        limit: int = 100,
-        scope: Scope | None = None,
-        own_actor: str | None = None,
-    ) -> Sequence[AuditEntry]:
-        query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
-        if scope is not None and scope.limited:
-            # Strict: an entry about every app (or every stage) is inside only an unlimited scope;
-            # the token's own owner always sees what it did.
-            inside = []
-            if scope.apps:
-                inside.append(AuditRecord.app.in_(list(scope.apps)))
-            if scope.stages:
-                inside.append(AuditRecord.stage.in_(list(scope.stages)))
-            query = query.where(or_(and_(*inside), AuditRecord.actor == own_actor))
-        if app is not None:
-            query = query.where(AuditRecord.app == app)
-        if stage is not None:
-            query = query.where(AuditRecord.stage == stage)
-        if actor is not None:
-            query = query.where(AuditRecord.actor == actor)
-        if before_id is not None:
-            query = query.where(AuditRecord.id < before_id)
+    def list(self, **query: Unpack[AuditQuery]) -> Sequence[AuditEntry]:
+        rows = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(query.get("limit", 100))
+        rows = rows.where(*_audit_filter(query))
         return [
             AuditEntry(
                 id=row.id,
@@ -100,8 +75,32 @@ class SqlAuditLog:
                 revision=row.revision,
                 change_id=row.change_id,
             )
-            for row in self.session.scalars(query)
+            for row in self.session.scalars(rows)
         ]
+
+
+def _audit_filter(query: AuditQuery) -> list[Any]:
+    """The WHERE clauses of an audit query: one per key given, and the scope's."""
+    clauses = _scope_filter(query.get("scope"), query.get("own_actor"))
+    equal = {"app": AuditRecord.app, "stage": AuditRecord.stage, "actor": AuditRecord.actor}
+    clauses += [column == query.get(k) for k, column in equal.items() if query.get(k) is not None]
+    before_id = query.get("before_id")
+    if before_id is not None:
+        clauses.append(AuditRecord.id < before_id)
+    return clauses
+
+
+def _scope_filter(scope: Scope | None, own_actor: str | None) -> list[Any]:
+    if scope is None or not scope.limited:
+        return []
+    # Strict: an entry about every app (or every stage) is inside only an unlimited scope;
+    # the token's own owner always sees what it did.
+    inside = []
+    if scope.apps:
+        inside.append(AuditRecord.app.in_(list(scope.apps)))
+    if scope.stages:
+        inside.append(AuditRecord.stage.in_(list(scope.stages)))
+    return [or_(and_(*inside), AuditRecord.actor == own_actor)]
 
 
 def _token(row: TokenRecord) -> ApiToken:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import and_, func, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
@@ -21,8 +21,15 @@ from stageflow.adapters.database.records import (
     RejectionRecord,
 )
 from stageflow.adapters.database.repositories import _utc
-from stageflow.domain.gates import CheckResult, Deployment, Freeze, GateResult, Hold
-from stageflow.domain.promotions import Approval, Promotion, Rejection, Selection
+from stageflow.domain.gates import CheckResult, CheckStatus, Deployment, Freeze, GateResult, Hold
+from stageflow.domain.promotions import (
+    Approval,
+    Promotion,
+    PromotionStatus,
+    Rejection,
+    Selection,
+)
+from stageflow.services.ports import PromotionQuery
 
 
 def _aware(value: datetime) -> datetime:
@@ -54,42 +61,79 @@ def move_versions(session: Session) -> None:
         )
 
 
+def _promotion(row: PromotionRecord, approvals: Sequence[Approval]) -> Promotion:
+    """The domain promotion of a row and its approvals (oldest first)."""
+    return Promotion(
+        id=row.id,
+        app=row.app,
+        source=row.source,
+        target=row.target,
+        status=PromotionStatus(row.status),
+        requested_by=row.requested_by,
+        reason=row.reason,
+        message=row.message,
+        selection=Selection.from_json(row.selection or {}),
+        plan=None,
+        plan_json=row.plan or {},
+        gates=tuple(GateResult.from_json(g) for g in row.gates or []),
+        diff=row.diff,
+        source_revision=row.source_revision,
+        source_content=row.source_content,
+        base_revision=row.base_revision,
+        revision=row.revision,
+        rolled_back_revision=row.rolled_back_revision,
+        applier=row.applier,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+        approvals=tuple(approvals),
+    )
+
+
+def _promotion_filter(query: PromotionQuery) -> list[Any]:
+    """The WHERE clauses of a promotion query: one per key given."""
+    equal = {"app": PromotionRecord.app, "target": PromotionRecord.target}
+    equal["source"] = PromotionRecord.source
+    within = {"apps": PromotionRecord.app, "targets": PromotionRecord.target}
+    within["statuses"] = PromotionRecord.status
+    clauses: list[Any] = [
+        column == query.get(key) for key, column in equal.items() if query.get(key) is not None
+    ]
+    for key, column in within.items():
+        values = query.get(key)
+        if values:
+            clauses.append(column.in_(list(values)))
+    before_id = query.get("before_id")
+    if before_id is not None:
+        clauses.append(PromotionRecord.id < before_id)
+    return clauses
+
+
 class SqlPromotions:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def _domain(self, row: PromotionRecord) -> Promotion:
-        approvals = self.session.scalars(
+    def _approvals(self, promotion_ids: Sequence[int]) -> dict[int, list[Approval]]:
+        """The approvals of ``promotion_ids`` in one query (a list of 100 is not 101 queries)."""
+        found: dict[int, list[Approval]] = {promotion_id: [] for promotion_id in promotion_ids}
+        if not promotion_ids:
+            return found
+        rows = self.session.scalars(
             select(ApprovalRecord)
-            .where(ApprovalRecord.promotion_id == row.id)
+            .where(ApprovalRecord.promotion_id.in_(list(promotion_ids)))
             .order_by(ApprovalRecord.id)
         )
-        return Promotion(
-            id=row.id,
-            app=row.app,
-            source=row.source,
-            target=row.target,
-            status=row.status,
-            requested_by=row.requested_by,
-            reason=row.reason,
-            message=row.message,
-            selection=Selection.from_json(row.selection or {}),
-            plan=None,
-            plan_json=row.plan or {},
-            gates=tuple(GateResult.from_json(g) for g in row.gates or []),
-            diff=row.diff,
-            source_revision=row.source_revision,
-            source_content=row.source_content,
-            base_revision=row.base_revision,
-            revision=row.revision,
-            rolled_back_revision=row.rolled_back_revision,
-            applier=row.applier,
-            created_at=_aware(row.created_at),
-            updated_at=_aware(row.updated_at),
-            approvals=tuple(
-                Approval(approver=a.approver, at=_aware(a.at), comment=a.comment) for a in approvals
-            ),
-        )
+        for a in rows:
+            found[a.promotion_id].append(
+                Approval(approver=a.approver, at=_aware(a.at), comment=a.comment)
+            )
+        return found
+
+    def _domain(self, row: PromotionRecord) -> Promotion:
+        return self._domains([row])[0]
+
+    def _domains(self, rows: Sequence[PromotionRecord]) -> list[Promotion]:
+        approvals = self._approvals([row.id for row in rows])
+        return [_promotion(row, approvals[row.id]) for row in rows]
 
     @staticmethod
     def _values(promotion: Promotion) -> dict[str, Any]:
@@ -136,34 +180,10 @@ class SqlPromotions:
         result = self.session.execute(query.values(**self._values(promotion)))
         return bool(getattr(result, "rowcount", 0))
 
-    def list(
-        self,
-        *,
-        app: str | None = None,
-        target: str | None = None,
-        source: str | None = None,
-        statuses: Sequence[str] = (),
-        before_id: int | None = None,
-        limit: int = 100,
-        apps: Sequence[str] = (),
-        targets: Sequence[str] = (),
-    ) -> Sequence[Promotion]:
-        query = select(PromotionRecord).order_by(PromotionRecord.id.desc()).limit(limit)
-        if apps:
-            query = query.where(PromotionRecord.app.in_(list(apps)))
-        if targets:
-            query = query.where(PromotionRecord.target.in_(list(targets)))
-        if app is not None:
-            query = query.where(PromotionRecord.app == app)
-        if target is not None:
-            query = query.where(PromotionRecord.target == target)
-        if source is not None:
-            query = query.where(PromotionRecord.source == source)
-        if statuses:
-            query = query.where(PromotionRecord.status.in_(list(statuses)))
-        if before_id is not None:
-            query = query.where(PromotionRecord.id < before_id)
-        return [self._domain(row) for row in self.session.scalars(query)]
+    def list(self, **query: Unpack[PromotionQuery]) -> Sequence[Promotion]:
+        select_rows = select(PromotionRecord).order_by(PromotionRecord.id.desc())
+        select_rows = select_rows.limit(query.get("limit", 100)).where(*_promotion_filter(query))
+        return self._domains(list(self.session.scalars(select_rows)))
 
     def add_approval(self, promotion_id: int, approval: Approval) -> bool:
         try:
@@ -192,7 +212,7 @@ class SqlChecks:
             kind=row.kind,
             revision=row.revision,
             content=row.content,
-            status=row.status,
+            status=CheckStatus(row.status),
             at=_aware(row.at),
             summary=row.summary,
             url=row.url,

@@ -1,0 +1,144 @@
+"""The dry run's read-only preview against its oracle: the same steps run in the clone.
+
+The preview reads the revision through the `GitRepo` port and renders from a scratch copy; the
+write path renders in the clone under the write locks. Both must answer the same plan and diff.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from stageflow import bootstrap
+from stageflow.config import Settings
+from stageflow.domain.errors import Conflict
+from stageflow.domain.promotions import PromotionPlan, Selection
+from stageflow.services.context import Stageflow
+from stageflow.services.ports import Workspace
+from stageflow.services.promotion_plans import PromotionWrite, preview
+from stageflow.services.scratch import ScratchWorkspace
+from tests.builders import remote_head, third_party_commit
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+class _Stop(Exception):
+    def __init__(self, plan: PromotionPlan, diff: str) -> None:
+        super().__init__("stop")
+        self.plan, self.diff = plan, diff
+
+
+def in_the_clone(sf: Stageflow, to: str, selection: Selection) -> tuple[PromotionPlan, str]:
+    """The preview as it was made before: in the clone, thrown away by raising."""
+    write = PromotionWrite(sf, "demo", to, selection)
+
+    def operation(ws: Workspace):
+        planned = write.write(ws)
+        raise _Stop(planned.plan, planned.diff)
+
+    with pytest.raises(_Stop) as stopped:
+        sf.repo.change(operation, actor="preview", trailers={})
+    return stopped.value.plan, stopped.value.diff
+
+
+@pytest.fixture
+def sf(settings: Settings):
+    bootstrap.prepare(settings)
+    built, _ = bootstrap.build(settings)
+    yield built
+    built.close()
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [Selection(), Selection(flags="none"), Selection(images=False)],
+    ids=["everything", "images", "flags"],
+)
+def test_the_preview_answers_what_the_clone_answers(
+    sf: Stageflow, gitops_remote: Path, selection: Selection
+):
+    path = "apps/demo/overlays/development/flags.json"
+    text = sf.repo.read(sf.repo.head(fresh=True), path)
+    assert text is not None and '"defaultVariant": "on"' in text
+    third_party_commit(
+        gitops_remote, path, text.replace('"defaultVariant": "on"', '"defaultVariant": "off"', 1)
+    )
+    head = sf.repo.head(fresh=True)
+
+    plan, diff = preview(sf, head, "demo", "staging", selection)
+
+    assert (plan, diff) == in_the_clone(sf, "staging", selection)
+    assert bool(plan.images) == (selection.images is not False)
+    assert bool(plan.flags) == (selection.flags != "none")
+    assert diff.startswith("--- kustomize build apps/demo/overlays/staging (before)")
+
+
+def test_the_preview_copies_what_an_overlay_reaches_outside_the_app(
+    sf: Stageflow, gitops_remote: Path
+):
+    # a component shared by every app, reached with ../../../../: the render needs it too
+    third_party_commit(
+        gitops_remote,
+        "components/team/kustomization.yaml",
+        "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+        "commonAnnotations:\n  team: payments\n",
+        "a shared component",
+    )
+    path = "apps/demo/overlays/staging/kustomization.yaml"
+    text = sf.repo.read(sf.repo.head(fresh=True), path)
+    assert text is not None
+    third_party_commit(
+        gitops_remote, path, text + "components:\n  - ../../../../components/team\n", "use it"
+    )
+    head = sf.repo.head(fresh=True)
+    assert head == remote_head(gitops_remote)
+
+    plan, diff = preview(sf, head, "demo", "staging", Selection())
+
+    # without the component in the scratch copy, kustomize would refuse to render the overlay
+    assert (plan, diff) == in_the_clone(sf, "staging", Selection())
+
+
+def test_the_preview_takes_no_write_lock_and_leaves_the_clone_alone(sf: Stageflow):
+    head = sf.repo.head(fresh=True)
+    clone = Path(sf.repo.workdir)  # type: ignore[attr-defined]  # the adapter's own clone
+    before = {p: p.read_bytes() for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+    lock = sf.repo._write_lock  # type: ignore[attr-defined]
+    lock.acquire()  # a write of this process is going on
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            plan, _ = pool.submit(preview, sf, head, "demo", "staging", Selection()).result(60)
+    finally:
+        lock.release()
+
+    assert not plan.empty
+    after = {p: p.read_bytes() for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts}
+    assert after == before
+
+
+def test_an_empty_plan_is_refused_by_the_preview_too(sf: Stageflow):
+    head = sf.repo.head(fresh=True)
+    with pytest.raises(Conflict) as refused:
+        preview(sf, head, "demo", "staging", Selection(images=False, flags="none"))
+    assert refused.value.code == "nothing_to_promote"
+
+
+def test_the_scratch_workspace_keeps_writes_in_memory(sf: Stageflow):
+    head = sf.repo.head(fresh=True)
+    path = "apps/demo/overlays/staging/flags.json"
+    with ScratchWorkspace(sf.repo, head) as ws:
+        assert ws.unwritten_blob(path) == sf.repo.blob_id(head, path)
+        ws.write(path, "{}")
+        assert ws.read(path) == "{}" and ws.unwritten_blob(path) is None
+        folder = ws.directory("apps/demo/overlays/staging")
+        assert (folder / "flags.json").read_text() == "{}"
+        assert (folder.parent.parent / "base" / "kustomization.yaml").exists()
+        ws.delete(path)
+        assert ws.read(path) is None
+        ws.directory("apps/demo/overlays/staging")
+        assert not (folder / "flags.json").exists()
+    assert not folder.exists()  # the scratch folder goes with the workspace
+    assert sf.repo.read(head, path) != "{}"
