@@ -247,6 +247,9 @@ class Stage:
     approvals: int = 0
     auto_rollback: bool = False
     freeze_windows: tuple[FreezeWindow, ...] = ()
+    # Open (and apply, when its gates hold) a promotion into this stage by itself whenever the
+    # stage before it runs a new state: `auto_promote: true` on the stage that *receives*.
+    auto_promote: bool = False
 
     def allows(self, lifecycle: str) -> bool:
         """Say whether a flag of this lifecycle may be ON in this stage."""
@@ -565,6 +568,7 @@ _STAGE_KEYS = (
     "gates",
     "approvals",
     "auto_rollback",
+    "auto_promote",
     "freeze_windows",
 )
 
@@ -620,6 +624,12 @@ def _parse_stage(reader: _Reader, value: object, path: KeyPath) -> Stage:
             stage["auto_rollback"], (*path, "auto_rollback"), "auto_rollback: true"
         )
 
+    auto_promote = False
+    if _optional(stage, "auto_promote") is not None:
+        auto_promote = reader.boolean(
+            stage["auto_promote"], (*path, "auto_promote"), "auto_promote: true"
+        )
+
     windows: tuple[FreezeWindow, ...] = ()
     if _optional(stage, "freeze_windows") is not None:
         windows = _parse_freeze_windows(reader, stage["freeze_windows"], (*path, "freeze_windows"))
@@ -632,6 +642,7 @@ def _parse_stage(reader: _Reader, value: object, path: KeyPath) -> Stage:
         approvals=approvals,
         auto_rollback=auto_rollback,
         freeze_windows=windows,
+        auto_promote=auto_promote,
     )
 
 
