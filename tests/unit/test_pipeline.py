@@ -86,6 +86,7 @@ def test_starter_file_parses_into_the_expected_pipeline() -> None:
     assert production.auto_rollback is True
     assert production.gates.checks == ()
     assert not development.auto_rollback and development.approvals == 0
+    assert not any(stage.auto_promote for stage in pipeline.stages)  # a person opts in
 
 
 def test_minimal_file_uses_defaults() -> None:
@@ -373,6 +374,7 @@ def test_empty_file(text: str) -> None:
         (10, "      checks: [smoke, smoke]", "stages[1].gates.checks[1]", "listed twice"),
         (13, "    approvals: -1", "stages[2].approvals", "is negative"),
         (13, "    auto_rollback: yes", "stages[2].auto_rollback", "expected true or false"),
+        (13, "    auto_promote: 1", "stages[2].auto_promote", "expected true or false"),
         (13, "    approvals: true", "stages[2].approvals", "found the boolean true"),
     ],
 )

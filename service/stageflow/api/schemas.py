@@ -68,6 +68,9 @@ class StageSchema(Schema):
     gates = fields.Nested(GatesSchema)
     approvals = fields.Integer()
     auto_rollback = Boolean()
+    auto_promote = Boolean(
+        metadata={"description": "promoted into by itself when the stage before runs a new state"}
+    )
 
 
 class RepositorySchema(Schema):
@@ -405,6 +408,9 @@ class PromotionSchema(Schema):
     revision = fields.String(allow_none=True)
     source_revision = fields.String(allow_none=True)
     requested_by = fields.String()
+    automatic = Boolean(
+        metadata={"description": "opened by Stageflow itself (the target stage's auto_promote)"}
+    )
     approvals = fields.List(fields.Nested(ApprovalSchema))
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -46,7 +46,13 @@ def status(api: Api, fmt: str, app: str | None) -> int:
         for p in api.get("/promotions", app=app, status=wanted, limit=500)["items"]
     ]
     waiting.sort(key=lambda p: p["id"])
-    data = {"apps": apps, "freezes": freezes, "waiting_promotions": waiting}
+    automatic = [s["name"] for s in api.get("/pipeline")["stages"] if s.get("auto_promote")]
+    data = {
+        "apps": apps,
+        "freezes": freezes,
+        "waiting_promotions": waiting,
+        "auto_promote": automatic,
+    }
 
     def render(console: Console, data: dict[str, Any]) -> None:
         frozen = {f["stage"]: f for f in data["freezes"]}
@@ -82,7 +88,8 @@ def status(api: Api, fmt: str, app: str | None) -> int:
                     made,
                     [
                         (
-                            stage["stage"],
+                            stage["stage"]
+                            + (" (auto)" if stage["stage"] in data["auto_promote"] else ""),
                             joined(_image(i) for i in stage.get("images", [])),
                             joined(
                                 k
@@ -111,7 +118,7 @@ def status(api: Api, fmt: str, app: str | None) -> int:
                         (
                             p["id"],
                             p["app"],
-                            f"{p['from']} → {p['to']}",
+                            f"{p['from']} → {p['to']}" + (" (auto)" if p.get("automatic") else ""),
                             mark(p["status"]),
                             joined(why),
                         )

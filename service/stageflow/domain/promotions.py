@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, Invalid
 from stageflow.domain.flags import Flag, FlagDocument, set_enabled
 from stageflow.domain.gates import GateResult
@@ -393,6 +394,11 @@ class Promotion:
     @property
     def waiting(self) -> bool:
         return self.status in WAITING
+
+    @property
+    def automatic(self) -> bool:
+        """True for a promotion Stageflow opened by itself (``auto_promote``), not a person."""
+        return self.requested_by == actors.AUTOMATION
 
     def approvers(self) -> set[str]:
         return {approval.approver for approval in self.approvals}

@@ -7,14 +7,20 @@ pages show the same facts the API answers, computed the same way, and nothing he
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stageflow.domain.errors import StageflowError
 from stageflow.domain.gates import GateResult, MetricSeries, metric_gate, soak_gate, verdict
 from stageflow.domain.identity import Scope
 from stageflow.domain.pipeline import App, MetricGate, Stage
-from stageflow.domain.promotions import Selection, carry_evaluators, plan_promotion
+from stageflow.domain.promotions import (
+    WAITING,
+    Promotion,
+    Selection,
+    carry_evaluators,
+    plan_promotion,
+)
 from stageflow.services import promotions, state
 from stageflow.services.context import Stageflow
 
@@ -33,6 +39,7 @@ class Boundary:
     gates: list[GateResult] = field(default_factory=list)
     decision: str = "blocked"  # apply, pending_approval, blocked; "nothing" when nothing moves
     problem: str | None = None  # why no promotion can be opened (a conflict, a rejected image)
+    waiting: Promotion | None = None  # the newest promotion into ``target`` waiting on its gates
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,14 @@ def pipeline_overview(sf: Stageflow, scope: Scope, *, requester: str) -> list[Ap
         parts = {part["stage"]: part for part in view["stages"]}
         columns = [_column(sf, snap, app, stage, parts[stage.name], freezes) for stage in stages]
         order = snap.pipeline.stage_names
+        with sf.uow() as uow:  # ascending ids: the newest waiting promotion per target wins
+            open_ = uow.promotions.list(app=app.name, statuses=WAITING, limit=50)
+        waiting = {promotion.target: promotion for promotion in reversed(open_)}
         boundaries = [
-            boundary(sf, snap, app, source, target, requester=requester)
+            replace(
+                boundary(sf, snap, app, source, target, requester=requester),
+                waiting=waiting.get(target.name),
+            )
             if order.index(target.name) == order.index(source.name) + 1
             else None  # a stage out of scope lies between: no promotion from here to there
             for source, target in itertools.pairwise(stages)

@@ -12,7 +12,7 @@ from stageflow.domain.errors import Invalid, NotFound
 from stageflow.domain.gates import CheckResult, CheckStatus, Deployment
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.promotions import Promotion
-from stageflow.services import promotions, rollbacks
+from stageflow.services import autopromote, promotions, rollbacks
 from stageflow.services.context import Stageflow
 from stageflow.services.state import content_at, snapshot
 
@@ -165,6 +165,9 @@ def record_deployment(
             sha,
             f"{stage_name} reported degraded at {sha[:12]} ({source})",
         )
+    # A new state offered first: its promotion supersedes the one waiting on the older state
+    # (which re-evaluating would fail as "the source changed").
+    autopromote.after_report(sf, app, stage_name, deployment)
     promotions.reevaluate_waiting(sf, app=app.name, source=stage_name)
     return deployment
 

@@ -95,6 +95,9 @@ class Stage:
     approvals: int = 0
     auto_rollback: bool = False
     freeze_windows: tuple[FreezeWindow, ...] = ()
+    # Open (and apply, when its gates hold) a promotion into this stage by itself whenever the
+    # stage before it runs a new state: `auto_promote: true` on the stage that *receives*.
+    auto_promote: bool = False
 
     def allows(self, lifecycle: str) -> bool:
         """Say whether a flag of this lifecycle may be ON in this stage."""

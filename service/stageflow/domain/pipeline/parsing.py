@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -88,6 +89,7 @@ _STAGE_KEYS = (
     "gates",
     "approvals",
     "auto_rollback",
+    "auto_promote",
     "freeze_windows",
 )
 
@@ -105,11 +107,8 @@ def _parse_stage(reader: Reader, value: object, path: KeyPath) -> Stage:
     if optional(stage, "gates") is not None:
         gates = _parse_gates(reader, stage["gates"], (*path, "gates"))
     approvals = _parse_approvals(reader, optional(stage, "approvals"), (*path, "approvals"))
-    auto_rollback = False
-    if optional(stage, "auto_rollback") is not None:
-        auto_rollback = reader.boolean(
-            stage["auto_rollback"], (*path, "auto_rollback"), "auto_rollback: true"
-        )
+    auto_rollback = _switch(reader, stage, "auto_rollback", path)
+    auto_promote = _switch(reader, stage, "auto_promote", path)
     windows: tuple[FreezeWindow, ...] = ()
     if optional(stage, "freeze_windows") is not None:
         windows = _parse_freeze_windows(reader, stage["freeze_windows"], (*path, "freeze_windows"))
@@ -121,7 +120,14 @@ def _parse_stage(reader: Reader, value: object, path: KeyPath) -> Stage:
         approvals=approvals,
         auto_rollback=auto_rollback,
         freeze_windows=windows,
+        auto_promote=auto_promote,
     )
+
+
+def _switch(reader: Reader, stage: Mapping[str, object], key: str, path: KeyPath) -> bool:
+    """A stage's ``key: true`` (absent or empty: false)."""
+    value = optional(stage, key)
+    return False if value is None else reader.boolean(value, (*path, key), f"{key}: true")
 
 
 def _parse_allow(reader: Reader, value: object, path: KeyPath) -> frozenset[str]:

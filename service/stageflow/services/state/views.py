@@ -64,6 +64,7 @@ def stage_view(stage: Stage) -> dict[str, Any]:
         },
         "approvals": stage.approvals,
         "auto_rollback": stage.auto_rollback,
+        "auto_promote": stage.auto_promote,
     }
 
 
