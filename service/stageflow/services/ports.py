@@ -10,6 +10,8 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 from stageflow.domain.evaluation import Evaluation, EvaluationRequest
+from stageflow.domain.events import Event
+from stageflow.domain.evidence import Evidence
 from stageflow.domain.flags import FlagDocument
 from stageflow.domain.gates import (
     CheckResult,
@@ -134,6 +136,10 @@ class History(Protocol):
 
     def trailers_of(self, revision: str) -> Mapping[str, str]: ...
 
+    def message_of(self, revision: str) -> str:
+        """The whole commit message of ``revision`` (subject, body and trailers)."""
+        ...
+
 
 class Renderer(Protocol):
     def render(self, directory: Path) -> str: ...
@@ -239,6 +245,41 @@ class Replicas(Protocol):
     def forget_older(self, than: datetime) -> int: ...
 
 
+class EventLog(Protocol):
+    """The outbox. Events are added by the audit log itself (``domain.events.events_of``)."""
+
+    def add(self, event: Event) -> None: ...
+
+    def after(
+        self,
+        after_id: int = 0,
+        *,
+        limit: int = 100,
+        kinds: Sequence[str] = (),
+        apps: Sequence[str] = (),
+    ) -> Sequence[Event]: ...
+
+    def last_id(self) -> int: ...
+
+    def since(
+        self, at: datetime, *, kinds: Sequence[str], app: str, stage: str | None = None
+    ) -> Sequence[Event]: ...
+
+    def first_with_revision(self, kind: str, revisions: Sequence[str]) -> dict[str, datetime]: ...
+
+
+class EvidenceChain(Protocol):
+    def tail(self) -> str | None: ...
+
+    def add(self, evidence: Evidence) -> None: ...
+
+    def get(self, promotion_id: int) -> Evidence | None: ...
+
+    def chain(self, after_id: int = 0, limit: int = 500) -> Sequence[Evidence]: ...
+
+    def recorded(self, promotion_ids: Sequence[int]) -> set[int]: ...
+
+
 class MetricsSource(Protocol):
     configured: bool
 
@@ -340,6 +381,8 @@ class UnitOfWork(Protocol):
     holds: Holds
     rejections: Rejections
     replicas: Replicas
+    events: EventLog
+    evidence: EvidenceChain
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -44,7 +44,7 @@ from stageflow.domain.promotions import (
     source_stage,
     unified_diff,
 )
-from stageflow.services import replicas
+from stageflow.services import evidence, replicas
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
 from stageflow.services.flags import write_flags
@@ -89,11 +89,21 @@ def _audit(
             stage=promotion.target,
             target=str(promotion.id),
             before=extra.get("before"),
-            after=extra.get("after", {"status": promotion.status}),
+            after=extra.get("after", _status_of(promotion)),
             revision=promotion.revision,
             at=sf.clock(),
         )
     )
+
+
+def _status_of(promotion: Promotion) -> dict[str, Any]:
+    """The audit entry's ``after`` for a status: the status, and the gates that failed (not
+    merely pending), which become ``gate_failed`` events."""
+    after: dict[str, Any] = {"status": promotion.status}
+    failed = [gate.name for gate in promotion.gates if gate.status == "failed"]
+    if failed and promotion.status in WAITING:
+        after["failed_gates"] = failed
+    return after
 
 
 # -- the promotion as a Git operation -------------------------------------------------------
@@ -419,8 +429,19 @@ def finish_once(
         if uow.promotions.save(done, expected_status=promotion.status):
             _audit(uow, sf, actor, f"promotion.{status}", done)
             uow.commit()
+            _record_evidence(sf, done)
             return done, True
     return get_promotion(sf, promotion.id or 0), False
+
+
+def _record_evidence(sf: Stageflow, promotion: Promotion) -> None:
+    """Append a settled promotion's evidence; a failure here is caught up by the settler."""
+    if promotion.status not in evidence.SETTLED:
+        return
+    try:
+        evidence.record(sf, promotion)
+    except StageflowError as exc:
+        log.warning("evidence of promotion %s left to the settler: %s", promotion.id, exc.message)
 
 
 def settle(sf: Stageflow, promotion_id: int, *, force: bool = False) -> Promotion:
@@ -579,6 +600,7 @@ def _save_or_reload(sf: Stageflow, old: Promotion, new: Promotion, actor: str) -
             if new.status != old.status:
                 _audit(uow, sf, actor, f"promotion.{new.status}", new)
             uow.commit()
+            _record_evidence(sf, new)
             return new
     # Someone else moved it first (another replica, a concurrent approval): theirs stands.
     return _load(sf, old.id or 0)

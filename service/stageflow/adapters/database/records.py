@@ -241,3 +241,36 @@ class ReplicaRecord(Base):
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRecord(Base):
+    """The outbox: one row per event, written in the transaction of the change it describes."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    app: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    revision: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[Any | None] = mapped_column(JSON)
+
+
+class EvidenceRecord(Base):
+    """A settled promotion's evidence, chained by digest to the record before it.
+
+    ``previous_digest`` is unique: two processes appending at once cannot both link to the same
+    record, so the chain never forks (the loser retries on the new tail).
+    """
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    promotion_id: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    record: Mapped[str] = mapped_column(Text)  # the canonical JSON the digest covers, verbatim
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    previous_digest: Mapped[str] = mapped_column(String(64), unique=True)
