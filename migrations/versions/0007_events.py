@@ -1,4 +1,5 @@
-"""events (the outbox) and evidence (settled promotions' records, chained by digest)
+"""events (the outbox), evidence (settled promotions' records, chained by digest),
+notifications (deliveries of events to notification targets) and the outbox cursors
 
 Revision ID: 0007_events
 Revises: 0006_replicas
@@ -43,8 +44,37 @@ def upgrade() -> None:
         sa.UniqueConstraint("digest", name=op.f("uq_evidence_digest")),
         sa.UniqueConstraint("previous_digest", name=op.f("uq_evidence_previous_digest")),
     )
+    op.create_table(
+        "outbox_cursors",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_outbox_cursors")),
+    )
+    op.create_table(
+        "notifications",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("target", sa.String(length=63), nullable=False),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("app", sa.String(length=63), nullable=True),
+        sa.Column("stage", sa.String(length=63), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=255), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
+        sa.UniqueConstraint("event_id", "target", name="uq_notifications_event_id_target"),
+    )
+    op.create_index("ix_notifications_status_id", "notifications", ["status", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_status_id", table_name="notifications")
+    op.drop_table("notifications")
+    op.drop_table("outbox_cursors")
     op.drop_table("evidence")
     op.drop_table("events")

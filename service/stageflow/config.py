@@ -136,6 +136,33 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "and frees Idempotency-Keys whose request died; 0 turns it off.",
     ),
     (
+        "notify_interval",
+        "STAGEFLOW_NOTIFY_INTERVAL",
+        "1",
+        "Seconds between rounds of the notifier, which sends events to the `notify:` targets of "
+        "stageflow.yaml (every replica runs it; deliveries are claimed, so each goes out once); "
+        "0 turns it off.",
+    ),
+    (
+        "notify_backoff",
+        "STAGEFLOW_NOTIFY_BACKOFF",
+        "1",
+        "Seconds before a failed notification is sent again; doubled after each failure, at most "
+        "5 minutes apart.",
+    ),
+    (
+        "notify_max_attempts",
+        "STAGEFLOW_NOTIFY_MAX_ATTEMPTS",
+        "20",
+        "Attempts before a notification is given up (`failed` in `GET /api/v1/notifications`).",
+    ),
+    (
+        "public_url",
+        "STAGEFLOW_PUBLIC_URL",
+        "http://HOST:PORT",
+        "The URL people open the dashboard at; notifications link to it.",
+    ),
+    (
         "database_timeout",
         "STAGEFLOW_DATABASE_TIMEOUT",
         "5",
@@ -233,6 +260,10 @@ class Settings:
     flux_webhook_secret: str | None = None
     reevaluate_interval: float = 15.0
     settle_interval: float = 2.0
+    notify_interval: float = 1.0
+    notify_backoff: float = 1.0
+    notify_max_attempts: int = 20
+    public_url: str | None = None
     database_timeout: float = 5.0
     token_outage_grace: float = 900.0
     log_level: str = "INFO"
@@ -298,6 +329,9 @@ class Settings:
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
             ("settle_interval", "STAGEFLOW_SETTLE_INTERVAL", float, 0, 3600),
+            ("notify_interval", "STAGEFLOW_NOTIFY_INTERVAL", float, 0, 3600),
+            ("notify_backoff", "STAGEFLOW_NOTIFY_BACKOFF", float, 0.01, 3600),
+            ("notify_max_attempts", "STAGEFLOW_NOTIFY_MAX_ATTEMPTS", int, 1, 1000),
             ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
             ("token_outage_grace", "STAGEFLOW_TOKEN_OUTAGE_GRACE", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
@@ -320,6 +354,7 @@ class Settings:
             ("admin_token", "STAGEFLOW_ADMIN_TOKEN"),
             ("prometheus_url", "STAGEFLOW_PROMETHEUS_URL"),
             ("flux_webhook_secret", "STAGEFLOW_FLUX_WEBHOOK_SECRET"),
+            ("public_url", "STAGEFLOW_PUBLIC_URL"),
         ):
             value = text(name)
             if value is not None:

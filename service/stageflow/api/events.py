@@ -18,6 +18,8 @@ from stageflow.api.schemas import (
     EvidencePageSchema,
     EvidenceQuerySchema,
     EvidenceSchema,
+    NotificationPageSchema,
+    NotificationQuerySchema,
 )
 from stageflow.domain.evidence import Evidence
 from stageflow.services import dora, events, evidence
@@ -57,6 +59,24 @@ class Events(MethodView):
         )
         items = [event.to_json() for event in found.items]
         return {"items": items, "next": found.next}
+
+
+@blp.route("/notifications")
+class Notifications(MethodView):
+    @requires("viewer")
+    @blp.arguments(NotificationQuerySchema, location="query")
+    @blp.response(200, NotificationPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Each event sent to a `notify:` target: status, attempts, last error; newest first."""
+        items, following = events.deliveries(
+            current_stageflow(),
+            current_token().scope,
+            status=query.get("status"),
+            target=query.get("target"),
+            before=query.get("before"),
+            limit=query["limit"],
+        )
+        return {"items": [item.to_json() for item in items], "next": following}
 
 
 @blp.route("/promotions/<int:promotion_id>/evidence")

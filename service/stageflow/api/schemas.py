@@ -574,3 +574,30 @@ class DoraSchema(Schema):
     lead_time_seconds = fields.Dict()
     change_failure_rate = fields.Dict()
     time_to_restore_seconds = fields.Dict()
+
+
+class NotificationQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
+    target = query_name()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    before = fields.Integer(**page_before)
+
+
+class NotificationSchema(Schema):
+    id = fields.Integer()
+    event_id = fields.Integer()
+    target = fields.String()
+    kind = fields.String()
+    app = fields.String(allow_none=True)
+    stage = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "pending | delivered | failed"})
+    attempts = fields.Integer()
+    created_at = fields.String()
+    next_at = fields.String(allow_none=True)
+    delivered_at = fields.String(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class NotificationPageSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema))
+    next = fields.Integer(allow_none=True, metadata={"description": "pass as `before` for more"})

@@ -21,6 +21,7 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stageflow.domain.errors import NotFound, PipelineError
+from stageflow.domain.notify import NotifyTarget, parse_targets
 
 __all__ = [
     "API_VERSION",
@@ -247,6 +248,9 @@ class Stage:
     approvals: int = 0
     auto_rollback: bool = False
     freeze_windows: tuple[FreezeWindow, ...] = ()
+    # when OFREP event streams tell clients to re-fetch: "commit" (the change is on the remote)
+    # or "live" (a deployment report says the stage runs a revision with it)
+    flag_events: str = "commit"
 
     def allows(self, lifecycle: str) -> bool:
         """Say whether a flag of this lifecycle may be ON in this stage."""
@@ -283,6 +287,8 @@ class Pipeline:
 
     apps: Mapping[str, App]
     stages: tuple[Stage, ...]
+    # where events are sent (`notify:` at the top level and inside stages), flattened
+    notify: tuple[NotifyTarget, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "apps", MappingProxyType(dict(self.apps)))
@@ -523,7 +529,7 @@ def parse_pipeline(
             f"start it with apiVersion: {API_VERSION}, then list apps: and stages:",
         )
     top = reader.mapping(data, (), f"apiVersion: {API_VERSION} with apps: and stages: under it")
-    reader.keys(top, (), ("apiVersion", "apps", "stages"))
+    reader.keys(top, (), ("apiVersion", "apps", "stages", "notify"))
     if "apiVersion" not in top:
         reader.fail(("apiVersion",), "is missing", f"add apiVersion: {API_VERSION} at the top")
     if top["apiVersion"] != API_VERSION:
@@ -541,7 +547,19 @@ def parse_pipeline(
             )
     stages = _parse_stages(reader, top["stages"])
     apps = _parse_apps(reader, top["apps"], tuple(stage.name for stage in stages))
-    return Pipeline(apps=apps, stages=stages)
+    notify = parse_targets(reader, top["notify"], ("notify",)) if top.get("notify") else ()
+    return Pipeline(apps=apps, stages=stages, notify=notify + _stage_targets(reader, top))
+
+
+def _stage_targets(reader: _Reader, top: Mapping[str, object]) -> tuple[NotifyTarget, ...]:
+    """Each stage's own `notify:` targets (the stages are valid by now)."""
+    found: tuple[NotifyTarget, ...] = ()
+    for position, item in enumerate(reader.sequence(top["stages"], ("stages",), "")):
+        stage = reader.mapping(item, ("stages", position), "")
+        if stage.get("notify") is not None:
+            path = ("stages", position, "notify")
+            found += parse_targets(reader, stage["notify"], path, stage=str(stage["name"]))
+    return found
 
 
 def _parse_stages(reader: _Reader, value: object) -> tuple[Stage, ...]:
@@ -566,6 +584,8 @@ _STAGE_KEYS = (
     "approvals",
     "auto_rollback",
     "freeze_windows",
+    "notify",
+    "flag_events",
 )
 
 
@@ -620,6 +640,10 @@ def _parse_stage(reader: _Reader, value: object, path: KeyPath) -> Stage:
             stage["auto_rollback"], (*path, "auto_rollback"), "auto_rollback: true"
         )
 
+    flag_events = "commit"
+    if _optional(stage, "flag_events") is not None:
+        flag_events = _parse_flag_events(reader, stage["flag_events"], (*path, "flag_events"))
+
     windows: tuple[FreezeWindow, ...] = ()
     if _optional(stage, "freeze_windows") is not None:
         windows = _parse_freeze_windows(reader, stage["freeze_windows"], (*path, "freeze_windows"))
@@ -632,7 +656,22 @@ def _parse_stage(reader: _Reader, value: object, path: KeyPath) -> Stage:
         approvals=approvals,
         auto_rollback=auto_rollback,
         freeze_windows=windows,
+        flag_events=flag_events,
     )
+
+
+def _parse_flag_events(reader: _Reader, value: object, path: KeyPath) -> str:
+    spec = reader.mapping(value, path, "{on: live}")
+    reader.keys(spec, path, ("on",), required=("on",))
+    when = reader.string(spec["on"], (*path, "on"), "live")
+    if when not in ("commit", "live"):
+        reader.fail(
+            (*path, "on"),
+            f"{when!r} is not a moment",
+            "use commit (tell clients once the change is pushed) or live (once the stage "
+            "reports it runs it)",
+        )
+    return when
 
 
 def _parse_gates(reader: _Reader, value: object, path: KeyPath) -> Gates:

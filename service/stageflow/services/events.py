@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from stageflow.domain.events import Event
 from stageflow.domain.identity import Scope
+from stageflow.domain.notify import Delivery
 from stageflow.services.context import Stageflow
 
 
@@ -34,3 +35,19 @@ def page(
         read = uow.events.after(after, limit=limit, kinds=kinds, apps=(app,) if app else ())
     items = [event for event in read if scope.covers(event.app, event.stage)]
     return Page(items, read[-1].id if len(read) == limit else None)
+
+
+def deliveries(
+    sf: Stageflow,
+    scope: Scope,
+    *,
+    status: str | None = None,
+    target: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> tuple[Sequence[Delivery], int | None]:
+    """Notification deliveries, newest first, of events the token's scope covers."""
+    with sf.uow() as uow:
+        read = uow.notifications.list(status=status, target=target, before_id=before, limit=limit)
+    items = [d for d in read if scope.covers(d.app, d.stage)]
+    return items, (read[-1].id if len(read) == limit else None)

@@ -24,6 +24,7 @@ from stageflow.domain.gates import (
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
+from stageflow.domain.notify import Delivery, NotifyTarget
 from stageflow.domain.pipeline import Pipeline
 from stageflow.domain.promotions import Approval, Promotion, Rejection
 
@@ -261,6 +262,8 @@ class EventLog(Protocol):
 
     def last_id(self) -> int: ...
 
+    def get_many(self, ids: Sequence[int]) -> Sequence[Event]: ...
+
     def since(
         self, at: datetime, *, kinds: Sequence[str], app: str, stage: str | None = None
     ) -> Sequence[Event]: ...
@@ -278,6 +281,46 @@ class EvidenceChain(Protocol):
     def chain(self, after_id: int = 0, limit: int = 500) -> Sequence[Evidence]: ...
 
     def recorded(self, promotion_ids: Sequence[int]) -> set[int]: ...
+
+
+class Notifications(Protocol):
+    """Deliveries of events to notification targets, and how far the event log was read."""
+
+    def cursor(self, name: str) -> int: ...
+
+    def move_cursor(self, name: str, event_id: int) -> None: ...
+
+    def add(self, delivery: Delivery) -> None: ...
+
+    def heads(self, now: datetime, *, limit: int = 500) -> Sequence[Delivery]: ...
+
+    def claim(self, delivery_id: int, holder: str, now: datetime, until: datetime) -> bool: ...
+
+    def settle(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        attempts: int,
+        next_at: datetime,
+        delivered_at: datetime | None,
+        error: str | None,
+    ) -> None: ...
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        target: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[Delivery]: ...
+
+
+class NotificationSender(Protocol):
+    """Sends one event to one target; raises ``DeliveryFailed`` saying why it did not arrive."""
+
+    def send(self, target: NotifyTarget, event: Event, link: str) -> None: ...
 
 
 class MetricsSource(Protocol):
@@ -383,6 +426,7 @@ class UnitOfWork(Protocol):
     replicas: Replicas
     events: EventLog
     evidence: EvidenceChain
+    notifications: Notifications
 
     def __enter__(self) -> UnitOfWork: ...
 
