@@ -163,6 +163,33 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "The URL people open the dashboard at; notifications link to it.",
     ),
     (
+        "stream_port",
+        "STAGEFLOW_STREAM_PORT",
+        "PORT + 1",
+        "Port of the OFREP event-stream server (SSE, ADR-0008) that `stageflow serve` runs next "
+        "to the API; 0 turns event streams off (bulk answers then carry no `eventStreams`).",
+    ),
+    (
+        "stream_url",
+        "STAGEFLOW_STREAM_URL",
+        "http://HOST:STREAM_PORT",
+        "The origin clients reach the event-stream server at (behind a proxy: the public "
+        "origin that routes `/ofrep/v1/event-stream` to it).",
+    ),
+    (
+        "stream_poll",
+        "STAGEFLOW_STREAM_POLL",
+        "0.05",
+        "Seconds between the event-stream server's reads of the event log (the delay before a "
+        "client is told, at most).",
+    ),
+    (
+        "stream_keepalive",
+        "STAGEFLOW_STREAM_KEEPALIVE",
+        "15",
+        "Seconds between keep-alive comments on an idle event stream.",
+    ),
+    (
         "database_timeout",
         "STAGEFLOW_DATABASE_TIMEOUT",
         "5",
@@ -264,6 +291,10 @@ class Settings:
     notify_backoff: float = 1.0
     notify_max_attempts: int = 20
     public_url: str | None = None
+    stream_port: int | None = None
+    stream_url: str | None = None
+    stream_poll: float = 0.05
+    stream_keepalive: float = 15.0
     database_timeout: float = 5.0
     token_outage_grace: float = 900.0
     log_level: str = "INFO"
@@ -274,6 +305,13 @@ class Settings:
     flux_webhook_stages: tuple[str, ...] = ()
     auth_failures_per_minute: int = 30
     flagd_fractional: str = "string"
+
+    @property
+    def stream_origin(self) -> str | None:
+        """Where clients open OFREP event streams; None when they are off."""
+        if self.stream_port == 0:
+            return None
+        return self.stream_url or f"http://{self.host}:{self.stream_port or self.port + 1}"
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir).resolve()
@@ -332,6 +370,9 @@ class Settings:
             ("notify_interval", "STAGEFLOW_NOTIFY_INTERVAL", float, 0, 3600),
             ("notify_backoff", "STAGEFLOW_NOTIFY_BACKOFF", float, 0.01, 3600),
             ("notify_max_attempts", "STAGEFLOW_NOTIFY_MAX_ATTEMPTS", int, 1, 1000),
+            ("stream_port", "STAGEFLOW_STREAM_PORT", int, 0, 65535),
+            ("stream_poll", "STAGEFLOW_STREAM_POLL", float, 0.005, 10),
+            ("stream_keepalive", "STAGEFLOW_STREAM_KEEPALIVE", float, 1, 3600),
             ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
             ("token_outage_grace", "STAGEFLOW_TOKEN_OUTAGE_GRACE", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
@@ -355,6 +396,7 @@ class Settings:
             ("prometheus_url", "STAGEFLOW_PROMETHEUS_URL"),
             ("flux_webhook_secret", "STAGEFLOW_FLUX_WEBHOOK_SECRET"),
             ("public_url", "STAGEFLOW_PUBLIC_URL"),
+            ("stream_url", "STAGEFLOW_STREAM_URL"),
         ):
             value = text(name)
             if value is not None:

@@ -132,8 +132,41 @@ def serve(settings: Settings, *, dev: bool = False) -> int:
             return app
 
     print(f"Stageflow serving on http://{settings.host}:{settings.port}  (docs: /docs)", flush=True)
-    Server().run()
+    streams = _start_streams(settings)
+    try:
+        Server().run()
+    finally:
+        _stop(streams)
     return 0
+
+
+def _start_streams(settings: Settings) -> Any:
+    """Run the OFREP event-stream server (stageflow.streams) as a process of its own."""
+    if settings.stream_origin is None:
+        return None
+    import os
+    import subprocess
+
+    from stageflow.config import SETTINGS_DOC
+
+    env = dict(os.environ)
+    for attr, name, *_ in SETTINGS_DOC:
+        value = getattr(settings, attr, None)
+        if value is not None:
+            env[name] = ",".join(value) if isinstance(value, tuple) else str(value)
+    env["STAGEFLOW_STREAM_PORT"] = str(settings.stream_port or settings.port + 1)
+    print(f"OFREP event streams on {settings.stream_origin}", flush=True)
+    return subprocess.Popen([sys.executable, "-m", "stageflow.streams"], env=env)
+
+
+def _stop(process: Any) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except Exception:
+        process.kill()
 
 
 def _settle(settings: Settings) -> None:

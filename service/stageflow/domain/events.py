@@ -32,6 +32,7 @@ STAGE_HELD: Final = "stage_held"
 STAGE_RELEASED: Final = "stage_released"
 STAGE_FROZEN: Final = "stage_frozen"
 STAGE_THAWED: Final = "stage_thawed"
+DEPLOYED: Final = "deployed"  # a deployment report: what a stage runs now
 
 KINDS: Final = (
     PROMOTION_OPENED,
@@ -51,6 +52,7 @@ KINDS: Final = (
     STAGE_RELEASED,
     STAGE_FROZEN,
     STAGE_THAWED,
+    DEPLOYED,
 )
 
 # A promotion's status (the audit action `promotion.<status>`, or the status it was opened in)
@@ -114,7 +116,9 @@ class Event:
 def events_of(entry: AuditEntry) -> list[Event]:
     """The events an audit entry stands for (none for most: token changes, refusals, ...)."""
     kinds = _kinds(entry)
-    after = entry.after if isinstance(entry.after, dict) else {}
+    after = dict(entry.after) if isinstance(entry.after, dict) else {}
+    if kinds == [STATE_CHANGED]:
+        after = {"action": entry.action}  # what the commit did (the flag itself is in Git)
     return [
         Event(
             kind=kind,
@@ -147,3 +151,47 @@ def _kinds(entry: AuditEntry) -> list[str]:
     if after.get("failed_gates"):  # a gate that failed (not merely pending) blocks it
         found.append(GATE_FAILED)
     return found
+
+
+# -- flag-change notices (OFREP event streams) --------------------------------------------------
+
+# Commits that may change a stage's flags file.
+_FLAG_ACTIONS: Final = ("flag.", "promotion.apply", "promotion.rollback")
+
+
+@dataclass(frozen=True)
+class Refetch:
+    """Tell the clients of one app and stage to fetch their flags again (OFREP ADR-0008)."""
+
+    id: int
+    app: str
+    stage: str
+    etag: str  # the flag configuration's version: the revision it is in
+    last_modified: int  # unix seconds
+
+    def data(self) -> dict[str, Any]:
+        return {"type": "refetchEvaluation", "etag": self.etag, "lastModified": self.last_modified}
+
+
+def refetches(event: Event, stages: dict[str, str]) -> list[Refetch]:
+    """The notices ``event`` gives, for an app whose stages tell clients ``stages[name]``
+    (``commit``: once the change is pushed; ``live``: once a deployment report says the stage
+    runs a revision whose flags differ from what it ran before)."""
+    if event.id is None or event.app is None or not event.revision:
+        return []
+    when = int(event.at.timestamp())
+    if event.kind == STATE_CHANGED and str(event.data.get("action", "")).startswith(_FLAG_ACTIONS):
+        touched = [event.stage] if event.stage else list(stages)
+        return [
+            Refetch(event.id, event.app, stage, event.revision, when)
+            for stage in touched
+            if stages.get(stage) == "commit"
+        ]
+    if (
+        event.kind == DEPLOYED
+        and event.stage is not None
+        and stages.get(event.stage) == "live"
+        and event.data.get("flags") != event.data.get("flags_before")
+    ):
+        return [Refetch(event.id, event.app, event.stage, event.revision, when)]
+    return []
