@@ -13,22 +13,29 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from stageflow.domain.events import Event, events_of
+from stageflow.domain.evidence import Evidence
 from stageflow.domain.gates import CheckResult, Deployment, Freeze, Hold
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
+from stageflow.domain.notify import Delivery
 from stageflow.domain.promotions import Approval, Promotion, Rejection
 from stageflow.services.ports import (
     AuditLog,
     Checks,
     Deployments,
+    EventLog,
+    EvidenceChain,
     Freezes,
     Holds,
     IdempotencyStore,
+    Notifications,
     Promotions,
     Rejections,
     Replicas,
     TokenStore,
 )
+from tests.fake_events import FakeEvents, FakeEvidence, FakeNotifications
 
 
 @dataclass
@@ -45,6 +52,10 @@ class FakeLedger:
     holds: list[Hold] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     replicas: dict[str, datetime] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    notifications: list[Delivery] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
     version: int = 0
     # called at each commit, before it counts: raise from it to make the ledger fail there
     on_commit: Callable[[FakeLedger], None] | None = None
@@ -59,6 +70,8 @@ class FakeAuditLog:
 
     def add(self, entry: AuditEntry) -> None:
         self.ledger.audit.append(replace(entry, id=len(self.ledger.audit) + 1))
+        for event in events_of(entry):  # the outbox, as the database's audit log writes it
+            FakeEvents(self.ledger).add(event)
 
     def recorded_changes(self, change_ids: Sequence[str]) -> set[str]:
         return {
@@ -382,6 +395,9 @@ class FakeUnitOfWork:
         self.holds: Holds = FakeHolds(ledger)
         self.rejections: Rejections = FakeRejections(ledger)
         self.replicas: Replicas = FakeReplicas(ledger)
+        self.events: EventLog = FakeEvents(ledger)
+        self.evidence: EvidenceChain = FakeEvidence(ledger)
+        self.notifications: Notifications = FakeNotifications(ledger)
 
     def __enter__(self) -> FakeUnitOfWork:
         self._before = self.ledger.copy()

@@ -120,6 +120,7 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         history=GitHistory(repo),
         heartbeat_lease=max(15.0, 5 * settings.settle_interval),
         record_grace=settings.database_timeout + 1,
+        event_streams=settings.stream_origin,
     )
     if open_repo:
         try:

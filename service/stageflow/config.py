@@ -136,6 +136,60 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "and frees Idempotency-Keys whose request died; 0 turns it off.",
     ),
     (
+        "notify_interval",
+        "STAGEFLOW_NOTIFY_INTERVAL",
+        "1",
+        "Seconds between rounds of the notifier, which sends events to the `notify:` targets of "
+        "stageflow.yaml (every replica runs it; deliveries are claimed, so each goes out once); "
+        "0 turns it off.",
+    ),
+    (
+        "notify_backoff",
+        "STAGEFLOW_NOTIFY_BACKOFF",
+        "1",
+        "Seconds before a failed notification is sent again; doubled after each failure, at most "
+        "5 minutes apart.",
+    ),
+    (
+        "notify_max_attempts",
+        "STAGEFLOW_NOTIFY_MAX_ATTEMPTS",
+        "20",
+        "Attempts before a notification is given up (`failed` in `GET /api/v1/notifications`).",
+    ),
+    (
+        "public_url",
+        "STAGEFLOW_PUBLIC_URL",
+        "http://HOST:PORT",
+        "The URL people open the dashboard at; notifications link to it.",
+    ),
+    (
+        "stream_port",
+        "STAGEFLOW_STREAM_PORT",
+        "PORT + 1",
+        "Port of the OFREP event-stream server (SSE, ADR-0008) that `stageflow serve` runs next "
+        "to the API; 0 turns event streams off (bulk answers then carry no `eventStreams`).",
+    ),
+    (
+        "stream_url",
+        "STAGEFLOW_STREAM_URL",
+        "http://HOST:STREAM_PORT",
+        "The origin clients reach the event-stream server at (behind a proxy: the public "
+        "origin that routes `/ofrep/v1/event-stream` to it).",
+    ),
+    (
+        "stream_poll",
+        "STAGEFLOW_STREAM_POLL",
+        "0.05",
+        "Seconds between the event-stream server's reads of the event log (the delay before a "
+        "client is told, at most).",
+    ),
+    (
+        "stream_keepalive",
+        "STAGEFLOW_STREAM_KEEPALIVE",
+        "15",
+        "Seconds between keep-alive comments on an idle event stream.",
+    ),
+    (
         "database_timeout",
         "STAGEFLOW_DATABASE_TIMEOUT",
         "5",
@@ -233,6 +287,14 @@ class Settings:
     flux_webhook_secret: str | None = None
     reevaluate_interval: float = 15.0
     settle_interval: float = 2.0
+    notify_interval: float = 1.0
+    notify_backoff: float = 1.0
+    notify_max_attempts: int = 20
+    public_url: str | None = None
+    stream_port: int | None = None
+    stream_url: str | None = None
+    stream_poll: float = 0.05
+    stream_keepalive: float = 15.0
     database_timeout: float = 5.0
     token_outage_grace: float = 900.0
     log_level: str = "INFO"
@@ -243,6 +305,13 @@ class Settings:
     flux_webhook_stages: tuple[str, ...] = ()
     auth_failures_per_minute: int = 30
     flagd_fractional: str = "string"
+
+    @property
+    def stream_origin(self) -> str | None:
+        """Where clients open OFREP event streams; None when they are off."""
+        if self.stream_port == 0:
+            return None
+        return self.stream_url or f"http://{self.host}:{self.stream_port or self.port + 1}"
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir).resolve()
@@ -298,6 +367,12 @@ class Settings:
             ("render_timeout", "STAGEFLOW_RENDER_TIMEOUT", float, 1, 600),
             ("reevaluate_interval", "STAGEFLOW_REEVALUATE_INTERVAL", float, 0, 86400),
             ("settle_interval", "STAGEFLOW_SETTLE_INTERVAL", float, 0, 3600),
+            ("notify_interval", "STAGEFLOW_NOTIFY_INTERVAL", float, 0, 3600),
+            ("notify_backoff", "STAGEFLOW_NOTIFY_BACKOFF", float, 0.01, 3600),
+            ("notify_max_attempts", "STAGEFLOW_NOTIFY_MAX_ATTEMPTS", int, 1, 1000),
+            ("stream_port", "STAGEFLOW_STREAM_PORT", int, 0, 65535),
+            ("stream_poll", "STAGEFLOW_STREAM_POLL", float, 0.005, 10),
+            ("stream_keepalive", "STAGEFLOW_STREAM_KEEPALIVE", float, 1, 3600),
             ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
             ("token_outage_grace", "STAGEFLOW_TOKEN_OUTAGE_GRACE", float, 0, 86400),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
@@ -320,6 +395,8 @@ class Settings:
             ("admin_token", "STAGEFLOW_ADMIN_TOKEN"),
             ("prometheus_url", "STAGEFLOW_PROMETHEUS_URL"),
             ("flux_webhook_secret", "STAGEFLOW_FLUX_WEBHOOK_SECRET"),
+            ("public_url", "STAGEFLOW_PUBLIC_URL"),
+            ("stream_url", "STAGEFLOW_STREAM_URL"),
         ):
             value = text(name)
             if value is not None:

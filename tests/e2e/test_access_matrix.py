@@ -62,6 +62,10 @@ TOUCHES: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {
     # the webhooks' payloads name the Kustomization / Application demo-production
     ("POST", "/api/v1/webhooks/flux"): [("demo", "production")],
     ("POST", "/api/v1/webhooks/argocd"): [("demo", "production")],
+    # the evidence chain links every app's records: only a token without a scope reads it
+    ("GET", "/api/v1/evidence"): [(EVERY, EVERY)],
+    # DORA figures of the last stage unless the query names one
+    ("GET", "/api/v1/apps/{app}/metrics/dora"): [("demo", "production")],
     # the selection headers name demo/production
     ("POST", "/ofrep/v1/evaluate/flags/{key}"): [("demo", "production")],
     ("POST", "/ofrep/v1/evaluate/flags"): [("demo", "production")],

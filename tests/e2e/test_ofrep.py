@@ -397,8 +397,14 @@ def test_bulk_answers_every_flag_like_single_requests_with_an_etag(
 
     assert bulk.status_code == 200
     body = bulk.get_json()
-    assert set(body) == {"flags", "metadata"}
+    assert set(body) == {"flags", "metadata", "eventStreams"}
     assert body["metadata"]["flagSetId"] == "demo"
+    (stream,) = body["eventStreams"]  # where its clients hear of changes (ADR-0008)
+    assert stream["type"] == "sse" and stream["inactivityDelaySec"] == 120
+    assert stream["endpoint"] == {
+        "origin": "http://127.0.0.1:8081",
+        "requestUri": "/ofrep/v1/event-stream?app=demo&stage=development",
+    }
     assert [item["key"] for item in body["flags"]] == [*KINDS]
     for item in body["flags"]:
         single = anonymous.post(f"{SINGLE}/{item['key']}", json=context, headers=headers)

@@ -47,6 +47,9 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "STAGEFLOW_FLUX_WEBHOOK_STAGES": ("production", ("production",)),
     "STAGEFLOW_AUTH_FAILURES_PER_MINUTE": ("5", 5),
     "STAGEFLOW_FLAGD_FRACTIONAL": ("CBOR", "cbor"),
+    "STAGEFLOW_PUBLIC_URL": ("https://stageflow.example.com", "https://stageflow.example.com"),
+    "STAGEFLOW_STREAM_URL": ("https://flags.example.com", "https://flags.example.com"),
+    "STAGEFLOW_STREAM_PORT": ("9091", 9091),
 }
 
 

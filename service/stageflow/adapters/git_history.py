@@ -57,3 +57,9 @@ class GitHistory:
     def trailers_of(self, revision: str) -> Mapping[str, str]:
         out = self.repo.repo.git.log("-1", "--format=%(trailers:only,unfold)", revision)
         return _trailers(out)
+
+    def message_of(self, revision: str) -> str:
+        try:
+            return str(self.repo.repo.git.log("-1", "--format=%B", revision))
+        except git.GitCommandError as exc:
+            raise Unavailable(f"cannot read commit {revision[:12]}: {exc.stderr}") from exc

@@ -15,6 +15,7 @@ from stageflow.api import (
     admin,
     changes,
     errors,
+    events,
     inputs,
     links,
     ofrep,
@@ -81,7 +82,14 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     )
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
-    for blueprint in (reads.blp, changes.blp, promotions.blp, webhooks.blp, admin.blp):
+    for blueprint in (
+        reads.blp,
+        changes.blp,
+        promotions.blp,
+        webhooks.blp,
+        admin.blp,
+        events.blp,
+    ):
         api.register_blueprint(blueprint)
     app.register_blueprint(operate.blp)
     api.register_blueprint(ofrep.blp)  # OFREP: /ofrep/v1/evaluate/flags[/{key}]

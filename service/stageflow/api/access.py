@@ -176,6 +176,16 @@ def every_app(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
     return [(EVERY, args["stage"])]
 
 
+def everything(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """Data that links every app and stage (the evidence chain): only an unscoped token."""
+    return [(EVERY, EVERY)]
+
+
+def app_wide(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+    """An app's figures of one stage (``stage`` in the query, else the pipeline's last)."""
+    return [(args["app"], request.args.get("stage") or state.last_stage(sf))]
+
+
 def scope_targets(scope: Scope) -> list[Target]:
     return [(app, stage) for app in scope.apps or (EVERY,) for stage in scope.stages or (EVERY,)]
 

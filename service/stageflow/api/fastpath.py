@@ -211,6 +211,8 @@ def _route(environ: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
     path: str = environ.get("PATH_INFO", "")
     if not path.isascii():  # Werkzeug decodes other bytes (WSGI's latin-1) as UTF-8; leave it that
         return None
+    if "flagConfigEtag" in environ.get("QUERY_STRING", ""):
+        return None  # an event stream's re-fetch: Flask reads the remote's head afresh
     method = environ.get("REQUEST_METHOD")
     for verb, pattern, rule in _ROUTES:
         if verb == method:

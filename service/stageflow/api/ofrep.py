@@ -259,6 +259,7 @@ def _flag_set() -> FlagSet:
         current_token(),
         app=request.headers.get(APP_HEADER) or None,
         stage=request.headers.get(STAGE_HEADER) or None,
+        config_etag=request.args.get("flagConfigEtag") or None,
     )
 
 
@@ -303,6 +304,21 @@ def evaluate_flag(key: str) -> ResponseReturnValue:
             "schema": {"type": "string"},
             "description": "the ETag of an earlier answer: 304 when the answer is the same",
         },
+        {
+            "name": "flagConfigEtag",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+            "description": "an event stream's `etag` (ADR-0008): the answer is made from that "
+            "revision of the flags or a later one",
+        },
+        {
+            "name": "flagConfigLastModified",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 64},
+            "description": "an event stream's `lastModified` (accepted; the etag decides)",
+        },
     ],
     requestBody=_REQUEST,
     responses={
@@ -314,6 +330,11 @@ def evaluate_flag(key: str) -> ResponseReturnValue:
                     "properties": {
                         "flags": {"type": "array", "items": {"oneOf": [_SUCCESS, _FAILURE]}},
                         "metadata": {**_METADATA, "description": "flag-set metadata"},
+                        "eventStreams": {
+                            "type": "array",
+                            "description": "where to hear of changes (ADR-0008): SSE",
+                            "items": {"type": "object", "required": ["type"]},
+                        },
                     },
                 },
                 "every flag of the app in the stage, evaluated",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from stageflow.domain import events as event_kinds
 from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
 from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES
 from stageflow.domain.identity import ROLES
@@ -507,3 +508,102 @@ class FreezeSchema(Schema):
 
 class RollbackSchema(StrictSchema):
     reason = fields.String(validate=validate.Length(max=2000))
+
+
+# -- events, evidence, DORA ------------------------------------------------------------------
+
+
+class EventQuerySchema(StrictSchema):
+    after = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0, max=2**31 - 1),
+        metadata={"description": "page: events with an id above this one (oldest first)"},
+    )
+    kind = fields.List(fields.String(validate=validate.OneOf(event_kinds.KINDS)))
+    app = query_name()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    at = fields.String()
+    actor = fields.String()
+    app = fields.String(allow_none=True)
+    stage = fields.String(allow_none=True)
+    subject = fields.String(allow_none=True)
+    revision = fields.String(allow_none=True)
+    data = fields.Dict()
+
+
+class EventPageSchema(Schema):
+    items = fields.List(fields.Nested(EventSchema))
+    next = fields.Integer(allow_none=True, metadata={"description": "pass as `after` for more"})
+
+
+class EvidenceSchema(Schema):
+    id = fields.Integer()
+    promotion_id = fields.Integer()
+    at = fields.String()
+    record = fields.Dict(metadata={"description": "what the promotion was based on"})
+    record_json = fields.String(
+        metadata={"description": "the record's exact stored text, which the digest covers"}
+    )
+    digest = fields.String(
+        metadata={"description": 'sha256(previous_digest + "\\n" + record_json)'}
+    )
+    previous_digest = fields.String()
+
+
+class EvidenceQuerySchema(StrictSchema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=1000))
+
+
+class EvidencePageSchema(Schema):
+    items = fields.List(fields.Nested(EvidenceSchema))
+    next = fields.Integer(allow_none=True, metadata={"description": "pass as `after` for more"})
+
+
+class DoraQuerySchema(StrictSchema):
+    stage = query_name()
+    days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=3650))
+
+
+class DoraSchema(Schema):
+    app = fields.String()
+    stage = fields.String()
+    days = fields.Integer()
+    since = fields.String()
+    until = fields.String()
+    deployment_frequency = fields.Dict()
+    lead_time_seconds = fields.Dict()
+    change_failure_rate = fields.Dict()
+    time_to_restore_seconds = fields.Dict()
+
+
+class NotificationQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
+    target = query_name()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    before = fields.Integer(**page_before)
+
+
+class NotificationSchema(Schema):
+    id = fields.Integer()
+    event_id = fields.Integer()
+    target = fields.String()
+    kind = fields.String()
+    app = fields.String(allow_none=True)
+    stage = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "pending | delivered | failed"})
+    attempts = fields.Integer()
+    created_at = fields.String()
+    next_at = fields.String(allow_none=True)
+    delivered_at = fields.String(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class NotificationPageSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema))
+    next = fields.Integer(allow_none=True, metadata={"description": "pass as `before` for more"})

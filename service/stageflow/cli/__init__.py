@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from stageflow.cli import local, promotions, setup, workflow
+from stageflow.cli import evidence, local, promotions, setup, workflow
 from stageflow.cli.connection import Connection
 from stageflow.cli.options import connection_options, output_option
 from stageflow.cli.output import Failure
@@ -41,7 +41,13 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Connection)
 
 
-for command in (*local.COMMANDS, *setup.COMMANDS, *workflow.COMMANDS, *promotions.COMMANDS):
+for command in (
+    *local.COMMANDS,
+    *setup.COMMANDS,
+    *workflow.COMMANDS,
+    *promotions.COMMANDS,
+    *evidence.COMMANDS,
+):
     cli.add_command(command)
 # `stageflow token create` from before the client commands: the same group under its old name,
 # kept working but out of the help

@@ -123,6 +123,7 @@ def serve(settings: Settings, *, dev: bool = False) -> int:
             app = create_app(settings)
             _start_reevaluator(app.extensions["stageflow"], settings.reevaluate_interval)
             _start_settler(app.extensions["stageflow"], settings.settle_interval)
+            _start_notifier(app.extensions["stageflow"], settings)
             # What start-up built lives as long as the worker: move it out of the collector's
             # reach, or every full collection walks it again (76-199 ms pauses measured with
             # ~120k objects; after the freeze, under 1 ms).
@@ -131,8 +132,41 @@ def serve(settings: Settings, *, dev: bool = False) -> int:
             return app
 
     print(f"Stageflow serving on http://{settings.host}:{settings.port}  (docs: /docs)", flush=True)
-    Server().run()
+    streams = _start_streams(settings)
+    try:
+        Server().run()
+    finally:
+        _stop(streams)
     return 0
+
+
+def _start_streams(settings: Settings) -> Any:
+    """Run the OFREP event-stream server (stageflow.streams) as a process of its own."""
+    if settings.stream_origin is None:
+        return None
+    import os
+    import subprocess
+
+    from stageflow.config import SETTINGS_DOC
+
+    env = dict(os.environ)
+    for attr, name, *_ in SETTINGS_DOC:
+        value = getattr(settings, attr, None)
+        if value is not None:
+            env[name] = ",".join(value) if isinstance(value, tuple) else str(value)
+    env["STAGEFLOW_STREAM_PORT"] = str(settings.stream_port or settings.port + 1)
+    print(f"OFREP event streams on {settings.stream_origin}", flush=True)
+    return subprocess.Popen([sys.executable, "-m", "stageflow.streams"], env=env)
+
+
+def _stop(process: Any) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except Exception:
+        process.kill()
 
 
 def _settle(settings: Settings) -> None:
@@ -207,3 +241,40 @@ def _start_settler(sf: Any, interval: float) -> None:
                 time.sleep(min(0.25, interval))
 
     threading.Thread(target=loop, name="stageflow-settle", daemon=True).start()
+
+
+def _start_notifier(sf: Any, settings: Settings) -> None:
+    """Send the event log to the `notify:` targets, in every worker (deliveries are claimed)."""
+    if settings.notify_interval <= 0:
+        return
+    import logging
+    import threading
+    import time
+
+    from stageflow.adapters.notifications import HttpSender
+    from stageflow.services.notifier import Notifier, Options
+
+    log = logging.getLogger("stageflow.notify")
+    notifier = Notifier(
+        sf,
+        HttpSender(),
+        Options(
+            base_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+            backoff=settings.notify_backoff,
+            max_attempts=settings.notify_max_attempts,
+        ),
+    )
+
+    def loop() -> None:
+        failing = False
+        while True:
+            time.sleep(settings.notify_interval)
+            try:
+                notifier.round()
+                failing = False
+            except Exception as exc:  # the loop must outlive one bad round (an outage)
+                if not failing:
+                    log.warning("notifying failed (retrying): %s", exc)
+                failing = True
+
+    threading.Thread(target=loop, name="stageflow-notify", daemon=True).start()

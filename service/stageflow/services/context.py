@@ -195,6 +195,9 @@ class Stageflow:
     # Seconds the settler leaves a new commit to its writer, whose ledger write follows the
     # push (bounded by the database timeout) before recording it from the trailers itself.
     record_grace: float = 6.0
+    # Where OFREP clients open event streams (the origin of the streams server); None: off,
+    # and bulk answers carry no `eventStreams`.
+    event_streams: str | None = None
 
     def close(self) -> None:
         """Release what the adapters hold (database pool, clone slot)."""

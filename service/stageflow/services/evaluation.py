@@ -12,6 +12,7 @@ import json
 import math
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -70,6 +71,8 @@ class FlagSet:
     evaluator: FlagEvaluator
     # files this flag set reads as their last valid version (a function of the revision)
     file_notes: list[str] = field(default_factory=list)
+    # the bulk answer's `eventStreams` (OFREP ADR-0008): where its clients hear of changes
+    event_streams: tuple[Mapping[str, Any], ...] = ()
 
     @cached_property
     def static_answers(self) -> Mapping[str, Evaluation]:
@@ -90,7 +93,11 @@ class FlagSet:
         keys = self.evaluator.flag_keys()
         if len(self.static_answers) != len(keys):
             return None
-        return BulkEvaluation([self.static_answers[key] for key in keys], self.evaluator.metadata())
+        return BulkEvaluation(
+            [self.static_answers[key] for key in keys],
+            self.evaluator.metadata(),
+            self.event_streams,
+        )
 
 
 @dataclass(frozen=True)
@@ -99,13 +106,17 @@ class BulkEvaluation:
 
     flags: Sequence[Evaluation]
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_streams: Sequence[Mapping[str, Any]] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the OFREP ``bulkEvaluationSuccess`` object."""
-        return {
+        answer: dict[str, Any] = {
             "flags": [answer.to_json() for answer in self.flags],
             "metadata": dict(self.metadata),
         }
+        if self.event_streams:
+            answer["eventStreams"] = [dict(stream) for stream in self.event_streams]
+        return answer
 
     @cached_property
     def body(self) -> bytes:
@@ -161,16 +172,27 @@ def _choose(
 
 
 def flag_set(
-    sf: Stageflow, token: ApiToken, *, app: str | None = None, stage: str | None = None
+    sf: Stageflow,
+    token: ApiToken,
+    *,
+    app: str | None = None,
+    stage: str | None = None,
+    config_etag: str | None = None,
 ) -> FlagSet:
     """Return the flag set a token evaluates: its scope (or the headers) pick app and stage.
 
     The token needs the ``client`` role (admins have every role). When its scope, read against
     stageflow.yaml, leaves exactly one app and one stage, those are used; otherwise ``app`` and
     ``stage`` (the ``X-Stageflow-App`` / ``X-Stageflow-Stage`` headers) must say which.
+    ``config_etag`` (an event stream's ``etag``: a revision) makes the head be read afresh when
+    it is not the cached one.
     """
     token.require(READ_ROLE)
     revision = sf.repo.head()
+    if config_etag is not None and config_etag.strip('"') != revision:
+        # An event stream named a newer configuration than this process's cached head: look
+        # at the remote now rather than answer with what the client was told is replaced.
+        revision = sf.repo.head(fresh=True)
     # Keyed by revision: while the head stays put, a request reads nothing from the clone.
     pipeline = sf.cache.get(("ofrep-pipeline", revision), lambda: snapshot(sf, revision).pipeline)
     app_name = _choose(token, "app", app, token.scope.apps, list(pipeline.apps), APP_HEADER)
@@ -188,7 +210,28 @@ def flag_set(
             flags_path(chosen, stage_name),
             _evaluator(sf, revision, chosen, stage_name),
             file_notes(sf, revision, app_name, stage_name),
+            event_streams(sf, app_name, stage_name),
         ),
+    )
+
+
+# What the event-stream server serves (stageflow.streams), and how long an idle client keeps
+# its connection (ADR-0008's default).
+STREAM_PATH: Final = "/ofrep/v1/event-stream"
+INACTIVITY_SECONDS: Final = 120
+
+
+def event_streams(sf: Stageflow, app: str, stage: str) -> tuple[Mapping[str, Any], ...]:
+    """An app stage's `eventStreams`: one SSE endpoint, or none when streams are off."""
+    if sf.event_streams is None:
+        return ()
+    query = urllib.parse.urlencode({"app": app, "stage": stage})
+    return (
+        {
+            "type": "sse",
+            "endpoint": {"origin": sf.event_streams, "requestUri": f"{STREAM_PATH}?{query}"},
+            "inactivityDelaySec": INACTIVITY_SECONDS,
+        },
     )
 
 
@@ -258,6 +301,7 @@ def evaluate_flags(flags: FlagSet, request: EvaluationRequest) -> BulkEvaluation
             for key in flags.evaluator.flag_keys()
         ],
         flags.evaluator.metadata(),
+        flags.event_streams,
     )
 
 

@@ -10,6 +10,8 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 from stageflow.domain.evaluation import Evaluation, EvaluationRequest
+from stageflow.domain.events import Event
+from stageflow.domain.evidence import Evidence
 from stageflow.domain.flags import FlagDocument
 from stageflow.domain.gates import (
     CheckResult,
@@ -22,6 +24,7 @@ from stageflow.domain.gates import (
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
+from stageflow.domain.notify import Delivery, NotifyTarget
 from stageflow.domain.pipeline import Pipeline
 from stageflow.domain.promotions import Approval, Promotion, Rejection
 
@@ -134,6 +137,10 @@ class History(Protocol):
 
     def trailers_of(self, revision: str) -> Mapping[str, str]: ...
 
+    def message_of(self, revision: str) -> str:
+        """The whole commit message of ``revision`` (subject, body and trailers)."""
+        ...
+
 
 class Renderer(Protocol):
     def render(self, directory: Path) -> str: ...
@@ -237,6 +244,83 @@ class Replicas(Protocol):
     def seen(self, name: str) -> datetime | None: ...
 
     def forget_older(self, than: datetime) -> int: ...
+
+
+class EventLog(Protocol):
+    """The outbox. Events are added by the audit log itself (``domain.events.events_of``)."""
+
+    def add(self, event: Event) -> None: ...
+
+    def after(
+        self,
+        after_id: int = 0,
+        *,
+        limit: int = 100,
+        kinds: Sequence[str] = (),
+        apps: Sequence[str] = (),
+    ) -> Sequence[Event]: ...
+
+    def last_id(self) -> int: ...
+
+    def get_many(self, ids: Sequence[int]) -> Sequence[Event]: ...
+
+    def since(
+        self, at: datetime, *, kinds: Sequence[str], app: str, stage: str | None = None
+    ) -> Sequence[Event]: ...
+
+    def first_with_revision(self, kind: str, revisions: Sequence[str]) -> dict[str, datetime]: ...
+
+
+class EvidenceChain(Protocol):
+    def tail(self) -> str | None: ...
+
+    def add(self, evidence: Evidence) -> None: ...
+
+    def get(self, promotion_id: int) -> Evidence | None: ...
+
+    def chain(self, after_id: int = 0, limit: int = 500) -> Sequence[Evidence]: ...
+
+    def recorded(self, promotion_ids: Sequence[int]) -> set[int]: ...
+
+
+class Notifications(Protocol):
+    """Deliveries of events to notification targets, and how far the event log was read."""
+
+    def cursor(self, name: str) -> int: ...
+
+    def move_cursor(self, name: str, event_id: int) -> None: ...
+
+    def add(self, delivery: Delivery) -> None: ...
+
+    def heads(self, now: datetime, *, limit: int = 500) -> Sequence[Delivery]: ...
+
+    def claim(self, delivery_id: int, holder: str, now: datetime, until: datetime) -> bool: ...
+
+    def settle(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        attempts: int,
+        next_at: datetime,
+        delivered_at: datetime | None,
+        error: str | None,
+    ) -> None: ...
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        target: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[Delivery]: ...
+
+
+class NotificationSender(Protocol):
+    """Sends one event to one target; raises ``DeliveryFailed`` saying why it did not arrive."""
+
+    def send(self, target: NotifyTarget, event: Event, link: str) -> None: ...
 
 
 class MetricsSource(Protocol):
@@ -365,6 +449,9 @@ class UnitOfWork(Protocol):
     holds: Holds
     rejections: Rejections
     replicas: Replicas
+    events: EventLog
+    evidence: EvidenceChain
+    notifications: Notifications
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -13,6 +13,7 @@ from typing import Any, TypedDict, Unpack
 
 from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, Forbidden, NotFound, StageflowError, Unavailable
+from stageflow.domain.events import status_after
 from stageflow.domain.gates import Verdict, verdict
 from stageflow.domain.identity import Scope
 from stageflow.domain.ledger import AuditEntry
@@ -28,7 +29,7 @@ from stageflow.domain.promotions import (
     plan_promotion,
     source_stage,
 )
-from stageflow.services import replicas
+from stageflow.services import evidence, replicas
 from stageflow.services.changes import Actor, commit_change, recorded_later
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import UnitOfWork
@@ -83,7 +84,7 @@ def _audit(
             stage=promotion.target,
             target=str(promotion.id),
             before=extra.get("before"),
-            after=extra.get("after", {"status": promotion.status}),
+            after=extra.get("after", status_after(promotion.status, promotion.gates)),
             revision=promotion.revision,
             at=sf.clock(),
         )
@@ -249,6 +250,7 @@ def finish_once(
         if uow.promotions.save(done, expected_status=promotion.status):
             _audit(uow, sf, actor, f"promotion.{status}", done)
             uow.commit()
+            evidence.record_settled(sf, done)
             return done, True
     return get_promotion(sf, promotion.id or 0), False
 
@@ -415,6 +417,7 @@ def _save_or_reload(sf: Stageflow, old: Promotion, new: Promotion, actor: str) -
             if new.status != old.status:
                 _audit(uow, sf, actor, f"promotion.{new.status}", new)
             uow.commit()
+            evidence.record_settled(sf, new)
             return new
     # Someone else moved it first (another replica, a concurrent approval): theirs stands.
     return _load(sf, old.id or 0)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
 from stageflow.domain.errors import Invalid, NotFound
+from stageflow.domain.events import DEPLOYED, Event
 from stageflow.domain.gates import CheckResult, CheckStatus, Deployment
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.promotions import Promotion
@@ -154,8 +155,26 @@ def record_deployment(
         at=min(at, now) if at is not None else now,
         source=source,
     )
+    flags = snapshot(sf, sha).flags_blob(app, stage_name)[0]
     with sf.uow() as uow:
+        before = uow.deployments.recent(app.name, stage_name, limit=1)
+        flags_before = (
+            snapshot(sf, before[0].revision).flags_blob(app, stage_name)[0] if before else None
+        )
         uow.deployments.add(app.name, stage_name, deployment, actor)
+        # In the same transaction: event streams in `live` mode tell clients from this.
+        uow.events.add(
+            Event(
+                kind=DEPLOYED,
+                at=deployment.at,
+                actor=actor,
+                app=app.name,
+                stage=stage_name,
+                subject=health,
+                revision=sha,
+                data={"health": health, "flags": flags, "flags_before": flags_before},
+            )
+        )
         uow.commit()
     if health == "degraded":
         rollbacks.on_failure(

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from stageflow.domain.errors import Unavailable
 from stageflow.domain.ledger import AuditEntry
-from stageflow.services import idempotency, promotions, replicas, rollbacks, tokens
+from stageflow.services import evidence, idempotency, promotions, replicas, rollbacks, tokens
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import CommitFacts, History
 
@@ -37,6 +37,7 @@ class Round:
     keys_freed: int = 0
     audited: list[str] = field(default_factory=list)  # revisions whose entries were written
     rollbacks: list[int] = field(default_factory=list)
+    evidence: list[int] = field(default_factory=list)  # promotions whose evidence was recorded
 
 
 class Settler:
@@ -66,6 +67,7 @@ class Settler:
         ]
         done.keys_freed = idempotency.free_dead_claims(self.sf)
         self._sweep(done)
+        done.evidence = evidence.record_missing(self.sf)
         if done.promotions or done.keys_freed or done.audited or done.rollbacks:
             log.info(
                 "settled: promotions %s, %d idempotency keys freed, audit entries for %s, "

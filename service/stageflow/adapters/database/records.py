@@ -241,3 +241,71 @@ class ReplicaRecord(Base):
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRecord(Base):
+    """The outbox: one row per event, written in the transaction of the change it describes."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    app: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    revision: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[Any | None] = mapped_column(JSON)
+
+
+class EvidenceRecord(Base):
+    """A settled promotion's evidence, chained by digest to the record before it.
+
+    ``previous_digest`` is unique: two processes appending at once cannot both link to the same
+    record, so the chain never forks (the loser retries on the new tail).
+    """
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    promotion_id: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    record: Mapped[str] = mapped_column(Text)  # the canonical JSON the digest covers, verbatim
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    previous_digest: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class OutboxCursorRecord(Base):
+    """How far a consumer of the event log has read (the last event id it handled)."""
+
+    __tablename__ = "outbox_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(Integer)
+
+
+class NotificationRecord(Base):
+    """One event to send to one notification target, and how its delivery went."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(64))
+    app: Mapped[str | None] = mapped_column(String(63))
+    stage: Mapped[str | None] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "target", name="uq_notifications_event_id_target"),
+        Index("ix_notifications_status_id", "status", "id"),
+    )

@@ -10,12 +10,14 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from stageflow.adapters.database.events import SqlEvents
 from stageflow.adapters.database.records import (
     AuditRecord,
     IdempotencyRecord,
     ReplicaRecord,
     TokenRecord,
 )
+from stageflow.domain.events import events_of
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.services.ports import AuditQuery
@@ -31,8 +33,13 @@ def _utc(value: datetime | None) -> datetime | None:
 class SqlAuditLog:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.events = SqlEvents(session)
 
     def add(self, entry: AuditEntry) -> None:
+        # The outbox: an entry's events go into the same transaction, so a change that is
+        # committed has its events and one that is rolled back has none (domain.events).
+        for event in events_of(entry):
+            self.events.add(event)
         self.session.add(
             AuditRecord(
                 at=entry.at,

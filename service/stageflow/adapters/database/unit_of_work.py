@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from stageflow.adapters.database.events import SqlEvents, SqlEvidence, SqlNotifications
 from stageflow.adapters.database.records import LedgerVersionRecord
 from stageflow.adapters.database.repositories import (
     SqlAuditLog,
@@ -133,6 +134,9 @@ class SqlUnitOfWork:
         self.holds = SqlHolds(self.session)
         self.rejections = SqlRejections(self.session)
         self.replicas = SqlReplicas(self.session)
+        self.events = SqlEvents(self.session)
+        self.evidence = SqlEvidence(self.session)
+        self.notifications = SqlNotifications(self.session)
         return self
 
     def __exit__(

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from stageflow.domain.errors import NotFound
+from stageflow.domain.notify import NotifyTarget
 from stageflow.domain.pipeline.cron import parse_cron, runs_on, times_of_day
 
 LIFECYCLES = ("experimental", "beta", "stable")
@@ -98,6 +99,9 @@ class Stage:
     # Open (and apply, when its gates hold) a promotion into this stage by itself whenever the
     # stage before it runs a new state: `auto_promote: true` on the stage that *receives*.
     auto_promote: bool = False
+    # when OFREP event streams tell clients to re-fetch: "commit" (the change is on the remote)
+    # or "live" (a deployment report says the stage runs a revision with it)
+    flag_events: str = "commit"
 
     def allows(self, lifecycle: str) -> bool:
         """Say whether a flag of this lifecycle may be ON in this stage."""
@@ -134,6 +138,8 @@ class Pipeline:
 
     apps: Mapping[str, App]
     stages: tuple[Stage, ...]
+    # where events are sent (`notify:` at the top level and inside stages), flattened
+    notify: tuple[NotifyTarget, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "apps", MappingProxyType(dict(self.apps)))

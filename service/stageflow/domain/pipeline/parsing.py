@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from stageflow.domain.notify import NotifyTarget, parse_targets
 from stageflow.domain.pipeline.cron import parse_cron
 from stageflow.domain.pipeline.model import (
     LIFECYCLES,
@@ -47,7 +48,7 @@ def parse_pipeline(
             f"start it with apiVersion: {API_VERSION}, then list apps: and stages:",
         )
     top = reader.mapping(data, (), f"apiVersion: {API_VERSION} with apps: and stages: under it")
-    reader.keys(top, (), ("apiVersion", "apps", "stages"))
+    reader.keys(top, (), ("apiVersion", "apps", "stages", "notify"))
     if "apiVersion" not in top:
         reader.fail(("apiVersion",), "is missing", f"add apiVersion: {API_VERSION} at the top")
     if top["apiVersion"] != API_VERSION:
@@ -65,7 +66,19 @@ def parse_pipeline(
             )
     stages = _parse_stages(reader, top["stages"])
     apps = _parse_apps(reader, top["apps"], tuple(stage.name for stage in stages))
-    return Pipeline(apps=apps, stages=stages)
+    notify = parse_targets(reader, top["notify"], ("notify",)) if top.get("notify") else ()
+    return Pipeline(apps=apps, stages=stages, notify=notify + _stage_targets(reader, top))
+
+
+def _stage_targets(reader: Reader, top: Mapping[str, object]) -> tuple[NotifyTarget, ...]:
+    """Each stage's own `notify:` targets (the stages are valid by now)."""
+    found: tuple[NotifyTarget, ...] = ()
+    for position, item in enumerate(reader.sequence(top["stages"], ("stages",), "")):
+        stage = reader.mapping(item, ("stages", position), "")
+        if stage.get("notify") is not None:
+            path = ("stages", position, "notify")
+            found += parse_targets(reader, stage["notify"], path, stage=str(stage["name"]))
+    return found
 
 
 def _parse_stages(reader: Reader, value: object) -> tuple[Stage, ...]:
@@ -91,6 +104,8 @@ _STAGE_KEYS = (
     "auto_rollback",
     "auto_promote",
     "freeze_windows",
+    "notify",
+    "flag_events",
 )
 
 
@@ -109,6 +124,7 @@ def _parse_stage(reader: Reader, value: object, path: KeyPath) -> Stage:
     approvals = _parse_approvals(reader, optional(stage, "approvals"), (*path, "approvals"))
     auto_rollback = _switch(reader, stage, "auto_rollback", path)
     auto_promote = _switch(reader, stage, "auto_promote", path)
+    flag_events = _parse_flag_events(reader, optional(stage, "flag_events"), (*path, "flag_events"))
     windows: tuple[FreezeWindow, ...] = ()
     if optional(stage, "freeze_windows") is not None:
         windows = _parse_freeze_windows(reader, stage["freeze_windows"], (*path, "freeze_windows"))
@@ -121,7 +137,25 @@ def _parse_stage(reader: Reader, value: object, path: KeyPath) -> Stage:
         auto_rollback=auto_rollback,
         freeze_windows=windows,
         auto_promote=auto_promote,
+        flag_events=flag_events,
     )
+
+
+def _parse_flag_events(reader: Reader, value: object, path: KeyPath) -> str:
+    """A stage's ``flag_events: {on: commit | live}`` (absent: commit)."""
+    if value is None:
+        return "commit"
+    spec = reader.mapping(value, path, "{on: live}")
+    reader.keys(spec, path, ("on",), required=("on",))
+    when = reader.string(spec["on"], (*path, "on"), "live")
+    if when not in ("commit", "live"):
+        reader.fail(
+            (*path, "on"),
+            f"{when!r} is not a moment",
+            "use commit (tell clients once the change is pushed) or live (once the stage "
+            "reports it runs it)",
+        )
+    return when
 
 
 def _switch(reader: Reader, stage: Mapping[str, object], key: str, path: KeyPath) -> bool:

@@ -84,6 +84,11 @@ def first_stage(sf: Stageflow) -> str:
     return snapshot(sf).pipeline.stage_names[0]
 
 
+def last_stage(sf: Stageflow) -> str:
+    """The stage a change ends in (production in the seed)."""
+    return snapshot(sf).pipeline.stage_names[-1]
+
+
 def stages_with_flag(sf: Stageflow, app_name: str, key: str) -> list[str]:
     """The stages whose flags.json defines ``key`` at the head (none for an unknown app)."""
     try:

@@ -1,0 +1,102 @@
+"""The hub: reads the event log and fans flag-change notices out to the open streams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+from starlette.concurrency import run_in_threadpool
+
+from stageflow.domain.events import DEPLOYED, STATE_CHANGED, Event, Refetch, refetches
+from stageflow.services.context import Stageflow
+from stageflow.services.state import snapshot
+
+log = logging.getLogger("stageflow.streams")
+
+KINDS = (STATE_CHANGED, DEPLOYED)
+_LOOK_BACK = 50  # event ids
+Channel = tuple[str, str]
+
+
+def _modes(sf: Stageflow) -> dict[str, str]:
+    return {stage.name: stage.flag_events for stage in snapshot(sf).pipeline.stages}
+
+
+def notices(sf: Stageflow, events: Sequence[Event]) -> list[Refetch]:
+    """The refetch notices of ``events`` under the pipeline's current `flag_events` modes."""
+    if not events:
+        return []
+    modes = _modes(sf)
+    return [notice for event in events for notice in refetches(event, modes)]
+
+
+def replay(sf: Stageflow, channel: Channel, after: int, *, limit: int = 1000) -> list[Refetch]:
+    """The notices for ``channel`` after the event id ``after`` (a reconnect's Last-Event-ID)."""
+    with sf.uow() as uow:
+        events = uow.events.after(after, limit=limit, kinds=KINDS, apps=(channel[0],))
+    return [n for n in notices(sf, events) if (n.app, n.stage) == channel]
+
+
+class Hub:
+    def __init__(self, sf: Stageflow, *, poll: float = 0.05) -> None:
+        self.sf = sf
+        self.poll = poll
+        self.last_id = 0
+        self.floor = 0  # events up to this id were there before the hub started
+        self.seen: dict[int, None] = {}  # the ids near the end already handled, oldest first
+        self.subscribers: dict[Channel, set[asyncio.Queue[Refetch]]] = defaultdict(set)
+
+    def subscribe(self, channel: Channel) -> asyncio.Queue[Refetch]:
+        queue: asyncio.Queue[Refetch] = asyncio.Queue(maxsize=100)
+        self.subscribers[channel].add(queue)
+        return queue
+
+    def unsubscribe(self, channel: Channel, queue: asyncio.Queue[Refetch]) -> None:
+        self.subscribers[channel].discard(queue)
+        if not self.subscribers[channel]:
+            del self.subscribers[channel]
+
+    @property
+    def connections(self) -> int:
+        return sum(len(queues) for queues in self.subscribers.values())
+
+    async def run(self) -> None:
+        """Read the event log for ever (from its end when started), fanning notices out."""
+        self.last_id = self.floor = await run_in_threadpool(self._last_id)
+        while True:
+            try:
+                await self.step()
+            except Exception as exc:  # an outage: keep the connections, try again
+                log.warning("reading the event log failed: %s", exc)
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(self.poll)
+
+    async def step(self) -> int:
+        found = await run_in_threadpool(self._read)
+        for notice in found:
+            for queue in list(self.subscribers.get((notice.app, notice.stage), ())):
+                if queue.full():  # a client that does not read: it re-fetches on reconnect
+                    continue
+                queue.put_nowait(notice)
+        return len(found)
+
+    def _last_id(self) -> int:
+        with self.sf.uow() as uow:
+            return uow.events.last_id()
+
+    def _read(self) -> list[Refetch]:
+        # PostgreSQL may commit a lower id after a higher one was read: look back a little
+        # and skip what was handled already.
+        with self.sf.uow() as uow:
+            events = uow.events.after(max(0, self.last_id - _LOOK_BACK), limit=1000, kinds=KINDS)
+        new = [
+            e for e in events if e.id is not None and e.id > self.floor and e.id not in self.seen
+        ]
+        for event in new:
+            self.seen[event.id or 0] = None
+            self.last_id = max(self.last_id, event.id or 0)
+        while len(self.seen) > 4 * _LOOK_BACK:
+            del self.seen[next(iter(self.seen))]
+        return notices(self.sf, new)

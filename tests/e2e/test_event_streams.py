@@ -1,0 +1,190 @@
+"""OFREP event streams (ADR-0008) over a real SSE server: commit and live modes, replay."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from stageflow import bootstrap
+from stageflow.streams.app import PATH, create_streams_app
+from tests.builders import bearer, make_token, third_party_commit
+from tests.conftest import SEED
+
+BULK = "/ofrep/v1/evaluate/flags"
+
+
+class StreamServer:
+    def __init__(self, sf: Any) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        app = create_streams_app(sf, poll=0.02, keepalive=1)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class Listener:
+    """An SSE client: each `message` event's id and JSON data lands in ``events``."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.events: queue.Queue[tuple[str, dict[str, Any], float]] = queue.Queue()
+        self.comments = 0
+        self.client = httpx.Client(timeout=httpx.Timeout(10, read=30))
+        self.response = self.client.send(
+            self.client.build_request("GET", url, headers=headers), stream=True
+        )
+        self.status = self.response.status_code
+        if self.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        block: dict[str, str] = {}
+        try:
+            for line in self.response.iter_lines():
+                if line.startswith(":"):
+                    self.comments += 1
+                elif line == "":
+                    if "data" in block:
+                        self.events.put(
+                            (block.get("id", ""), json.loads(block["data"]), time.perf_counter())
+                        )
+                    block = {}
+                else:
+                    field, _, value = line.partition(":")
+                    block[field] = value.removeprefix(" ")
+        except httpx.HTTPError:
+            pass
+
+    def next(self, timeout: float = 5.0) -> tuple[str, dict[str, Any], float]:
+        return self.events.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.response.close()
+        self.client.close()
+
+
+@pytest.fixture
+def streams(settings) -> Iterator[StreamServer]:
+    sf, _ = bootstrap.build(settings)  # the streams process: its own Stageflow, same ledger
+    server = StreamServer(sf)
+    yield server
+    server.stop()
+    sf.close()
+
+
+def _url(client, token: str, streams: StreamServer) -> str:
+    answer = client.post(BULK, json={"context": {}}, headers=bearer(token))
+    assert answer.status_code == 200, answer.get_json()
+    (stream,) = answer.get_json()["eventStreams"]
+    return streams.base + stream["endpoint"]["requestUri"]
+
+
+def _toggle(client, enabled: bool) -> tuple[str, float]:
+    done = client.patch(
+        "/api/v1/apps/demo/stages/development/flags/new_ui", json={"enabled": enabled}
+    )
+    assert done.status_code == 200
+    return done.get_json()["revision"], time.perf_counter()
+
+
+def test_a_toggle_is_announced_on_commit_and_the_refetch_sees_it(client, streams):
+    dev = make_token(client, "app-dev", ["client"], apps=["demo"], stages=["development"])
+    listener = Listener(_url(client, dev, streams), bearer(dev))
+    try:
+        assert listener.status == 200
+        time.sleep(0.2)  # connected and subscribed
+        revision, answered = _toggle(client, False)
+        event_id, data, arrived = listener.next()
+        assert data["type"] == "refetchEvaluation"
+        assert data["etag"] == revision and isinstance(data["lastModified"], int)
+        assert event_id.isdigit()
+        print(f"refetchEvaluation {1000 * (arrived - answered):.1f} ms after the toggle's 200")
+        refetched = client.post(
+            f"{BULK}?flagConfigEtag={data['etag']}&flagConfigLastModified={data['lastModified']}",
+            json={"context": {}},
+            headers=bearer(dev),
+        ).get_json()
+        new_ui = next(f for f in refetched["flags"] if f["key"] == "new_ui")
+        assert new_ui["value"] is False
+
+        # a reconnect with Last-Event-ID gets what it missed, in order
+        listener.close()
+        second, _ = _toggle(client, True)
+        third, _ = _toggle(client, False)
+        again = Listener(_url(client, dev, streams), {**bearer(dev), "Last-Event-ID": event_id})
+        try:
+            missed = [again.next(), again.next()]
+            assert [d["etag"] for _, d, _ in missed] == [second, third]
+            assert int(missed[0][0]) > int(event_id)
+        finally:
+            again.close()
+    finally:
+        listener.close()
+
+
+def test_live_mode_waits_for_the_deployment_report(client, streams, gitops_remote: Path):
+    text = (
+        (SEED / "stageflow.yaml")
+        .read_text()
+        .replace(
+            "    namespace: development\n",
+            "    namespace: development\n    flag_events: {on: live}\n",
+            1,
+        )
+    )
+    third_party_commit(gitops_remote, "stageflow.yaml", text, "live flag events")
+    dev = make_token(client, "app-dev", ["client"], apps=["demo"], stages=["development"])
+    listener = Listener(_url(client, dev, streams), bearer(dev))
+    try:
+        time.sleep(0.2)
+        revision, _ = _toggle(client, False)
+        with pytest.raises(queue.Empty):
+            listener.next(timeout=0.5)  # committed, not yet running: nobody is told
+        reported = client.post(
+            "/api/v1/apps/demo/stages/development/deployments",
+            json={"revision": revision, "health": "healthy"},
+        )
+        assert reported.status_code == 201
+        _, data, _ = listener.next()
+        assert data == {**data, "type": "refetchEvaluation", "etag": revision}
+        # the same flags reported again (an image-only change, a second report): no notice
+        client.post(
+            "/api/v1/apps/demo/stages/development/deployments",
+            json={"revision": revision, "health": "healthy"},
+        )
+        with pytest.raises(queue.Empty):
+            listener.next(timeout=0.5)
+        assert listener.comments >= 1  # keep-alive comments (every second here) on an idle stream
+    finally:
+        listener.close()
+
+
+def test_streams_authenticate_like_ofrep(client, anonymous, streams):
+    url = streams.base + PATH + "?app=demo&stage=development"
+    assert httpx.get(url, timeout=5).status_code == 401
+    prod = make_token(client, "app-prod", ["client"], apps=["demo"], stages=["production"])
+    refused = httpx.get(url, headers=bearer(prod), timeout=5)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "out_of_scope"
+    viewer = make_token(client, "viewer", ["viewer"])
+    assert httpx.get(url, headers=bearer(viewer), timeout=5).status_code == 403
