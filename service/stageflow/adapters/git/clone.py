@@ -281,6 +281,8 @@ class Clone:
 
     def fetch(self) -> None:
         """Bring the tracking ref up to the remote's branch."""
+        # Opened first, outside the lock: opening fetches, and would wait for this lock forever.
+        self.repo  # noqa: B018
         with self.fetch_lock:  # a reader's and a writer's fetch must not race for the ref lock
             self.fetch_unlocked()
 
