@@ -13,7 +13,7 @@ from typing import Any
 import git as gitpython
 import pytest
 
-from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
+from stageflow.adapters.git import GitPythonRepo, seed_bare_remote
 from stageflow.api.errors import status_of
 from stageflow.domain.errors import NotFound, StageflowError, Unavailable, WriteConflict
 from stageflow.services.ports import Change, Workspace
