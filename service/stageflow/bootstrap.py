@@ -15,8 +15,8 @@ from stageflow.adapters.database.write_turn import AdvisoryWriteTurn, lock_key
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
 from stageflow.adapters.flagd_schema import FlagdSchema, validate_flag_document
 from stageflow.adapters.flagd_targeting import DEFAULT_FRACTIONAL
+from stageflow.adapters.git import GitOptions, GitPythonRepo, auth_env, seed_bare_remote
 from stageflow.adapters.git_history import GitHistory
-from stageflow.adapters.git_repo import GitPythonRepo, auth_env, seed_bare_remote
 from stageflow.adapters.kustomization import KustomizationFile
 from stageflow.adapters.kustomize import KubectlKustomize
 from stageflow.adapters.pipeline_file import load_pipeline
@@ -92,16 +92,18 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         settings.git_url,
         settings.git_branch,
         settings.clones_dir,
-        head_ttl=settings.git_head_ttl,
-        push_attempts=settings.git_push_attempts,
-        env=auth_env(
-            ssh_key=settings.git_ssh_key,
-            ssh_known_hosts=settings.git_ssh_known_hosts,
-            token=settings.git_token,
-            username=settings.git_username,
+        GitOptions(
+            head_ttl=settings.git_head_ttl,
+            push_attempts=settings.git_push_attempts,
+            env=auth_env(
+                ssh_key=settings.git_ssh_key,
+                ssh_known_hosts=settings.git_ssh_known_hosts,
+                token=settings.git_token,
+                username=settings.git_username,
+            ),
+            min_free_bytes=settings.min_free_disk_mb * 2**20,
+            write_turn=write_turn,
         ),
-        min_free_bytes=settings.min_free_disk_mb * 2**20,
-        write_turn=write_turn,
     )
     renderer = KubectlKustomize.from_setting(settings.kustomize, timeout=settings.render_timeout)
     stageflow = Stageflow(

@@ -19,7 +19,7 @@ import git
 import pytest
 
 from stageflow import bootstrap, logs
-from stageflow.adapters import git_repo
+from stageflow.adapters.git.environment import stderr_of
 from stageflow.api import create_app
 from stageflow.config import Settings
 from tests.e2e.conftest import ADMIN
@@ -126,6 +126,6 @@ def test_log_lines_redact_credentials_of_any_url(log_text: Any):
 def test_git_errors_redact_the_url_of_their_command_line():
     failed = git.GitCommandError(["git", "ls-remote", URL, "refs/heads/main"], 128, stderr=b"")
 
-    said = git_repo._stderr(failed)
+    said = stderr_of(failed)
 
     assert SECRET not in said and "***@127.0.0.1:9/x.git" in said

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stageflow.adapters.git_repo import GitPythonRepo
+from stageflow.adapters.git import GitOptions, GitPythonRepo
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def open_repo(tmp_path: Path, gitops_remote: Path) -> Iterator[Callable[..., Git
 
     def make(url: Path | str = gitops_remote, **options: object) -> GitPythonRepo:
         options.setdefault("head_ttl", 0.0)
-        repo = GitPythonRepo(str(url), "main", tmp_path / "clones", **options)  # type: ignore[arg-type]
+        settings = GitOptions(**options)  # type: ignore[arg-type]
+        repo = GitPythonRepo(str(url), "main", tmp_path / "clones", settings)
         opened.append(repo)
         repo.open()
         return repo

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from stageflow.adapters import git_repo
-from stageflow.adapters.git_repo import GitPythonRepo
+from stageflow.adapters.git import GitPythonRepo, Push
 from stageflow.domain.errors import NotFound, Unavailable
 from stageflow.services.ports import Change, Committed, Workspace
 from tests.builders import (
@@ -74,7 +73,7 @@ def grouped(repo: GitPythonRepo, operations: Sequence[Operation]) -> list[Any]:
         threads.append(threading.Thread(target=run, args=(index, operation)))
         threads[-1].start()
         # queued in this order (the queue is the repo's own: the only way to know it waited)
-        _eventually(lambda n=index: len(repo._queue) == n, f"write {index} is queued")
+        _eventually(lambda n=index: repo.writes.waiting() == n, f"write {index} is queued")
     release.set()
     for thread in threads:
         thread.join(timeout=60)
@@ -82,24 +81,28 @@ def grouped(repo: GitPythonRepo, operations: Sequence[Operation]) -> list[Any]:
     return outcomes
 
 
-@pytest.fixture
-def pushes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The SHAs every repo of the test pushed, in order."""
-    pushed: list[str] = []
-    real = GitPythonRepo._push
+def counting(repo: GitPythonRepo, pushed: list[str]) -> GitPythonRepo:
+    """Make ``repo`` push through a push that notes each SHA in ``pushed``."""
+    real: Push = repo.writes.push
 
-    def counting(self: GitPythonRepo, sha: str, base: str) -> tuple[bool, str]:
+    def push(sha: str, base: str) -> tuple[bool, str]:
         pushed.append(sha)
-        return real(self, sha, base)
+        return real(sha, base)
 
-    monkeypatch.setattr(GitPythonRepo, "_push", counting)
-    return pushed
+    repo.writes.push = push
+    return repo
+
+
+@pytest.fixture
+def pushes() -> list[str]:
+    """The SHAs the test's repo pushed, in order (``counting`` notes them)."""
+    return []
 
 
 def test_waiting_writes_land_in_one_push_each_as_its_own_commit(
     open_repo, gitops_remote: Path, pushes: list[str]
 ):
-    repo = open_repo()
+    repo = counting(open_repo(), pushes)
     base = remote_head(gitops_remote)
     sum_before = REGISTRY.get_sample_value("stageflow_git_commits_per_push_sum") or 0
 
@@ -122,7 +125,7 @@ def test_waiting_writes_land_in_one_push_each_as_its_own_commit(
 def test_a_failing_write_in_a_group_leaves_no_trace_and_the_others_land(
     open_repo, gitops_remote: Path, pushes: list[str]
 ):
-    repo = open_repo()
+    repo = counting(open_repo(), pushes)
 
     def refused(ws: Workspace) -> Change[None]:
         ws.write("notes/refused.txt", "half written\n")
@@ -158,7 +161,7 @@ def test_a_failing_write_in_a_group_leaves_no_trace_and_the_others_land(
 def test_a_group_whose_push_is_rejected_is_applied_again_on_the_new_head(
     open_repo, gitops_remote: Path, pushes: list[str]
 ):
-    repo = open_repo()
+    repo = counting(open_repo(), pushes)
     runs: list[str] = []
     third: list[str] = []
 
@@ -185,21 +188,19 @@ def test_a_group_whose_push_is_rejected_is_applied_again_on_the_new_head(
     assert len(pushes) == 3  # the first; the group, rejected; the group again
 
 
-def test_a_failed_push_fails_every_write_of_the_group(
-    open_repo, gitops_remote: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_a_failed_push_fails_every_write_of_the_group(open_repo, gitops_remote: Path):
     repo = open_repo()
     before = remote_head(gitops_remote)
-    real = GitPythonRepo._push
+    real = repo.writes.push
     pushed: list[str] = []
 
-    def down_after_the_first(self: GitPythonRepo, sha: str, base: str) -> tuple[bool, str]:
+    def down_after_the_first(sha: str, base: str) -> tuple[bool, str]:
         pushed.append(sha)
         if len(pushed) > 1:
             raise Unavailable("cannot push: the remote is down; nothing was committed")
-        return real(self, sha, base)
+        return real(sha, base)
 
-    monkeypatch.setattr(GitPythonRepo, "_push", down_after_the_first)
+    repo.writes.push = down_after_the_first
 
     first, *group = grouped(repo, [note("w1"), note("w2")])
 
@@ -210,10 +211,10 @@ def test_a_failed_push_fails_every_write_of_the_group(
 
 
 def test_a_long_queue_is_written_in_groups_of_a_bounded_size(
-    open_repo, gitops_remote: Path, pushes: list[str], monkeypatch: pytest.MonkeyPatch
+    open_repo, gitops_remote: Path, pushes: list[str]
 ):
-    monkeypatch.setattr(git_repo, "_MAX_BATCH", 2)
-    repo = open_repo()
+    repo = counting(open_repo(), pushes)
+    repo.writes.max_batch = 2
 
     outcomes = grouped(repo, [note(f"w{i}") for i in range(1, 6)])
 

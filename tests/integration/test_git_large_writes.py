@@ -9,7 +9,7 @@ from pathlib import Path
 import git as gitpython
 import pytest
 
-from stageflow.adapters.git_repo import _text, _Workspace
+from stageflow.adapters.git.workspace import CloneWorkspace, text_of
 from stageflow.services.ports import Change, Workspace
 from tests.builders import changed_files, read_remote, remote_head
 from tests.conftest import git
@@ -36,11 +36,11 @@ def writing(path: str, text: str) -> Callable[[Workspace], Change[str]]:
 def test_text_decodes_as_read_text_does(tmp_path: Path, data: bytes) -> None:
     file = tmp_path / "f"
     file.write_bytes(data)
-    assert _text(data) == file.read_text(encoding="utf-8")
+    assert text_of(data) == file.read_text(encoding="utf-8")
 
 
 def test_workspace_write_leaves_exactly_the_new_bytes(tmp_path: Path) -> None:
-    ws = _Workspace(tmp_path, "base")
+    ws = CloneWorkspace(tmp_path, "base")
     (tmp_path / "f.json").write_text("x" * 1000)
     ws.write("f.json", "short\n")  # shorter: the rest is cut off
     assert (tmp_path / "f.json").read_bytes() == b"short\n"
@@ -52,7 +52,7 @@ def test_workspace_write_leaves_exactly_the_new_bytes(tmp_path: Path) -> None:
 
 
 def test_workspace_write_of_the_same_text_changes_nothing(tmp_path: Path) -> None:
-    ws = _Workspace(tmp_path, "base")
+    ws = CloneWorkspace(tmp_path, "base")
     (tmp_path / "same").write_text("same\n")
     (tmp_path / "crlf").write_bytes(b"one\r\ntwo\r\n")  # the same text, read as read_text reads
     ws.write("same", "same\n")

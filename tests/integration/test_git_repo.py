@@ -13,7 +13,7 @@ from typing import Any
 import git as gitpython
 import pytest
 
-from stageflow.adapters.git_repo import GitPythonRepo, seed_bare_remote
+from stageflow.adapters.git import GitPythonRepo, seed_bare_remote
 from stageflow.api.errors import status_of
 from stageflow.domain.errors import NotFound, StageflowError, Unavailable, WriteConflict
 from stageflow.services.ports import Change, Workspace
@@ -381,16 +381,16 @@ def test_blob_contents_are_cached_by_id_within_a_byte_budget(open_repo, gitops_r
     blob = repo.blob_id(head, "stageflow.yaml")
     text = repo.read(head, "stageflow.yaml")
 
-    repo._lock.acquire()  # the object database is busy: a cached blob does not need it
+    repo.objects.lock.acquire()  # the object database is busy: a cached blob does not need it
     try:
         assert repo.read_blob(blob).decode() == text
     finally:
-        repo._lock.release()
+        repo.objects.lock.release()
     for n in range(8):
         sha = third_party_commit(gitops_remote, f"big/{n}.txt", f"{n}" * 900)
         assert repo.head() == sha
         assert repo.read(sha, f"big/{n}.txt") == f"{n}" * 900
-    assert repo._blobs_size <= 4000
+    assert repo.objects.blobs.size <= 4000
     assert repo.read_blob(blob).decode() == text  # evicted, read again
 
 
@@ -437,7 +437,7 @@ def test_reads_see_a_third_party_push_at_once(open_repo, gitops_remote: Path):
 
 def test_a_slow_read_does_not_cache_a_head_older_than_a_write(open_repo, gitops_remote: Path):
     repo = open_repo(head_ttl=60.0)
-    ask_remote = repo._remote_head
+    ask_remote = repo.remote.ask
     written: list[str] = []
 
     def remote_head_then_a_write_lands() -> str:
@@ -446,9 +446,9 @@ def test_a_slow_read_does_not_cache_a_head_older_than_a_write(open_repo, gitops_
         written.append(repo.change(write(NOTES, "x\n"), actor="a", trailers=TRAILERS).revision)
         return old
 
-    repo._remote_head = remote_head_then_a_write_lands  # type: ignore[method-assign]
+    repo.remote.ask = remote_head_then_a_write_lands  # type: ignore[method-assign]
     seed = repo.head(fresh=True)
-    repo._remote_head = ask_remote  # type: ignore[method-assign]
+    repo.remote.ask = ask_remote  # type: ignore[method-assign]
 
     assert seed != written[0]
     assert repo.head() == written[0] == remote_head(gitops_remote)  # read your writes

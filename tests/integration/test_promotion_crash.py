@@ -38,7 +38,7 @@ CRASHING_PROCESS = textwrap.dedent(
     if options["when"] == "after_push":
         promotions.finish = die       # the commit is on the remote; the row still says applying
     else:
-        sf.repo._push = die           # the commit exists locally; the push never happens
+        sf.repo.writes.push = die     # the commit exists locally; the push never happens
     promotions.promote(sf, "demo", to="staging", actor=Actor("alice"))
     """
 )

@@ -14,7 +14,7 @@ import pytest
 
 from stageflow.adapters.database.unit_of_work import make_engine
 from stageflow.adapters.database.write_turn import AdvisoryWriteTurn, lock_key
-from stageflow.adapters.git_repo import GitPythonRepo
+from stageflow.adapters.git import GitOptions, GitPythonRepo
 from stageflow.domain.errors import Unavailable
 from stageflow.services.ports import Change, Workspace
 from tests.builders import remote_head, remote_log
@@ -44,9 +44,7 @@ def replicas(tmp_path: Path, gitops_remote: Path):
             str(gitops_remote),
             "main",
             tmp_path / name / "clones",
-            head_ttl=0.0,
-            push_attempts=1,
-            write_turn=turns[-1],
+            GitOptions(head_ttl=0.0, push_attempts=1, write_turn=turns[-1]),
         )
         repo.open()
         opened.append(repo)
@@ -97,7 +95,7 @@ def test_a_write_turn_on_an_unreachable_database_fails_fast_and_commits_nothing(
     engine = make_engine(f"postgresql+psycopg://nobody:x@127.0.0.1:{free_port()}/none", timeout=2)
     turn = AdvisoryWriteTurn(engine, 1)
     repo = GitPythonRepo(
-        str(gitops_remote), "main", tmp_path / "clones", head_ttl=0.0, write_turn=turn
+        str(gitops_remote), "main", tmp_path / "clones", GitOptions(head_ttl=0.0, write_turn=turn)
     )
     repo.open()
     before = remote_head(gitops_remote)

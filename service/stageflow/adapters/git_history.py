@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import git
 
-from stageflow.adapters.git_repo import GitPythonRepo
+from stageflow.adapters.git import GitPythonRepo
 from stageflow.domain.errors import Unavailable
 from stageflow.services.ports import CommitFacts
 
