@@ -106,7 +106,7 @@ def test_the_preview_takes_no_write_lock_and_leaves_the_clone_alone(sf: Stageflo
     clone = Path(sf.repo.workdir)  # type: ignore[attr-defined]  # the adapter's own clone
     before = {p: p.read_bytes() for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts}
 
-    lock = sf.repo._write_lock  # type: ignore[attr-defined]
+    lock = sf.repo.writes._write_lock  # type: ignore[attr-defined]  # the write queue's own lock
     lock.acquire()  # a write of this process is going on
     try:
         with ThreadPoolExecutor(1) as pool:

@@ -85,7 +85,7 @@ class ScratchWorkspace:
         text = self.repo.read(self.revision, path)
         if text is None or "\r" not in text:
             return text
-        # as the clone's working tree reads it: newlines translated (adapters.git_repo._text)
+        # as the clone's working tree reads it: newlines translated (adapters.git.workspace.text_of)
         return text.replace("\r\n", "\n").replace("\r", "\n")
 
     def unwritten_blob(self, path: str) -> str | None:
