@@ -16,6 +16,7 @@ from rich.text import Text
 from stageflow.cli.connection import Api
 from stageflow.cli.options import client_command
 from stageflow.cli.output import OK, USAGE, Failure, emit, joined, mark, rows, short, table
+from stageflow.domain.flags import LIFECYCLES
 
 # -- status -----------------------------------------------------------------------------------
 
@@ -229,7 +230,7 @@ def flags_disable(api: Api, fmt: str, app: str, key: str, stage: str) -> int:
 @flags.command("create")
 @click.argument("app")
 @click.argument("key")
-@click.option("--lifecycle", required=True, type=click.Choice(["experimental", "beta", "stable"]))
+@click.option("--lifecycle", required=True, type=click.Choice(LIFECYCLES))
 @click.option("--variants", metavar="JSON", help='e.g. \'{"red": "#f00", "blue": "#00f"}\'.')
 @click.option("--default", "default", metavar="VARIANT", help="The default variant.")
 @click.option("--description", metavar="TEXT")

@@ -21,6 +21,7 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stageflow.domain.errors import NotFound, PipelineError
+from stageflow.domain.flags.model import LIFECYCLES
 
 __all__ = [
     "API_VERSION",
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 API_VERSION = "stageflow/v1"
-LIFECYCLES = ("experimental", "beta", "stable")
 
 KeyPath = tuple[str | int, ...]
 LineOf = Callable[[KeyPath], int | None]
@@ -596,7 +596,7 @@ def _parse_stage(reader: _Reader, value: object, path: KeyPath) -> Stage:
                     reader.fail(
                         (*allow_path, index),
                         f"{_quoted(entry)} is not a lifecycle",
-                        f"{hint}use experimental, beta or stable",
+                        f"{hint}use {', '.join(LIFECYCLES[:-1])} or {LIFECYCLES[-1]}",
                     )
             allow = frozenset(str(entry) for entry in entries)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from stageflow.domain.errors import Conflict, Invalid
-from stageflow.domain.flags import Flag, FlagDocument, set_enabled
+from stageflow.domain.flags import Flag, FlagDocument, set_enabled, state_word
 from stageflow.domain.gates import GateResult
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import Pipeline, Stage
@@ -99,8 +99,8 @@ class FlagMove:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "key": self.key,
-            "from": flag_word(self.before),
-            "to": flag_word(self.after),
+            "from": state_word(self.before),
+            "to": state_word(self.after),
         }
         if self.held_off:
             data["note"] = "arrives OFF: the target stage does not allow its lifecycle ON"
@@ -135,7 +135,7 @@ class PromotionPlan:
                 f"images: {image.name} {_version(image.before)} -> {_version(image.after)}"
             )
         for flag in self.flags:
-            lines.append(f"flags: {flag.key} {flag_word(flag.before)} -> {flag_word(flag.after)}")
+            lines.append(f"flags: {flag.key} {state_word(flag.before)} -> {state_word(flag.after)}")
         return "\n".join(lines)
 
 
@@ -146,14 +146,6 @@ def _version(ref: ImageRef | None) -> str:
     if ref.digest:
         text += f"@{ref.digest[:19]}"
     return text or "(none)"
-
-
-def flag_word(flag: Flag | None) -> str:
-    if flag is None:
-        return "absent"
-    if flag.is_boolean:
-        return "on" if flag.enabled else "off"
-    return f"{flag.variant}" + ("" if flag.state == "ENABLED" else " (disabled)")
 
 
 def plan_promotion(
@@ -205,8 +197,7 @@ def plan_promotion(
         for key in keys:
             wanted = source_flags.flags[key]
             held_off = False
-            lifecycle = wanted.lifecycle or "experimental"
-            if wanted.enabled and not target.allows(lifecycle):
+            if wanted.enabled and not target.allows(wanted.policy_lifecycle):
                 wanted = set_enabled(wanted, False)
                 held_off = True
             present = target_flags.flags.get(key)

@@ -14,11 +14,18 @@ from typing import Any, TypeVar
 
 from stageflow.domain.errors import FlagDocumentError, Invalid, NotFound, PipelineError
 from stageflow.domain.feedback import argocd_report, flux_report, stage_of
-from stageflow.domain.flags import FlagDocument, parse_flag_document
+from stageflow.domain.flags import LIFECYCLES, FlagDocument, parse_flag_document
 from stageflow.domain.identity import Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import App, Pipeline, Stage, format_duration
-from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE, SMALL_ENTRY, Stageflow
+from stageflow.services.context import (
+    PARSED_BYTES_PER_SOURCE_BYTE,
+    SMALL_ENTRY,
+    AppDesired,
+    BlobId,
+    Stageflow,
+)
+from stageflow.services.memos import Memo
 from stageflow.services.ports import UnitOfWork, Workspace
 
 PIPELINE_FILE = "stageflow.yaml"
@@ -47,14 +54,16 @@ def git_blob_id(data: bytes) -> str:
     return digest.hexdigest()
 
 
-def parsed(sf: Stageflow, key: Any, source: Callable[[], bytes], parse: Callable[[bytes], T]) -> T:
-    """Parse ``source()`` once per ``key`` (a blob id), weighed by the size of the source."""
+def parsed(
+    memo: Memo[BlobId, T], blob: BlobId, source: Callable[[], bytes], parse: Callable[[bytes], T]
+) -> T:
+    """Parse ``source()`` once per ``blob`` id, weighed by the size of the source."""
 
     def build() -> tuple[T, int]:
         data = source()
         return parse(data), PARSED_BYTES_PER_SOURCE_BYTE * len(data)
 
-    return sf.cache.get_weighed(key, build)
+    return memo.get_weighed(blob, build)
 
 
 def _parse_flags(data: bytes) -> FlagDocument:
@@ -98,21 +107,29 @@ class FileProblem:
 _HISTORY_LIMIT = 20
 
 
-def _checked(sf: Stageflow, kind: str, blob: str, parse: Callable[[bytes], T]) -> T | Invalid:
-    """Parse a blob once; an invalid one is remembered as its error (and parsed no more)."""
-    invalid = (kind + "-invalid", blob)
+def _checked(
+    sf: Stageflow,
+    memos: tuple[Memo[BlobId, T], Memo[BlobId, Invalid]],
+    blob: BlobId,
+    parse: Callable[[bytes], T],
+) -> T | Invalid:
+    """Parse a blob once; an invalid one is remembered as its error (and parsed no more).
+
+    ``memos`` hold the parses and the errors of one kind of file.
+    """
+    valid, invalid = memos
 
     def build() -> tuple[T, int]:
-        failed = sf.cache.peek(invalid)  # only on a miss: a valid blob costs one lookup
+        failed = invalid.peek(blob)  # only on a miss: a valid blob costs one lookup
         if failed is not None:
             raise failed
         data = sf.repo.read_blob(blob)
         return parse(data), PARSED_BYTES_PER_SOURCE_BYTE * len(data)
 
     try:
-        return sf.cache.get_weighed((kind, blob), build)
+        return valid.get_weighed(blob, build)
     except Invalid as exc:
-        sf.cache.put(invalid, exc)
+        invalid.put(blob, exc)
         return exc
 
 
@@ -171,19 +188,18 @@ class Snapshot:
         blob = self.sf.repo.blob_id(self.revision, path)
         if blob is None:
             return None, None
-        got = _checked(self.sf, "flags", blob, _parse_flags)
+        memos = (self.sf.cache.flags, self.sf.cache.invalid_flags)
+        got = _checked(self.sf, memos, blob, _parse_flags)
         if not isinstance(got, Invalid):
             return blob, None
 
         def check(other: str | None) -> FlagDocument | Invalid:
-            return (
-                empty_flag_document(app.name)
-                if other is None
-                else _checked(self.sf, "flags", other, _parse_flags)
-            )
+            if other is None:
+                return empty_flag_document(app.name)
+            return _checked(self.sf, memos, other, _parse_flags)
 
-        found = self.sf.cache.get(
-            ("last-valid", self.revision, path),
+        found = self.sf.cache.last_valid_flags.get(
+            (self.revision, path),
             lambda: _last_valid(self.sf, self.revision, path, check),
         )
         if found is None:
@@ -194,7 +210,7 @@ class Snapshot:
         blob, _ = self.flags_blob(app, stage)
         if blob is None:
             return empty_flag_document(app.name)
-        return parsed(self.sf, ("flags", blob), lambda: self.sf.repo.read_blob(blob), _parse_flags)
+        return parsed(self.sf.cache.flags, blob, lambda: self.sf.repo.read_blob(blob), _parse_flags)
 
     def flags_data(self, app: App, stage: str) -> bytes | None:
         """The stage's flags.json as committed (the blob's bytes), None when there is none."""
@@ -219,8 +235,8 @@ class Snapshot:
         if blob is None:
             return []
         return parsed(
-            self.sf,
-            ("images", blob),
+            self.sf.cache.images,
+            blob,
             lambda: self.sf.repo.read_blob(blob),
             lambda data: self.sf.codecs.parse_kustomization(data.decode("utf-8"), path).images(),
         )
@@ -256,8 +272,8 @@ def snapshot(sf: Stageflow, revision: str | None = None) -> Snapshot:
     got = _pipeline_at(sf, rev)
     if not isinstance(got, Invalid):
         return Snapshot(sf, rev, got)
-    found = sf.cache.get(
-        ("last-valid", rev, PIPELINE_FILE),
+    found = sf.cache.last_valid_pipeline.get(
+        rev,
         lambda: _last_valid(sf, rev, PIPELINE_FILE, lambda blob: _pipeline_of(sf, blob)),
     )
     if found is None:
@@ -278,7 +294,12 @@ def _pipeline_of(
             f"{PIPELINE_FILE} is missing{at}; restore it in the GitOps repo",
             code="pipeline_missing",
         )
-    return _checked(sf, "pipeline", blob, lambda data: sf.codecs.load_pipeline(data.decode()))
+    return _checked(
+        sf,
+        (sf.cache.pipelines, sf.cache.invalid_pipelines),
+        blob,
+        lambda data: sf.codecs.load_pipeline(data.decode()),
+    )
 
 
 def outage_notes(sf: Stageflow, revision: str) -> list[str]:
@@ -298,11 +319,10 @@ def file_notes(sf: Stageflow, revision: str, app: str, stage: str | None = None)
 
     A function of the revision, so made once per revision (a read costs one lookup).
     """
-    notes: list[str] = sf.cache.get(
-        ("stale-notes", revision, app, stage),
+    return sf.cache.file_notes.get(
+        (revision, app, stage),
         lambda: [p.note() for p in _problems_of(snapshot(sf, revision), app, stage)],
     )
-    return notes
 
 
 def _problems_of(snap: Snapshot, app: str, stage: str | None) -> list[FileProblem]:
@@ -316,7 +336,7 @@ def _problems_of(snap: Snapshot, app: str, stage: str | None) -> list[FileProble
 def head_problems(sf: Stageflow) -> list[FileProblem]:
     """Every file at the head that reads answer from an earlier version of (cached per head)."""
     snap = snapshot(sf)
-    return sf.cache.get(("head-problems", snap.revision), snap.file_problems)
+    return sf.cache.head_problems.get(snap.revision, snap.file_problems)
 
 
 # A write reads its files from the working tree, which may differ from any commit once the
@@ -333,7 +353,7 @@ def pipeline_in(sf: Stageflow, workspace: Workspace) -> Pipeline:
         raise PipelineError(f"{PIPELINE_FILE} is missing; restore it in the GitOps repo")
     data = text.encode("utf-8")
     return parsed(
-        sf, ("pipeline", git_blob_id(data)), lambda: data, lambda _: sf.codecs.load_pipeline(text)
+        sf.cache.pipelines, git_blob_id(data), lambda: data, lambda _: sf.codecs.load_pipeline(text)
     )
 
 
@@ -343,7 +363,7 @@ def flags_in(sf: Stageflow, workspace: Workspace, app: App, stage: str) -> FlagD
     blob = workspace.unwritten_blob(path)
     if blob is not None:  # as committed: parsed (or held) by blob id, without reading or hashing
         try:
-            return parsed(sf, ("flags", blob), lambda: sf.repo.read_blob(blob), _parse_flags)
+            return parsed(sf.cache.flags, blob, lambda: sf.repo.read_blob(blob), _parse_flags)
         except FlagDocumentError as exc:
             raise _broken_for_writes(path, exc) from None
     text = workspace.read(path)
@@ -352,7 +372,7 @@ def flags_in(sf: Stageflow, workspace: Workspace, app: App, stage: str) -> FlagD
     data = text.encode("utf-8")
     try:
         return parsed(
-            sf, ("flags", git_blob_id(data)), lambda: data, lambda _: parse_flag_document(text)
+            sf.cache.flags, git_blob_id(data), lambda: data, lambda _: parse_flag_document(text)
         )
     except FlagDocumentError as exc:
         raise _broken_for_writes(path, exc) from None
@@ -375,7 +395,7 @@ def remember_flags(sf: Stageflow, text: str, doc: FlagDocument) -> None:
     skip parsing the whole document again (rendering is exact: parsing the text gives ``doc``).
     """
     data = text.encode("utf-8")
-    sf.cache.put(("flags", git_blob_id(data)), doc, PARSED_BYTES_PER_SOURCE_BYTE * len(data))
+    sf.cache.flags.put(git_blob_id(data), doc, PARSED_BYTES_PER_SOURCE_BYTE * len(data))
 
 
 # -- views of the state, as plain data for the API and the CLI ---------------------------------
@@ -396,7 +416,7 @@ def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> dict[str, Any]:
         else datetime.fromtimestamp(outage.since, UTC).isoformat(timespec="seconds"),
         "problems": [
             problem.view()
-            for problem in sf.cache.get(("head-problems", snap.revision), snap.file_problems)
+            for problem in sf.cache.head_problems.get(snap.revision, snap.file_problems)
             if scope is None or problem.app is None or scope.covers(problem.app)
         ],
         "repository": {"url": sf.repo.display_url, "branch": sf.repo.branch},
@@ -413,7 +433,7 @@ def stage_view(stage: Stage) -> dict[str, Any]:
     return {
         "name": stage.name,
         "namespace": stage.namespace,
-        "flags": {"allow": [lc for lc in ("experimental", "beta", "stable") if stage.allows(lc)]},
+        "flags": {"allow": [lc for lc in LIFECYCLES if stage.allows(lc)]},
         "gates": {
             "checks": list(stage.gates.checks),
             "metrics": [
@@ -513,16 +533,16 @@ def app_view(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
 
-    def build_desired() -> tuple[tuple[tuple[dict[str, Any], str], ...], int]:
+    def build_desired() -> tuple[AppDesired, int]:
         desired = _desired(snap, app)
         return desired, _weight(desired)
 
-    desired = sf.cache.get_weighed(("app-view", snap.revision, app.name), build_desired)
+    desired = sf.cache.app_desired.get_weighed((snap.revision, app.name), build_desired)
     with sf.uow() as uow:
         # The version first: what is read after it is at least as new as the version says.
         version = uow.state_version()
-        view = sf.cache.get_weighed(
-            ("app-state", snap.revision, app.name, version),
+        view = sf.cache.app_states.get_weighed(
+            (snap.revision, app.name, version),
             lambda: (_app_view(snap, app, desired, uow), _weight(desired)),
         )
     ledger = hashlib.sha1(repr(version).encode(), usedforsecurity=False).hexdigest()[:16]
@@ -593,7 +613,7 @@ def flag_matrix(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
     # Purely a function of the commit: computed once per revision, then served from the cache.
-    matrix = sf.cache.get(("matrix", snap.revision, app.name), lambda: _matrix(snap, app))
+    matrix = sf.cache.matrices.get((snap.revision, app.name), lambda: _matrix(snap, app))
     return snap.revision, matrix
 
 
