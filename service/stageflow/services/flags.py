@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from stageflow.domain.errors import AlreadyExists, FlagNotAllowed, Invalid, NotFound
@@ -132,18 +133,29 @@ def _flags_only_inputs(sf: Stageflow, ws: Workspace, app: App, stage: str) -> Re
     return (overlay, tuple(sorted(inputs.items())), sf.repo.tree_id(ws.revision, app.base_path))
 
 
-def create_flag(
-    sf: Stageflow,
-    app_name: str,
-    *,
-    key: str,
-    actor: Actor,
-    description: str | None = None,
-    lifecycle: str | None = None,
-    variants: Mapping[str, Any] | None = None,
-    default_variant: str | None = None,
-) -> Committed[Outcome]:
+@dataclass(frozen=True)
+class NewFlag:
+    """What a new flag is made of; ``new_flag`` fills in what is not given."""
+
+    key: str
+    description: str | None = None
+    lifecycle: str | None = None
+    variants: Mapping[str, Any] | None = None
+    default_variant: str | None = None
+
+    def build(self) -> Flag:
+        return new_flag(
+            self.key,
+            description=self.description,
+            lifecycle=self.lifecycle or DEFAULT_LIFECYCLE,
+            variants=self.variants,
+            default_variant=self.default_variant,
+        )
+
+
+def create_flag(sf: Stageflow, app_name: str, spec: NewFlag, *, actor: Actor) -> Committed[Outcome]:
     """Add a new flag to the first stage of an app (later stages get it by promotion)."""
+    key = spec.key
 
     def operation(ws: Workspace) -> Change[Outcome]:
         pipeline = pipeline_in(sf, ws)
@@ -156,13 +168,7 @@ def create_flag(
                     code="flag_exists",
                 )
         first = pipeline.first_stage
-        flag = new_flag(
-            key,
-            description=description,
-            lifecycle=lifecycle or DEFAULT_LIFECYCLE,
-            variants=variants,
-            default_variant=default_variant,
-        )
+        flag = spec.build()
         _check_allowed(first, flag)
         doc = flags_in(sf, ws, app, first.name)
         write_flags(sf, ws, app, first.name, doc.put(flag), [key])
@@ -190,17 +196,47 @@ def _stage_flag(pipeline: Pipeline, doc: FlagDocument, app: App, stage: Stage, k
     return doc.flags[key]
 
 
+@dataclass(frozen=True)
+class StageFlagChange:
+    """What a change of one flag in one stage asks for; what is left UNSET stays as it is."""
+
+    enabled: bool | None = None
+    default_variant: Any = UNSET
+    state: Any = UNSET
+    targeting: Any = UNSET
+
+    def apply(self, flag: Flag) -> Flag:
+        """Return the flag changed as asked: switched first, then the given fields set."""
+        if self.enabled is not None:
+            flag = set_enabled(flag, self.enabled)
+        changes: dict[str, Any] = {}
+        if self.default_variant is not UNSET:
+            _require_variant_of(flag, self.default_variant)
+            changes["default_variant"] = self.default_variant
+        if self.state is not UNSET:
+            changes["state"] = self.state
+        if self.targeting is not UNSET:
+            changes["targeting"] = self.targeting or None
+        return with_changes(flag, **changes) if changes else flag
+
+
+def _require_variant_of(flag: Flag, name: str | None) -> None:
+    if name is not None and name not in flag.variants:
+        raise Invalid(
+            f"defaultVariant {name!r} is not a variant of {flag.key}; its variants "
+            f"are {', '.join(flag.variants)}",
+            code="unknown_variant",
+        )
+
+
 def update_stage_flag(
     sf: Stageflow,
     app_name: str,
     stage_name: str,
     key: str,
+    change: StageFlagChange,
     *,
     actor: Actor,
-    enabled: bool | None = None,
-    default_variant: Any = UNSET,
-    state: Any = UNSET,
-    targeting: Any = UNSET,
 ) -> Committed[Outcome]:
     """Toggle or change one flag in one stage; turning ON obeys the stage's ``flags.allow``."""
 
@@ -210,27 +246,10 @@ def update_stage_flag(
         stage = pipeline.stage(stage_name)
         doc = flags_in(sf, ws, app, stage.name)
         before = _stage_flag(pipeline, doc, app, stage, key)
-        flag = before
-        if enabled is not None:
-            flag = set_enabled(flag, enabled)
-        changes: dict[str, Any] = {}
-        if default_variant is not UNSET:
-            if default_variant is not None and default_variant not in flag.variants:
-                raise Invalid(
-                    f"defaultVariant {default_variant!r} is not a variant of {key}; its variants "
-                    f"are {', '.join(flag.variants)}",
-                    code="unknown_variant",
-                )
-            changes["default_variant"] = default_variant
-        if state is not UNSET:
-            changes["state"] = state
-        if targeting is not UNSET:
-            changes["targeting"] = targeting or None
-        if changes:
-            flag = with_changes(flag, **changes)
-        if flag.enabled and flag != before:
-            _check_allowed(stage, flag)
+        flag = change.apply(before)
         if flag != before:
+            if flag.enabled:
+                _check_allowed(stage, flag)
             write_flags(sf, ws, app, stage.name, doc.put(flag), [key])
             # The schema judges the rule's shape; only flagd's evaluator shows what it returns.
             if flag.targeting and flag.targeting != before.targeting and sf.codecs.trial_evaluate:

@@ -92,15 +92,14 @@ def parse_flag_document(text: str | bytes) -> FlagDocument:
 
 
 def _document_from_json(raw: Any) -> FlagDocument:
-    problems: list[str] = []
     if not isinstance(raw, dict):
         raise _fail([f"the flag document must be a JSON object, not {_type_name(raw)}"])
-    for name in raw:
-        if name not in _DOCUMENT_PROPERTIES:
-            problems.append(
-                f"{name}: unknown top-level property; a flag document has only "
-                f"{', '.join(_DOCUMENT_PROPERTIES)} (remove it)"
-            )
+    problems = [
+        f"{name}: unknown top-level property; a flag document has only "
+        f"{', '.join(_DOCUMENT_PROPERTIES)} (remove it)"
+        for name in raw
+        if name not in _DOCUMENT_PROPERTIES
+    ]
     schema = raw.get("$schema", FLAGD_SCHEMA_URL)
     if not isinstance(schema, str):
         problems.append(f"$schema: must be a string, not {_type_name(schema)}")
@@ -110,6 +109,13 @@ def _document_from_json(raw: Any) -> FlagDocument:
     evaluators = raw.get("$evaluators", {})
     if not isinstance(evaluators, dict):
         problems.append(f"$evaluators: must be an object, not {_type_name(evaluators)}")
+    flags = _flags_from_json(raw, problems)
+    if problems:
+        raise _fail(problems)
+    return FlagDocument(flags, metadata, evaluators, schema)
+
+
+def _flags_from_json(raw: dict[str, Any], problems: list[str]) -> dict[str, Flag]:
     flags: dict[str, Flag] = {}
     if "flags" not in raw:
         problems.append('flags: missing; a flag document needs "flags": {...}')
@@ -122,9 +128,7 @@ def _document_from_json(raw: Any) -> FlagDocument:
             flag = _flag_from_json(key, obj, problems)
             if flag is not None:
                 flags[key] = flag
-    if problems:
-        raise _fail(problems)
-    return FlagDocument(flags, metadata, evaluators, schema)
+    return flags
 
 
 def _flag_from_json(key: str, obj: Any, problems: list[str]) -> Flag | None:
