@@ -27,7 +27,7 @@ from stageflow.domain.flags import FlagDocument
 from stageflow.logs import configure_logging
 from stageflow.services import state, tokens
 from stageflow.services.context import Stageflow
-from stageflow.services.evaluation import RateLimiter
+from stageflow.services.limits import RateLimiter
 from stageflow.services.ports import Codecs
 
 __all__ = ["Settings", "build", "configure_logging", "prepare"]

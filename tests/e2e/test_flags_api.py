@@ -332,8 +332,7 @@ def test_flag_matrix_is_served_per_revision_with_an_etag(client, gitops_remote: 
 def test_writes_splice_the_previous_text_and_commit_what_a_full_render_writes(
     client, stageflow, gitops_remote: Path, monkeypatch
 ):
-    from stageflow.domain.flags import parse_flag_document, render_flag_document
-    from stageflow.services import flags as flag_service
+    from stageflow.domain.flags import layout, parse_flag_document, render_flag_document
 
     full: list[int] = []
 
@@ -341,7 +340,7 @@ def test_writes_splice_the_previous_text_and_commit_what_a_full_render_writes(
         full.append(len(doc.flags))
         return render_flag_document(doc)
 
-    monkeypatch.setattr(flag_service, "render_flag_document", counted)
+    monkeypatch.setattr(layout, "render_flag_document", counted)
     base = "/api/v1/apps/demo/stages/development/flags"
     steps = [
         ("POST", "/api/v1/apps/demo/flags", {"key": "splice.a", "lifecycle": "beta"}),

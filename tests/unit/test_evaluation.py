@@ -21,10 +21,10 @@ from stageflow.domain.flags import FlagDocument, new_flag, with_changes
 from stageflow.services.evaluation import (
     BulkEvaluation,
     FlagSet,
-    RateLimiter,
     evaluate_flag,
     evaluate_flags,
 )
+from stageflow.services.limits import RateLimiter
 
 
 def document(**flags: dict[str, Any]) -> bytes:

@@ -16,14 +16,15 @@ from stageflow.domain.flags import (
     FLAGD_SCHEMA_URL,
     Flag,
     FlagDocument,
+    RenderedDocument,
     check_flag_document,
     new_flag,
     parse_flag_document,
     render_flag_document,
     set_enabled,
-    splice_flag_document,
     with_changes,
 )
+from stageflow.domain.flags.layout import _splice
 
 DATA = Path(__file__).parent / "data"
 
@@ -306,20 +307,22 @@ EDITS: dict[str, Callable[[FlagDocument], FlagDocument]] = {
 def test_splice_gives_the_full_render_byte_for_byte(edit: Callable[[FlagDocument], FlagDocument]):
     before = varied_document()
     after = edit(before).with_metadata(version="1" * 40)
-    spliced = splice_flag_document(before, render_flag_document(before), after)
+    spliced = RenderedDocument.render(before).splice(after)
     assert spliced is not None
-    assert spliced == render_flag_document(after)
+    assert spliced.text == render_flag_document(after)
+    assert spliced.document is after
 
 
 def test_splice_of_a_toggle_is_a_two_line_diff() -> None:
     before = many_flags(50).with_metadata(version="a" * 40)
     after = toggled(before, "flag_10").with_metadata(version="b" * 40)
-    spliced = splice_flag_document(before, render_flag_document(before), after)
-    assert spliced == render_flag_document(after)
+    spliced = RenderedDocument.render(before).splice(after)
+    assert spliced is not None
+    assert spliced.text == render_flag_document(after)
     diff = [
         line
         for line in difflib.unified_diff(
-            render_flag_document(before).splitlines(), spliced.splitlines(), lineterm="", n=0
+            render_flag_document(before).splitlines(), spliced.text.splitlines(), lineterm="", n=0
         )
         if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
     ]
@@ -329,7 +332,7 @@ def test_splice_of_a_toggle_is_a_two_line_diff() -> None:
 def test_splice_matches_the_full_render_over_a_long_run_of_random_edits() -> None:
     chance = random.Random(20261127)
     doc = varied_document()
-    text = render_flag_document(doc)
+    held = RenderedDocument.render(doc)
     spliced_count = 0
     for step in range(400):
         keys = list(doc.flags)
@@ -354,47 +357,99 @@ def test_splice_matches_the_full_render_over_a_long_run_of_random_edits() -> Non
         else:
             changed = doc.put(new_flag(f"added_{step}", lifecycle="beta"))
         changed = changed.with_metadata(version=f"{step:040x}")
-        spliced = splice_flag_document(doc, text, changed)
+        spliced = held.splice(changed)
         expected = render_flag_document(changed)
-        assert spliced is None or spliced == expected, f"step {step}"
+        assert spliced is None or spliced.text == expected, f"step {step}"
         spliced_count += spliced is not None
-        doc, text = changed, expected
+        # each step splices from the text the previous splice made
+        doc, held = changed, spliced or RenderedDocument.render(changed)
     assert spliced_count == 400  # every one of these edits is spliced, none falls back
 
 
 def test_splice_gives_way_to_the_full_render_when_it_cannot_prove_the_layout() -> None:
     before = many_flags(20)
-    text = render_flag_document(before)
+    held = RenderedDocument.render(before)
+    text = held.text
     after = toggled(before, "flag_5")
     # flags in another order
     reordered = FlagDocument(dict(reversed(list(after.flags.items()))), dict(after.metadata))
-    assert splice_flag_document(before, text, reordered) is None
+    assert held.splice(reordered) is None
     # a new flag anywhere but at the end
     inserted = FlagDocument({"first": new_flag("first"), **after.flags}, dict(after.metadata))
-    assert splice_flag_document(before, text, inserted) is None
+    assert held.splice(inserted) is None
     # a text that is not the render of the previous document where it matters: the block of the
-    # changed flag, the head, the end
+    # changed flag, the head, the end (a RenderedDocument cannot hold one: the splice itself is
+    # asked)
     at = text.index('"flag_5"')
     tampered = text[:at] + text[at:].replace('"defaultVariant": "off"', '"defaultVariant": "on"', 1)
-    assert splice_flag_document(before, tampered, after) is None
-    assert splice_flag_document(before, text.replace('"flag_5"', '"flag_55"'), after) is None
-    assert splice_flag_document(before, text.replace("seed", "other"), after) is None
-    assert splice_flag_document(before, text.rstrip("\n"), after) is None
+    assert _splice(before, tampered, after) is None
+    assert _splice(before, text.replace('"flag_5"', '"flag_55"'), after) is None
+    assert _splice(before, text.replace("seed", "other"), after) is None
+    assert _splice(before, text.rstrip("\n"), after) is None
     # empty documents, before or after
-    assert (
-        splice_flag_document(FlagDocument({}), render_flag_document(FlagDocument({})), after)
-        is None
-    )
+    assert RenderedDocument.render(FlagDocument({})).splice(after) is None
     emptied = FlagDocument({}, dict(before.metadata))
-    assert splice_flag_document(before, text, emptied) is None
+    assert held.splice(emptied) is None
     # many changes at once: rendering the whole document is as cheap
     everything = FlagDocument(
         {key: set_enabled(flag, True) for key, flag in before.flags.items()}, dict(before.metadata)
     )
-    assert (
-        splice_flag_document(many_flags(100), render_flag_document(many_flags(100)), everything)
-        is None
-    )
+    assert RenderedDocument.render(many_flags(100)).splice(everything) is None
+
+
+def test_a_rendered_document_is_made_only_by_rendering_or_splicing() -> None:
+    doc = many_flags(3)
+    with pytest.raises(TypeError, match=r"RenderedDocument\.render"):
+        RenderedDocument(doc, render_flag_document(toggled(doc, "flag_1")), object())
+    held = RenderedDocument.render(doc)
+    assert held.document is doc and held.text == render_flag_document(doc)
+    with pytest.raises(AttributeError):
+        held.text = "{}"  # frozen: the pair cannot be taken apart
+
+
+def _random_edit(chance: random.Random, doc: FlagDocument, step: int) -> FlagDocument:
+    """One edit of any kind a write makes, and some a splice cannot make (it must fall back)."""
+    keys = list(doc.flags)
+    key = chance.choice(keys)
+    flag = doc.get(key)
+    roll = chance.random()
+    if roll < 0.3 and flag.is_boolean:
+        return toggled(doc, key)
+    if roll < 0.4:
+        return doc.put(with_changes(flag, default_variant=chance.choice([*flag.variants, None])))
+    if roll < 0.5:
+        rule = chance.choice([None, {"fractional": [[name, 50] for name in flag.variants]}])
+        return doc.put(with_changes(flag, targeting=rule))
+    if roll < 0.6 and len(keys) > 1:
+        return doc.remove(key)
+    if roll < 0.7:
+        return doc.put(new_flag(f"added_{step}", variants={"a": step, "b": -step}))
+    if roll < 0.75:  # a flag moved: the layout cannot be spliced
+        return FlagDocument({key: flag, **doc.flags}, dict(doc.metadata), dict(doc.evaluators))
+    if roll < 0.8:  # everything changed at once: rendered whole
+        return FlagDocument(
+            {k: with_changes(f, description=f"step {step}") for k, f in doc.flags.items()},
+            dict(doc.metadata),
+        )
+    if roll < 0.85:  # the same content, parsed again: no flag object shared
+        return parse_flag_document(render_flag_document(doc))
+    return doc.put(with_changes(flag, description=chance.choice([None, "d" * (step % 150)])))
+
+
+def test_rewrite_equals_the_full_render_for_many_random_edits() -> None:
+    chance = random.Random(20261201)
+    doc = varied_document()
+    held = RenderedDocument.render(doc)
+    spliced = 0
+    for step in range(600):
+        changed = _random_edit(chance, doc, step).with_metadata(version=f"{step:040x}")
+        spliced += held.splice(changed) is not None
+        held = held.rewrite(changed)
+        assert held.document is changed, f"step {step}"
+        assert held.text == render_flag_document(changed), f"step {step}"
+        doc = changed
+    # both ways were taken: most edits spliced, the moves and mass changes rendered whole
+    assert 300 < spliced < 600
 
 
 # --- parsing -----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from stageflow.domain.evaluation import (
     EvaluationRequest,
     buckets_by_targeting_key,
 )
-from stageflow.domain.flags import FlagDocument, render_flag_document
+from stageflow.domain.flags import DISABLED, ENABLED, FlagDocument, render_flag_document
 
 __all__ = ["TRIAL_CONTEXTS", "FlagdEvaluator", "trial_evaluate"]
 
@@ -120,7 +120,7 @@ class FlagdEvaluator:
         self._static = frozenset(
             key
             for key, flag in self._store.flags.items()
-            if flag.state == "DISABLED" or not flag.targeting
+            if flag.state == DISABLED or not flag.targeting
         )
 
     def flag_keys(self) -> Sequence[str]:
@@ -145,7 +145,7 @@ class FlagdEvaluator:
         if flag is None:
             return Evaluation.failure(key, FLAG_NOT_FOUND, f"flag {key} is not in the document")
         metadata = self._metadata[key]
-        if flag.state == "DISABLED":
+        if flag.state == DISABLED:
             # the client uses its code default
             return Evaluation(key, reason="DISABLED", metadata=metadata)
         if not flag.targeting:
@@ -212,7 +212,7 @@ def trial_evaluate(doc: FlagDocument, key: str) -> None:
     """
     flag = doc.flags[key]
     trial = FlagDocument(
-        {key: replace(flag, state="ENABLED")},
+        {key: replace(flag, state=ENABLED)},
         metadata=doc.metadata,
         evaluators=doc.evaluators,
         schema=doc.schema,

@@ -51,16 +51,14 @@ class Flags(MethodView):
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     def post(self, body: dict[str, Any], app: str):  # type: ignore[no-untyped-def]
         """Create a flag in the first stage (OFF unless defaultVariant says otherwise)."""
-        done = flags.create_flag(
-            current_stageflow(),
-            app,
-            key=body["key"],
-            actor=current_actor(),
+        spec = flags.NewFlag(
+            body["key"],
             description=body.get("description"),
             lifecycle=body.get("lifecycle"),
             variants=body.get("variants"),
             default_variant=body.get("defaultVariant"),
         )
+        done = flags.create_flag(current_stageflow(), app, spec, actor=current_actor())
         return {"revision": done.revision, "flag": flag_json(done.result.value)}
 
 
@@ -98,16 +96,14 @@ class StageFlag(MethodView):
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     def patch(self, body: dict[str, Any], app: str, stage: str, key: str):  # type: ignore[no-untyped-def]
         """Toggle or change a flag in one stage (ON obeys flags.allow; OFF always works)."""
-        done = flags.update_stage_flag(
-            current_stageflow(),
-            app,
-            stage,
-            key,
-            actor=current_actor(),
+        change = flags.StageFlagChange(
             enabled=body.get("enabled"),
             default_variant=body.get("defaultVariant", UNSET),
             state=body.get("state", UNSET),
             targeting=body.get("targeting", UNSET),
+        )
+        done = flags.update_stage_flag(
+            current_stageflow(), app, stage, key, change, actor=current_actor()
         )
         return {"revision": done.revision, "flag": flag_json(done.result.value)}
 

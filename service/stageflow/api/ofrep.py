@@ -29,7 +29,8 @@ from stageflow.domain.evaluation import (
     read_request,
 )
 from stageflow.services import evaluation
-from stageflow.services.evaluation import APP_HEADER, STAGE_HEADER, FlagSet, RateLimiter
+from stageflow.services.evaluation import APP_HEADER, STAGE_HEADER, FlagSet
+from stageflow.services.limits import RateLimiter
 
 log = logging.getLogger(__name__)
 

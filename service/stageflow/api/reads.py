@@ -13,6 +13,7 @@ from stageflow.api.auth import current_stageflow, current_token, requires
 from stageflow.api.schemas import AppStateSchema, AppSummarySchema, PipelineSchema
 from stageflow.services import state
 from stageflow.services.context import Stageflow
+from stageflow.services.memos import Memo
 
 blp = Blueprint(
     "reads", __name__, url_prefix="/api/v1", description="The desired state, read from Git"
@@ -116,7 +117,7 @@ def app_state_answer(
     headers = _stale(sf, view["revision"], app)
     if stages:
         view, tag = state.within_stages(view, stages), _scoped_tag(tag, stages)
-    return (*_cached_json(sf, ("app-state-json", tag, app), tag, view, dumps), headers)
+    return (*_cached_json(sf.cache.app_state_json, tag, app, view, dumps), headers)
 
 
 def matrix_answer(
@@ -128,7 +129,7 @@ def matrix_answer(
     headers = _stale(sf, tag, app)
     if stages:
         matrix, tag = state.matrix_within_stages(matrix, stages), _scoped_tag(tag, stages)
-    return (*_cached_json(sf, ("matrix-json", tag, app), tag, matrix, dumps), headers)
+    return (*_cached_json(sf.cache.matrix_json, tag, app, matrix, dumps), headers)
 
 
 def _stale(sf: Stageflow, revision: str, app: str, stage: str | None = None) -> Headers:
@@ -148,15 +149,15 @@ def document_answer(sf: Stageflow, app: str, stage: str) -> tuple[str, Body, Hea
 
 
 def _cached_json(
-    sf: Stageflow, key: tuple[str, ...], tag: str, view: Any, dumps: Callable[[Any], str]
+    memo: Memo[tuple[str, str], bytes], tag: str, app: str, view: Any, dumps: Callable[[Any], str]
 ) -> tuple[str, Body]:
-    """Serialize a view that ``tag`` versions once per tag (``key``) in this process."""
+    """Serialize a view that ``tag`` versions once per tag and app in this process."""
 
     def serialize() -> tuple[bytes, int]:
         data = dumps(view).encode("utf-8")
         return data, len(data)
 
-    return f'"{tag}"', lambda: sf.cache.get_weighed(key, serialize)
+    return f'"{tag}"', lambda: memo.get_weighed((tag, app), serialize)
 
 
 def _conditional(etag: str, body: Body, headers: Headers) -> Response:

@@ -6,7 +6,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from stageflow.domain import events as event_kinds
 from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
-from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES
+from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES, STATES
 from stageflow.domain.identity import ROLES
 from stageflow.domain.promotions import STATUSES
 
@@ -200,7 +200,7 @@ class FlagEditSchema(StrictSchema):
 class StageFlagPatchSchema(StrictSchema):
     enabled = Boolean()
     defaultVariant = fields.String(allow_none=True)
-    state = fields.String(validate=validate.OneOf(["ENABLED", "DISABLED"]))
+    state = fields.String(validate=validate.OneOf(STATES))
     targeting = fields.Dict(allow_none=True)
 
     @validates_schema

@@ -15,6 +15,7 @@ from rich.text import Text
 from stageflow.cli.connection import Api
 from stageflow.cli.options import client_command, gathered
 from stageflow.cli.output import OK, USAGE, Failure, emit, emit_done, rows, table
+from stageflow.domain.flags import LIFECYCLES
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -134,7 +135,7 @@ class NewFlag:
 @flags.command("create")
 @click.argument("app")
 @click.argument("key")
-@click.option("--lifecycle", required=True, type=click.Choice(["experimental", "beta", "stable"]))
+@click.option("--lifecycle", required=True, type=click.Choice(LIFECYCLES))
 @click.option("--variants", metavar="JSON", help='e.g. \'{"red": "#f00", "blue": "#00f"}\'.')
 @click.option("--default", "default", metavar="VARIANT", help="The default variant.")
 @click.option("--description", metavar="TEXT")

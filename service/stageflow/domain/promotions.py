@@ -11,7 +11,7 @@ from typing import Any
 
 from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, Invalid
-from stageflow.domain.flags import Flag, FlagDocument, set_enabled
+from stageflow.domain.flags import Flag, FlagDocument, set_enabled, state_word
 from stageflow.domain.gates import GateResult
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import Pipeline, Stage
@@ -114,8 +114,8 @@ class FlagMove:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "key": self.key,
-            "from": flag_word(self.before),
-            "to": flag_word(self.after),
+            "from": state_word(self.before),
+            "to": state_word(self.after),
         }
         if self.held_off:
             data["note"] = "arrives OFF: the target stage does not allow its lifecycle ON"
@@ -150,7 +150,7 @@ class PromotionPlan:
                 f"images: {image.name} {_version(image.before)} -> {_version(image.after)}"
             )
         for flag in self.flags:
-            lines.append(f"flags: {flag.key} {flag_word(flag.before)} -> {flag_word(flag.after)}")
+            lines.append(f"flags: {flag.key} {state_word(flag.before)} -> {state_word(flag.after)}")
         return "\n".join(lines)
 
 
@@ -161,14 +161,6 @@ def _version(ref: ImageRef | None) -> str:
     if ref.digest:
         text += f"@{ref.digest[:19]}"
     return text or "(none)"
-
-
-def flag_word(flag: Flag | None) -> str:
-    if flag is None:
-        return "absent"
-    if flag.is_boolean:
-        return "on" if flag.enabled else "off"
-    return f"{flag.variant}" + ("" if flag.state == "ENABLED" else " (disabled)")
 
 
 def plan_promotion(
@@ -257,7 +249,7 @@ def _flag_move(key: str, wanted: Flag, present: Flag | None, target: Stage) -> F
     A flag whose lifecycle the target does not allow ON arrives defined but OFF.
     """
     held_off = False
-    if wanted.enabled and not target.allows(wanted.lifecycle or "experimental"):
+    if wanted.enabled and not target.allows(wanted.policy_lifecycle):
         wanted = set_enabled(wanted, False)
         held_off = True
     if present == wanted:

@@ -1,18 +1,25 @@
-"""What every use case is handed: the ports, built once by bootstrap, plus parse caches."""
+"""What every use case is handed: the ports, built once by bootstrap, plus the typed memos."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from stageflow.domain.errors import Invalid
+from stageflow.domain.flags import FlagDocument, RenderedDocument
+from stageflow.domain.images import ImageRef
+from stageflow.domain.pipeline import Pipeline
+from stageflow.services.limits import RateLimiter
+from stageflow.services.memos import SMALL_ENTRY, Memo, MemoBudget
 from stageflow.services.ports import (
     Codecs,
+    FlagEvaluator,
     GitRepo,
     History,
     MetricsSource,
@@ -20,7 +27,21 @@ from stageflow.services.ports import (
     UnitOfWork,
 )
 
-V = TypeVar("V")
+if TYPE_CHECKING:  # the modules that use these memos import this one
+    from stageflow.services.evaluation import FlagSet
+    from stageflow.services.state import FileProblem
+
+__all__ = [
+    "PARSED_BYTES_PER_SOURCE_BYTE",
+    "SMALL_ENTRY",
+    "InFlight",
+    "Outage",
+    "ParseCache",
+    "Stageflow",
+    "utcnow",
+]
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -30,73 +51,66 @@ def utcnow() -> datetime:
 # What one byte of JSON source takes once parsed into Python objects (dicts, strings, frozen
 # dataclasses): measured about 4x for a 5,000-flag flagd document, and 4.7x for flagd's evaluator.
 PARSED_BYTES_PER_SOURCE_BYTE = 5
-# The weight of an entry whose size nobody estimated: a small value (a flag, a proof, a tree id).
-SMALL_ENTRY = 1024
+
+BlobId = str  # a Git blob SHA: what a parse is keyed by, since the bytes behind it never change
+Revision = str  # a commit SHA: what a view of the desired state is keyed by
+# A file pushed broken, read as its last valid version: (that revision, its blob, the parse).
+LastValid = tuple[Revision, BlobId | None, T]
+# What an app looks like in each stage at a revision: (the stage's part of the view, its content).
+AppDesired = tuple[tuple[dict[str, Any], str], ...]
+# What a flags-only render of an overlay depends on: the overlay, its other files (name, blob id)
+# as committed, and the base's tree.
+RenderInputs = tuple[str, tuple[tuple[str, str], ...], str | None]
 
 
-class ParseCache:
-    """Parsed documents keyed by what identifies their content (a blob SHA, a revision).
+class ParseCache(MemoBudget):
+    """Every memo of one Stageflow: parsed blobs, views per revision, and what writes reuse.
 
-    Git objects never change, so an entry never goes stale; the bounds only cap memory. Entries
-    are weighed (an estimate of the bytes they hold, see ``get_weighed``) and the least recently
-    used go once the weights add up to more than ``max_weight`` or there are more than ``size``
-    of them. A count alone is no bound: a 5,000-flag document parses into ~5 MiB, and a write
-    makes a new one each time.
+    One family per kind of value, each typed; they share the budget's bounds and LRU order (see
+    ``MemoBudget``), so a large flag document pushes out old views as it would old documents.
     """
 
     def __init__(self, size: int = 512, max_weight: int = 64 * 1024 * 1024) -> None:
-        self.size = size
-        self.max_weight = max_weight
-        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._weight = 0
-        self._lock = threading.Lock()
-
-    @property
-    def weight(self) -> int:
-        """Return the summed weight of the entries held now."""
-        return self._weight
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def peek(self, key: Any) -> Any:
-        with self._lock:
-            item = self._items.get(key)
-        return None if item is None else item[0]
-
-    def put(self, key: Any, value: Any, weight: int = SMALL_ENTRY) -> None:
-        with self._lock:
-            self._store(key, value, weight)
-
-    def get(self, key: Any, build: Callable[[], V]) -> V:
-        """Return the entry under ``key``, built (and held with a small weight) when missing."""
-        return self.get_weighed(key, lambda: (build(), SMALL_ENTRY))
-
-    def get_weighed(self, key: Any, build: Callable[[], tuple[V, int]]) -> V:
-        """Return the entry under ``key``; ``build`` returns the value and its weight."""
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-                return item[0]  # type: ignore[no-any-return]
-        value, weight = build()
-        with self._lock:
-            self._store(key, value, weight)
-        return value
-
-    def _store(self, key: Any, value: Any, weight: int) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._weight -= old[1]
-        self._items[key] = (value, weight)
-        self._weight += weight
-        # The newest entry stays even when it alone outweighs the bound: dropping it would parse
-        # the same large document again on every request.
-        while len(self._items) > 1 and (
-            self._weight > self.max_weight or len(self._items) > self.size
-        ):
-            _, (_, dropped) = self._items.popitem(last=False)
-            self._weight -= dropped
+        super().__init__(size, max_weight)
+        # Files parsed by blob id, and the error of a blob that does not parse (services.state).
+        self.flags: Memo[BlobId, FlagDocument] = Memo("flags", self)
+        self.invalid_flags: Memo[BlobId, Invalid] = Memo("flags-invalid", self)
+        self.pipelines: Memo[BlobId, Pipeline] = Memo("pipeline", self)
+        self.invalid_pipelines: Memo[BlobId, Invalid] = Memo("pipeline-invalid", self)
+        self.images: Memo[BlobId, list[ImageRef]] = Memo("images", self)
+        # The last valid version of a file that is broken at a revision (services.state).
+        self.last_valid_flags: Memo[tuple[Revision, str], LastValid[FlagDocument] | None] = Memo(
+            "last-valid-flags", self
+        )
+        self.last_valid_pipeline: Memo[Revision, LastValid[Pipeline] | None] = Memo(
+            "last-valid-pipeline", self
+        )
+        # Views, each a function of the revision (services.state): (revision, app[, stage]).
+        self.file_notes: Memo[tuple[Revision, str, str | None], list[str]] = Memo(
+            "stale-notes", self
+        )
+        self.head_problems: Memo[Revision, list[FileProblem]] = Memo("head-problems", self)
+        self.app_desired: Memo[tuple[Revision, str], AppDesired] = Memo("app-view", self)
+        # ... and of the ledger's state version too: (revision, app, version).
+        self.app_states: Memo[tuple[Revision, str, Hashable], dict[str, Any]] = Memo(
+            "app-state", self
+        )
+        self.matrices: Memo[tuple[Revision, str], dict[str, Any]] = Memo("matrix", self)
+        # Their JSON bodies by (ETag, app) (api.reads).
+        self.app_state_json: Memo[tuple[str, str], bytes] = Memo("app-state-json", self)
+        self.matrix_json: Memo[tuple[str, str], bytes] = Memo("matrix-json", self)
+        # What writes reuse (services.flags): the last document written to a path with its
+        # text, the overlay files a flags-only render reads, and the inputs proven to render.
+        self.flags_texts: Memo[str, RenderedDocument] = Memo("flags-text", self)
+        self.generated_only: Memo[tuple[BlobId, str], frozenset[str] | None] = Memo(
+            "generated-only", self
+        )
+        self.render_proofs: Memo[RenderInputs, bool] = Memo("rendered", self)
+        # Flag evaluation (services.evaluation): per head revision, and evaluators per blob.
+        self.ofrep_pipelines: Memo[Revision, Pipeline] = Memo("ofrep-pipeline", self)
+        self.flag_sets: Memo[tuple[Revision, str, str], FlagSet] = Memo("ofrep-flag-set", self)
+        self.evaluators: Memo[BlobId, FlagEvaluator] = Memo("flagd", self)
+        self.empty_evaluators: Memo[str, FlagEvaluator] = Memo("flagd-empty", self)
 
 
 class Outage:
@@ -179,7 +193,7 @@ class Stageflow:
     # secret means a different token in another database.
     token_cache: dict[str, Any] = field(default_factory=dict)
     # Failed authentications per client address (services.tokens); None: not limited.
-    auth_failures: Any = None
+    auth_failures: RateLimiter | None = None
     # While the ledger is unreachable, tokens verified within this many seconds still
     # authenticate (services.tokens); the outage state says when to ask the ledger again.
     token_outage_grace: float = 0.0

@@ -1,19 +1,16 @@
-"""Use cases of flag evaluation (OFREP): pick the flag set a token reads, evaluate, rate-limit.
+"""Use cases of flag evaluation (OFREP): pick the flag set a token reads, and evaluate it.
 
 Answers come from the flags file at the head revision, loaded once per blob into the reference
-flagd evaluator and kept in ``sf.cache``: a request costs the (TTL-cached) head lookup and an
-in-memory evaluation, never a Git read or a database query beyond token authentication.
+flagd evaluator and kept in ``sf.cache.evaluators``: a request costs the (TTL-cached) head lookup
+and an in-memory evaluation, never a Git read or a database query beyond token authentication.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import threading
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Final
@@ -47,7 +44,6 @@ __all__ = [
     "STAGE_HEADER",
     "BulkEvaluation",
     "FlagSet",
-    "RateLimiter",
     "evaluate_flag",
     "evaluate_flags",
     "flag_set",
@@ -194,15 +190,15 @@ def flag_set(
         # at the remote now rather than answer with what the client was told is replaced.
         revision = sf.repo.head(fresh=True)
     # Keyed by revision: while the head stays put, a request reads nothing from the clone.
-    pipeline = sf.cache.get(("ofrep-pipeline", revision), lambda: snapshot(sf, revision).pipeline)
+    pipeline = sf.cache.ofrep_pipelines.get(revision, lambda: snapshot(sf, revision).pipeline)
     app_name = _choose(token, "app", app, token.scope.apps, list(pipeline.apps), APP_HEADER)
     stage_name = _choose(
         token, "stage", stage, token.scope.stages, pipeline.stage_names, STAGE_HEADER
     )
     token.require(READ_ROLE, app=app_name, stage=stage_name)
     chosen = pipeline.app(app_name)
-    return sf.cache.get(
-        ("ofrep-flag-set", revision, app_name, stage_name),
+    return sf.cache.flag_sets.get(
+        (revision, app_name, stage_name),
         lambda: FlagSet(
             app_name,
             stage_name,
@@ -244,9 +240,9 @@ def _evaluator(sf: Stageflow, revision: str, app: App, stage: str) -> FlagEvalua
     blob, _ = snapshot(sf, revision).flags_blob(app, stage)
     if blob is None:
         empty = render_flag_document(empty_flag_document(app.name)).encode("utf-8")
-        return sf.cache.get(("flagd-empty", app.name), lambda: load(empty))
+        return sf.cache.empty_evaluators.get(app.name, lambda: load(empty))
     try:
-        return sf.cache.get(("flagd", blob), lambda: load(sf.repo.read_blob(blob)))
+        return sf.cache.evaluators.get(blob, lambda: load(sf.repo.read_blob(blob)))
     except FlagDocumentError as exc:
         raise EvaluationRequestError(
             f"{path} at revision {revision[:12]}: {exc.message}; fix the file in the GitOps repo "
@@ -303,48 +299,3 @@ def evaluate_flags(flags: FlagSet, request: EvaluationRequest) -> BulkEvaluation
         flags.evaluator.metadata(),
         flags.event_streams,
     )
-
-
-class RateLimiter:
-    """A token bucket per API token: ``rate`` requests a second, in bursts of up to ``rate``.
-
-    Per process: with several workers, each allows ``rate``. ``rate`` 0 turns it off.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        burst: float | None = None,
-    ) -> None:
-        self.rate = rate
-        self.burst = max(1.0, rate if burst is None else burst)
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def wait(self, who: str) -> int:
-        """The seconds ``who`` must wait before its bucket has a request again (0: none)."""
-        if self.rate <= 0:
-            return 0
-        with self._lock:
-            found = self._buckets.get(who)
-        if found is None:
-            return 0
-        tokens = min(self.burst, found[0] + (self.clock() - found[1]) * self.rate)
-        return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))
-
-    def acquire(self, who: str) -> int:
-        """Take one request from ``who``'s bucket; return 0, or the seconds to wait (>= 1)."""
-        if self.rate <= 0:
-            return 0
-        now = self.clock()
-        with self._lock:
-            tokens, since = self._buckets.get(who, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - since) * self.rate)
-            if tokens >= 1:
-                self._buckets[who] = (tokens - 1, now)
-                return 0
-            self._buckets[who] = (tokens, now)
-        return max(1, math.ceil((1 - tokens) / self.rate))

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from stageflow.domain.errors import AlreadyExists, FlagNotAllowed, Invalid, NotFound
 from stageflow.domain.flags import (
+    DEFAULT_LIFECYCLE,
     LIFECYCLES,
     Flag,
     FlagDocument,
+    RenderedDocument,
     new_flag,
-    render_flag_document,
     set_enabled,
-    splice_flag_document,
+    state_word,
     with_changes,
 )
 from stageflow.domain.pipeline import App, Pipeline, Stage
 from stageflow.services.changes import Actor, Outcome, commit_change
-from stageflow.services.context import Stageflow
+from stageflow.services.context import RenderInputs, Stageflow
 from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import (
     FLAGS_FILE,
@@ -37,14 +39,8 @@ def flag_json(flag: Flag) -> dict[str, Any]:
     return {"key": flag.key, **flag.to_json()}
 
 
-def _policy_lifecycle(flag: Flag) -> str:
-    # A hand-written flag without a lifecycle is treated as experimental: the strictest reading,
-    # so that a missing label never lets a flag slip ON into production.
-    return flag.lifecycle or "experimental"
-
-
 def _check_allowed(stage: Stage, flag: Flag) -> None:
-    lifecycle = _policy_lifecycle(flag)
+    lifecycle = flag.policy_lifecycle
     if flag.enabled and not stage.allows(lifecycle):
         allowed = [lc for lc in LIFECYCLES if stage.allows(lc)]
         raise FlagNotAllowed(
@@ -61,14 +57,6 @@ def _check_allowed(stage: Stage, flag: Flag) -> None:
         )
 
 
-def _state_word(flag: Flag | None) -> str:
-    if flag is None:
-        return "absent"
-    if flag.is_boolean:
-        return "on" if flag.enabled else "off"
-    return f"{flag.variant} ({flag.state.lower()})"
-
-
 def write_flags(
     sf: Stageflow,
     ws: Workspace,
@@ -76,37 +64,31 @@ def write_flags(
     stage: str,
     doc: FlagDocument,
     changed: list[str],
-    *,
-    base: FlagDocument | None = None,
 ) -> None:
-    """Write ``doc`` as the stage's flags.json; ``base`` is the document the operation read."""
+    """Write ``doc`` as the stage's flags.json."""
     doc = doc.with_metadata(flagSetId=app.name, version=ws.revision)
     # Only the changed flags (and the document-level parts) are schema-checked: the rest are
     # already committed, and a whole 5,000-flag document takes the schema half a second.
     sf.codecs.validate_flags(doc, changed)
     path = flags_path(app, stage)
-    text = _flags_text(sf, path, base, doc)
-    ws.write(path, text)
-    remember_flags(sf, text, doc)
-    sf.cache.put(("flags-text", path), (doc, text), len(text))
+    rendered = _rendered(sf, path, doc)
+    ws.write(path, rendered.text)
+    remember_flags(sf, rendered.text, doc)
+    sf.cache.flags_texts.put(path, rendered, len(rendered.text))
 
 
-def _flags_text(sf: Stageflow, path: str, base: FlagDocument | None, doc: FlagDocument) -> str:
-    """Render ``doc``; by editing the text of ``base`` when this process rendered that text.
+def _rendered(sf: Stageflow, path: str, doc: FlagDocument) -> RenderedDocument:
+    """Render ``doc``; by editing the last text this process wrote to ``path`` when it can.
 
-    The last document written to ``path`` is held with the text rendered from it. When ``base``
-    is that very object (``flags_in`` answers with the document ``remember_flags`` held for the
-    text's blob id), the held text is ``render_flag_document(base)`` byte for byte, so only the
-    flags that changed need rendering (a toggle in a 5,000-flag stage: one flag, not 5,000).
-    Any other base (parsed from a text another process wrote) is rendered whole.
+    The last document written to ``path`` is held with the text rendered from it. An operation
+    that read that document (``flags_in`` answers with the one ``remember_flags`` held for the
+    text's blob id) changes a few of its flags, and only those are rendered (a toggle in a
+    5,000-flag stage: one flag, not 5,000). A document parsed from a text another process wrote
+    shares no flag object with it: all count as changed, and past a few dozen ``rewrite``
+    renders the document whole. Either way the text is what a full render writes.
     """
-    if base is not None:
-        last = sf.cache.peek(("flags-text", path))
-        if last is not None and last[0] is base:
-            text = splice_flag_document(base, last[1], doc)
-            if text is not None:
-                return text
-    return render_flag_document(doc)
+    last = sf.cache.flags_texts.peek(path)
+    return RenderedDocument.render(doc) if last is None else last.rewrite(doc)
 
 
 def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
@@ -120,23 +102,23 @@ def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
     """
     for stage in stages:
         proof = _flags_only_inputs(sf, ws, app, stage)
-        if proof is not None and sf.cache.peek(("rendered", proof)):
+        if proof is not None and sf.cache.render_proofs.peek(proof):
             # Held again as just used: large flag documents pass through the cache on every
             # write and would otherwise push the proof out, and with it the render back in.
-            sf.cache.put(("rendered", proof), True)
+            sf.cache.render_proofs.put(proof, True)
             continue
         sf.renderer.render(ws.directory(app.overlay_path(stage)))
         if proof is not None:
-            sf.cache.put(("rendered", proof), True)
+            sf.cache.render_proofs.put(proof, True)
 
 
-def _flags_only_inputs(sf: Stageflow, ws: Workspace, app: App, stage: str) -> Any:
+def _flags_only_inputs(sf: Stageflow, ws: Workspace, app: App, stage: str) -> RenderInputs | None:
     overlay = app.overlay_path(stage)
     text = ws.read(kustomization_path(app, stage))
     if text is None:
         return None
-    local = sf.cache.get(
-        ("generated-only", git_blob_id(text.encode("utf-8")), overlay),
+    local = sf.cache.generated_only.get(
+        (git_blob_id(text.encode("utf-8")), overlay),
         lambda: sf.codecs.parse_kustomization(text, kustomization_path(app, stage)).generated_only(
             FLAGS_FILE, overlay, app.base_path
         ),
@@ -151,18 +133,29 @@ def _flags_only_inputs(sf: Stageflow, ws: Workspace, app: App, stage: str) -> An
     return (overlay, tuple(sorted(inputs.items())), sf.repo.tree_id(ws.revision, app.base_path))
 
 
-def create_flag(
-    sf: Stageflow,
-    app_name: str,
-    *,
-    key: str,
-    actor: Actor,
-    description: str | None = None,
-    lifecycle: str | None = None,
-    variants: Mapping[str, Any] | None = None,
-    default_variant: str | None = None,
-) -> Committed[Outcome]:
+@dataclass(frozen=True)
+class NewFlag:
+    """What a new flag is made of; ``new_flag`` fills in what is not given."""
+
+    key: str
+    description: str | None = None
+    lifecycle: str | None = None
+    variants: Mapping[str, Any] | None = None
+    default_variant: str | None = None
+
+    def build(self) -> Flag:
+        return new_flag(
+            self.key,
+            description=self.description,
+            lifecycle=self.lifecycle or DEFAULT_LIFECYCLE,
+            variants=self.variants,
+            default_variant=self.default_variant,
+        )
+
+
+def create_flag(sf: Stageflow, app_name: str, spec: NewFlag, *, actor: Actor) -> Committed[Outcome]:
     """Add a new flag to the first stage of an app (later stages get it by promotion)."""
+    key = spec.key
 
     def operation(ws: Workspace) -> Change[Outcome]:
         pipeline = pipeline_in(sf, ws)
@@ -175,19 +168,13 @@ def create_flag(
                     code="flag_exists",
                 )
         first = pipeline.first_stage
-        flag = new_flag(
-            key,
-            description=description,
-            lifecycle=lifecycle or "experimental",
-            variants=variants,
-            default_variant=default_variant,
-        )
+        flag = spec.build()
         _check_allowed(first, flag)
         doc = flags_in(sf, ws, app, first.name)
-        write_flags(sf, ws, app, first.name, doc.put(flag), [key], base=doc)
+        write_flags(sf, ws, app, first.name, doc.put(flag), [key])
         _render(sf, ws, app, [first.name])
         return Change(
-            f"{app.name}/{first.name}: add flag {key} ({_state_word(flag)})",
+            f"{app.name}/{first.name}: add flag {key} ({state_word(flag, spell_state=True)})",
             Outcome("flag.create", app.name, first.name, key, None, flag_json(flag), flag),
         )
 
@@ -209,17 +196,47 @@ def _stage_flag(pipeline: Pipeline, doc: FlagDocument, app: App, stage: Stage, k
     return doc.flags[key]
 
 
+@dataclass(frozen=True)
+class StageFlagChange:
+    """What a change of one flag in one stage asks for; what is left UNSET stays as it is."""
+
+    enabled: bool | None = None
+    default_variant: Any = UNSET
+    state: Any = UNSET
+    targeting: Any = UNSET
+
+    def apply(self, flag: Flag) -> Flag:
+        """Return the flag changed as asked: switched first, then the given fields set."""
+        if self.enabled is not None:
+            flag = set_enabled(flag, self.enabled)
+        changes: dict[str, Any] = {}
+        if self.default_variant is not UNSET:
+            _require_variant_of(flag, self.default_variant)
+            changes["default_variant"] = self.default_variant
+        if self.state is not UNSET:
+            changes["state"] = self.state
+        if self.targeting is not UNSET:
+            changes["targeting"] = self.targeting or None
+        return with_changes(flag, **changes) if changes else flag
+
+
+def _require_variant_of(flag: Flag, name: str | None) -> None:
+    if name is not None and name not in flag.variants:
+        raise Invalid(
+            f"defaultVariant {name!r} is not a variant of {flag.key}; its variants "
+            f"are {', '.join(flag.variants)}",
+            code="unknown_variant",
+        )
+
+
 def update_stage_flag(
     sf: Stageflow,
     app_name: str,
     stage_name: str,
     key: str,
+    change: StageFlagChange,
     *,
     actor: Actor,
-    enabled: bool | None = None,
-    default_variant: Any = UNSET,
-    state: Any = UNSET,
-    targeting: Any = UNSET,
 ) -> Committed[Outcome]:
     """Toggle or change one flag in one stage; turning ON obeys the stage's ``flags.allow``."""
 
@@ -229,34 +246,18 @@ def update_stage_flag(
         stage = pipeline.stage(stage_name)
         doc = flags_in(sf, ws, app, stage.name)
         before = _stage_flag(pipeline, doc, app, stage, key)
-        flag = before
-        if enabled is not None:
-            flag = set_enabled(flag, enabled)
-        changes: dict[str, Any] = {}
-        if default_variant is not UNSET:
-            if default_variant is not None and default_variant not in flag.variants:
-                raise Invalid(
-                    f"defaultVariant {default_variant!r} is not a variant of {key}; its variants "
-                    f"are {', '.join(flag.variants)}",
-                    code="unknown_variant",
-                )
-            changes["default_variant"] = default_variant
-        if state is not UNSET:
-            changes["state"] = state
-        if targeting is not UNSET:
-            changes["targeting"] = targeting or None
-        if changes:
-            flag = with_changes(flag, **changes)
-        if flag.enabled and flag != before:
-            _check_allowed(stage, flag)
+        flag = change.apply(before)
         if flag != before:
-            write_flags(sf, ws, app, stage.name, doc.put(flag), [key], base=doc)
+            if flag.enabled:
+                _check_allowed(stage, flag)
+            write_flags(sf, ws, app, stage.name, doc.put(flag), [key])
             # The schema judges the rule's shape; only flagd's evaluator shows what it returns.
             if flag.targeting and flag.targeting != before.targeting and sf.codecs.trial_evaluate:
                 sf.codecs.trial_evaluate(doc.put(flag), key)
             _render(sf, ws, app, [stage.name])
         return Change(
-            f"{app.name}/{stage.name}: flag {key} {_state_word(before)} -> {_state_word(flag)}",
+            f"{app.name}/{stage.name}: flag {key} {state_word(before, spell_state=True)} -> "
+            f"{state_word(flag, spell_state=True)}",
             Outcome(
                 "flag.update", app.name, stage.name, key, flag_json(before), flag_json(flag), flag
             ),
@@ -298,7 +299,7 @@ def edit_flag(
             if new.lifecycle != old.lifecycle:
                 _check_allowed(stage, new)
             if new != old:
-                write_flags(sf, ws, app, stage.name, doc.put(new), [key], base=doc)
+                write_flags(sf, ws, app, stage.name, doc.put(new), [key])
                 touched.append(stage.name)
                 before[stage.name] = {"lifecycle": old.lifecycle, "description": old.description}
                 after[stage.name] = {"lifecycle": new.lifecycle, "description": new.description}
@@ -326,7 +327,7 @@ def delete_stage_flag(
         stage = pipeline.stage(stage_name)
         doc = flags_in(sf, ws, app, stage.name)
         before = _stage_flag(pipeline, doc, app, stage, key)
-        write_flags(sf, ws, app, stage.name, doc.remove(key), [], base=doc)
+        write_flags(sf, ws, app, stage.name, doc.remove(key), [])
         _render(sf, ws, app, [stage.name])
         return Change(
             f"{app.name}/{stage.name}: delete flag {key}",

@@ -247,7 +247,7 @@ def toggle_flag(app: str, stage: str, key: str) -> Any:
     """Switch one flag in one stage: one commit, at once."""
     enabled = request.form.get("enabled") == "true"
     done = flags.update_stage_flag(
-        current_stageflow(), app, stage, key, actor=current_actor(), enabled=enabled
+        current_stageflow(), app, stage, key, flags.StageFlagChange(enabled), actor=current_actor()
     )
     if request.headers.get(FRAGMENT_HEADER):
         context = _matrix_context(app)

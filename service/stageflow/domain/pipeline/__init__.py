@@ -7,9 +7,9 @@ errors, ``durations`` and ``cron`` the small languages the file uses. Import fro
 
 from __future__ import annotations
 
+from stageflow.domain.flags.model import LIFECYCLES
 from stageflow.domain.pipeline.durations import format_duration, parse_duration
 from stageflow.domain.pipeline.model import (
-    LIFECYCLES,
     App,
     FreezeWindow,
     Gates,

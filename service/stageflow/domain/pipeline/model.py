@@ -16,8 +16,6 @@ from stageflow.domain.errors import NotFound
 from stageflow.domain.notify import NotifyTarget
 from stageflow.domain.pipeline.cron import parse_cron, runs_on, times_of_day
 
-LIFECYCLES = ("experimental", "beta", "stable")
-
 
 @dataclass(frozen=True)
 class MetricGate:

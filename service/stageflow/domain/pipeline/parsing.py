@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from stageflow.domain.flags.model import LIFECYCLES
 from stageflow.domain.notify import NotifyTarget, parse_targets
 from stageflow.domain.pipeline.cron import parse_cron
 from stageflow.domain.pipeline.model import (
-    LIFECYCLES,
     App,
     FreezeWindow,
     Gates,
@@ -183,7 +183,7 @@ def _parse_allow(reader: Reader, value: object, path: KeyPath) -> frozenset[str]
             reader.fail(
                 (*allow_path, index),
                 f"{quoted(entry)} is not a lifecycle",
-                f"{hint}use experimental, beta or stable",
+                f"{hint}use {', '.join(LIFECYCLES[:-1])} or {LIFECYCLES[-1]}",
             )
     return frozenset(str(entry) for entry in entries)
 

@@ -16,7 +16,12 @@ from stageflow.domain.errors import FlagDocumentError, Invalid, PipelineError
 from stageflow.domain.flags import FlagDocument, parse_flag_document
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import App, Pipeline
-from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE, Stageflow
+from stageflow.services.context import (
+    PARSED_BYTES_PER_SOURCE_BYTE,
+    BlobId,
+    Stageflow,
+)
+from stageflow.services.memos import Memo
 from stageflow.services.ports import Workspace
 
 PIPELINE_FILE = "stageflow.yaml"
@@ -45,14 +50,16 @@ def git_blob_id(data: bytes) -> str:
     return digest.hexdigest()
 
 
-def parsed(sf: Stageflow, key: Any, source: Callable[[], bytes], parse: Callable[[bytes], T]) -> T:
-    """Parse ``source()`` once per ``key`` (a blob id), weighed by the size of the source."""
+def parsed(
+    memo: Memo[BlobId, T], blob: BlobId, source: Callable[[], bytes], parse: Callable[[bytes], T]
+) -> T:
+    """Parse ``source()`` once per ``blob`` id, weighed by the size of the source."""
 
     def build() -> tuple[T, int]:
         data = source()
         return parse(data), PARSED_BYTES_PER_SOURCE_BYTE * len(data)
 
-    return sf.cache.get_weighed(key, build)
+    return memo.get_weighed(blob, build)
 
 
 def _parse_flags(data: bytes) -> FlagDocument:
@@ -96,21 +103,29 @@ class FileProblem:
 _HISTORY_LIMIT = 20
 
 
-def _checked(sf: Stageflow, kind: str, blob: str, parse: Callable[[bytes], T]) -> T | Invalid:
-    """Parse a blob once; an invalid one is remembered as its error (and parsed no more)."""
-    invalid = (kind + "-invalid", blob)
+def _checked(
+    sf: Stageflow,
+    memos: tuple[Memo[BlobId, T], Memo[BlobId, Invalid]],
+    blob: BlobId,
+    parse: Callable[[bytes], T],
+) -> T | Invalid:
+    """Parse a blob once; an invalid one is remembered as its error (and parsed no more).
+
+    ``memos`` hold the parses and the errors of one kind of file.
+    """
+    valid, invalid = memos
 
     def build() -> tuple[T, int]:
-        failed = sf.cache.peek(invalid)  # only on a miss: a valid blob costs one lookup
+        failed = invalid.peek(blob)  # only on a miss: a valid blob costs one lookup
         if failed is not None:
             raise failed
         data = sf.repo.read_blob(blob)
         return parse(data), PARSED_BYTES_PER_SOURCE_BYTE * len(data)
 
     try:
-        return sf.cache.get_weighed((kind, blob), build)
+        return valid.get_weighed(blob, build)
     except Invalid as exc:
-        sf.cache.put(invalid, exc)
+        invalid.put(blob, exc)
         return exc
 
 
@@ -169,19 +184,18 @@ class Snapshot:
         blob = self.sf.repo.blob_id(self.revision, path)
         if blob is None:
             return None, None
-        got = _checked(self.sf, "flags", blob, _parse_flags)
+        memos = (self.sf.cache.flags, self.sf.cache.invalid_flags)
+        got = _checked(self.sf, memos, blob, _parse_flags)
         if not isinstance(got, Invalid):
             return blob, None
 
         def check(other: str | None) -> FlagDocument | Invalid:
-            return (
-                empty_flag_document(app.name)
-                if other is None
-                else _checked(self.sf, "flags", other, _parse_flags)
-            )
+            if other is None:
+                return empty_flag_document(app.name)
+            return _checked(self.sf, memos, other, _parse_flags)
 
-        found = self.sf.cache.get(
-            ("last-valid", self.revision, path),
+        found = self.sf.cache.last_valid_flags.get(
+            (self.revision, path),
             lambda: _last_valid(self.sf, self.revision, path, check),
         )
         if found is None:
@@ -192,7 +206,7 @@ class Snapshot:
         blob, _ = self.flags_blob(app, stage)
         if blob is None:
             return empty_flag_document(app.name)
-        return parsed(self.sf, ("flags", blob), lambda: self.sf.repo.read_blob(blob), _parse_flags)
+        return parsed(self.sf.cache.flags, blob, lambda: self.sf.repo.read_blob(blob), _parse_flags)
 
     def flags_data(self, app: App, stage: str) -> bytes | None:
         """The stage's flags.json as committed (the blob's bytes), None when there is none."""
@@ -217,8 +231,8 @@ class Snapshot:
         if blob is None:
             return []
         return parsed(
-            self.sf,
-            ("images", blob),
+            self.sf.cache.images,
+            blob,
             lambda: self.sf.repo.read_blob(blob),
             lambda data: self.sf.codecs.parse_kustomization(data.decode("utf-8"), path).images(),
         )
@@ -254,8 +268,8 @@ def snapshot(sf: Stageflow, revision: str | None = None) -> Snapshot:
     got = _pipeline_at(sf, rev)
     if not isinstance(got, Invalid):
         return Snapshot(sf, rev, got)
-    found = sf.cache.get(
-        ("last-valid", rev, PIPELINE_FILE),
+    found = sf.cache.last_valid_pipeline.get(
+        rev,
         lambda: _last_valid(sf, rev, PIPELINE_FILE, lambda blob: _pipeline_of(sf, blob)),
     )
     if found is None:
@@ -276,7 +290,12 @@ def _pipeline_of(
             f"{PIPELINE_FILE} is missing{at}; restore it in the GitOps repo",
             code="pipeline_missing",
         )
-    return _checked(sf, "pipeline", blob, lambda data: sf.codecs.load_pipeline(data.decode()))
+    return _checked(
+        sf,
+        (sf.cache.pipelines, sf.cache.invalid_pipelines),
+        blob,
+        lambda data: sf.codecs.load_pipeline(data.decode()),
+    )
 
 
 def outage_notes(sf: Stageflow, revision: str) -> list[str]:
@@ -296,11 +315,10 @@ def file_notes(sf: Stageflow, revision: str, app: str, stage: str | None = None)
 
     A function of the revision, so made once per revision (a read costs one lookup).
     """
-    notes: list[str] = sf.cache.get(
-        ("stale-notes", revision, app, stage),
+    return sf.cache.file_notes.get(
+        (revision, app, stage),
         lambda: [p.note() for p in _problems_of(snapshot(sf, revision), app, stage)],
     )
-    return notes
 
 
 def _problems_of(snap: Snapshot, app: str, stage: str | None) -> list[FileProblem]:
@@ -314,7 +332,7 @@ def _problems_of(snap: Snapshot, app: str, stage: str | None) -> list[FileProble
 def head_problems(sf: Stageflow) -> list[FileProblem]:
     """Every file at the head that reads answer from an earlier version of (cached per head)."""
     snap = snapshot(sf)
-    return sf.cache.get(("head-problems", snap.revision), snap.file_problems)
+    return sf.cache.head_problems.get(snap.revision, snap.file_problems)
 
 
 # A write reads its files from the working tree, which may differ from any commit once the
@@ -331,7 +349,7 @@ def pipeline_in(sf: Stageflow, workspace: Workspace) -> Pipeline:
         raise PipelineError(f"{PIPELINE_FILE} is missing; restore it in the GitOps repo")
     data = text.encode("utf-8")
     return parsed(
-        sf, ("pipeline", git_blob_id(data)), lambda: data, lambda _: sf.codecs.load_pipeline(text)
+        sf.cache.pipelines, git_blob_id(data), lambda: data, lambda _: sf.codecs.load_pipeline(text)
     )
 
 
@@ -341,7 +359,7 @@ def flags_in(sf: Stageflow, workspace: Workspace, app: App, stage: str) -> FlagD
     blob = workspace.unwritten_blob(path)
     if blob is not None:  # as committed: parsed (or held) by blob id, without reading or hashing
         try:
-            return parsed(sf, ("flags", blob), lambda: sf.repo.read_blob(blob), _parse_flags)
+            return parsed(sf.cache.flags, blob, lambda: sf.repo.read_blob(blob), _parse_flags)
         except FlagDocumentError as exc:
             raise _broken_for_writes(path, exc) from None
     text = workspace.read(path)
@@ -350,7 +368,7 @@ def flags_in(sf: Stageflow, workspace: Workspace, app: App, stage: str) -> FlagD
     data = text.encode("utf-8")
     try:
         return parsed(
-            sf, ("flags", git_blob_id(data)), lambda: data, lambda _: parse_flag_document(text)
+            sf.cache.flags, git_blob_id(data), lambda: data, lambda _: parse_flag_document(text)
         )
     except FlagDocumentError as exc:
         raise _broken_for_writes(path, exc) from None
@@ -373,4 +391,4 @@ def remember_flags(sf: Stageflow, text: str, doc: FlagDocument) -> None:
     skip parsing the whole document again (rendering is exact: parsing the text gives ``doc``).
     """
     data = text.encode("utf-8")
-    sf.cache.put(("flags", git_blob_id(data)), doc, PARSED_BYTES_PER_SOURCE_BYTE * len(data))
+    sf.cache.flags.put(git_blob_id(data), doc, PARSED_BYTES_PER_SOURCE_BYTE * len(data))

@@ -13,10 +13,11 @@ from typing import Any
 
 from stageflow.domain.errors import Invalid, NotFound
 from stageflow.domain.feedback import argocd_report, flux_report, stage_of
+from stageflow.domain.flags import LIFECYCLES
 from stageflow.domain.identity import Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import App, Stage, format_duration
-from stageflow.services.context import SMALL_ENTRY, Stageflow
+from stageflow.services.context import SMALL_ENTRY, AppDesired, Stageflow
 from stageflow.services.ports import UnitOfWork
 from stageflow.services.state.reading import Snapshot, flags_path, snapshot
 
@@ -36,7 +37,7 @@ def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> dict[str, Any]:
         else datetime.fromtimestamp(outage.since, UTC).isoformat(timespec="seconds"),
         "problems": [
             problem.view()
-            for problem in sf.cache.get(("head-problems", snap.revision), snap.file_problems)
+            for problem in sf.cache.head_problems.get(snap.revision, snap.file_problems)
             if scope is None or problem.app is None or scope.covers(problem.app)
         ],
         "repository": {"url": sf.repo.display_url, "branch": sf.repo.branch},
@@ -53,7 +54,7 @@ def stage_view(stage: Stage) -> dict[str, Any]:
     return {
         "name": stage.name,
         "namespace": stage.namespace,
-        "flags": {"allow": [lc for lc in ("experimental", "beta", "stable") if stage.allows(lc)]},
+        "flags": {"allow": [lc for lc in LIFECYCLES if stage.allows(lc)]},
         "gates": {
             "checks": list(stage.gates.checks),
             "metrics": [
@@ -159,16 +160,16 @@ def app_view(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
 
-    def build_desired() -> tuple[tuple[tuple[dict[str, Any], str], ...], int]:
+    def build_desired() -> tuple[AppDesired, int]:
         desired = _desired(snap, app)
         return desired, _weight(desired)
 
-    desired = sf.cache.get_weighed(("app-view", snap.revision, app.name), build_desired)
+    desired = sf.cache.app_desired.get_weighed((snap.revision, app.name), build_desired)
     with sf.uow() as uow:
         # The version first: what is read after it is at least as new as the version says.
         version = uow.state_version()
-        view = sf.cache.get_weighed(
-            ("app-state", snap.revision, app.name, version),
+        view = sf.cache.app_states.get_weighed(
+            (snap.revision, app.name, version),
             lambda: (_app_view(snap, app, desired, uow), _weight(desired)),
         )
     ledger = hashlib.sha1(repr(version).encode(), usedforsecurity=False).hexdigest()[:16]
@@ -239,7 +240,7 @@ def flag_matrix(sf: Stageflow, app_name: str) -> tuple[str, dict[str, Any]]:
     snap = snapshot(sf)
     app = snap.pipeline.app(app_name)
     # Purely a function of the commit: computed once per revision, then served from the cache.
-    matrix = sf.cache.get(("matrix", snap.revision, app.name), lambda: _matrix(snap, app))
+    matrix = sf.cache.matrices.get((snap.revision, app.name), lambda: _matrix(snap, app))
     return snap.revision, matrix
 
 
