@@ -21,14 +21,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest --cov=stageflow --cov-report=term:skip-covered -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests bench migrations setup.py
-	$(BIN)/ruff format --check service tests bench migrations setup.py
+	$(BIN)/ruff check service tests bench migrations
+	$(BIN)/ruff format --check service tests bench migrations
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format service tests bench migrations setup.py
-	$(BIN)/ruff check --fix service tests bench migrations setup.py
+	$(BIN)/ruff format service tests bench migrations
+	$(BIN)/ruff check --fix service tests bench migrations
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

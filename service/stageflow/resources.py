@@ -1,8 +1,9 @@
 """Files Stageflow ships besides its code: the starter GitOps repo and the database migrations.
 
 The repository's top-level `overlays/` and `migrations/` are the one copy people edit. A wheel
-carries them inside the package as `stageflow/_data/` (setup.py's build step copies them), so
-an installed Stageflow finds them without a checkout; a checkout finds them at its top level.
+carries them inside the package as `stageflow/_data/` (pyproject's hatch `force-include`), so
+an installed Stageflow finds them without a checkout; a checkout (or an editable install) finds
+them at its top level.
 """
 
 from __future__ import annotations
