@@ -118,7 +118,7 @@ def existing_file(name: str, raw: str) -> str:
     return raw
 
 
-def database_url(name: str, raw: str) -> str:
+def sqlalchemy_url(name: str, raw: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
@@ -174,7 +174,7 @@ class Settings:
     database_url: str = setting(
         "",
         "SQLAlchemy URL of the ledger, e.g. `postgresql+psycopg://user:pw@host/stageflow`.",
-        database_url,
+        sqlalchemy_url,
         shown="sqlite:///<data dir>/stageflow.db",
     )
     git_url: str = setting(
