@@ -13,9 +13,11 @@ from sqlalchemy import create_engine, text
 
 from stageflow.adapters.git_repo import seed_bare_remote
 from stageflow.config import Settings
+from tests.pgserver import PostgresUnavailable, PrivatePostgres
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "overlays"
+# A PostgreSQL to use instead of a private one (the `postgres_url` fixture starts that).
 POSTGRES_URL = os.environ.get("STAGEFLOW_TEST_POSTGRES_URL")
 
 
@@ -42,20 +44,34 @@ def gitops_remote(tmp_path: Path) -> Path:
     return bare
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The PostgreSQL server of the PostgreSQL variants: STAGEFLOW_TEST_POSTGRES_URL when set,
+    else a private throw-away server started once for the session (about a second)."""
+    if POSTGRES_URL:
+        yield POSTGRES_URL
+        return
+    try:
+        server = PrivatePostgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL variants: {exc}")
+    with server:
+        yield server.url()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: SQLite in a temp dir, or a throw-away PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'stageflow.db'}"
         return
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL: set STAGEFLOW_TEST_POSTGRES_URL (.ci/run does)")
+    server: str = request.getfixturevalue("postgres_url")  # started only if a test needs it
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
+    admin = create_engine(server)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    separator = "&" if "?" in server else "?"
+    yield f"{server}{separator}options=-csearch_path%3D{schema}"
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()

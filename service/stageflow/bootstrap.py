@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
@@ -88,7 +90,35 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         if engine.dialect.name == "postgresql"
         else None
     )
-    repo = GitPythonRepo(
+    repo = _repo(settings, write_turn)
+    renderer = KubectlKustomize.from_setting(settings.kustomize, timeout=settings.render_timeout)
+    stageflow = Stageflow(
+        repo=repo,
+        renderer=renderer,
+        codecs=codecs(settings),
+        uow=lambda: SqlUnitOfWork(session_factory),
+        metrics=PrometheusHTTP(settings.prometheus_url),
+        closers=[engine.dispose, repo.close, *([write_turn.close] if write_turn else [])],
+        auth_failures=_auth_failures(settings.auth_failures_per_minute),
+        token_outage_grace=settings.token_outage_grace,
+        history=GitHistory(repo),
+        heartbeat_lease=max(15.0, 5 * settings.settle_interval),
+        record_grace=settings.database_timeout + 1,
+        event_streams=settings.stream_origin,
+    )
+    if open_repo:
+        try:
+            repo.open()
+        except Unavailable as exc:
+            # No clone to serve from and no remote to clone: start anyway, say so in /readyz
+            # (503) and the logs, and clone on the first use once the remote is back.
+            log.error("%s; reads and writes answer 503 until it can be cloned", exc.message)
+    probes = _Probes(stageflow, repo, engine, renderer, settings)
+    return stageflow, probes.readiness()
+
+
+def _repo(settings: Settings, write_turn: AdvisoryWriteTurn | None) -> GitPythonRepo:
+    return GitPythonRepo(
         settings.git_url,
         settings.git_branch,
         settings.clones_dir,
@@ -105,36 +135,36 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
             write_turn=write_turn,
         ),
     )
-    renderer = KubectlKustomize.from_setting(settings.kustomize, timeout=settings.render_timeout)
-    stageflow = Stageflow(
-        repo=repo,
-        renderer=renderer,
-        codecs=codecs(settings),
-        uow=lambda: SqlUnitOfWork(session_factory),
-        metrics=PrometheusHTTP(settings.prometheus_url),
-        closers=[engine.dispose, repo.close, *([write_turn.close] if write_turn else [])],
-        auth_failures=RateLimiter(
-            settings.auth_failures_per_minute / 60, burst=settings.auth_failures_per_minute
-        )
-        if settings.auth_failures_per_minute
-        else None,
-        token_outage_grace=settings.token_outage_grace,
-        history=GitHistory(repo),
-        heartbeat_lease=max(15.0, 5 * settings.settle_interval),
-        record_grace=settings.database_timeout + 1,
-        event_streams=settings.stream_origin,
-    )
-    if open_repo:
-        try:
-            repo.open()
-        except Unavailable as exc:
-            # No clone to serve from and no remote to clone: start anyway, say so in /readyz
-            # (503) and the logs, and clone on the first use once the remote is back.
-            log.error("%s; reads and writes answer 503 until it can be cloned", exc.message)
 
-    def state_probe(writes: bool) -> str:
-        snap = state.snapshot(stageflow)
-        outage = repo.outage()
+
+def _auth_failures(per_minute: int) -> RateLimiter | None:
+    """The limiter of unknown tokens per client address; 0 per minute means none."""
+    return RateLimiter(per_minute / 60, burst=per_minute) if per_minute else None
+
+
+@dataclass(frozen=True)
+class _Probes:
+    """The readiness probes of one composed Stageflow: each part of /readyz and /readyz/writes."""
+
+    stageflow: Stageflow
+    repo: GitPythonRepo
+    engine: Engine
+    renderer: KubectlKustomize
+    settings: Settings
+
+    def readiness(self) -> dict[str, Probe]:
+        return {
+            "state": self.state,
+            "remote": self.remote,
+            "files": self.files,
+            "database": self.database,
+            "disk": self.disk,
+            "kustomize": self.kustomize,
+        }
+
+    def state(self, writes: bool) -> str:
+        snap = state.snapshot(self.stageflow)
+        outage = self.repo.outage()
         if outage is None:
             return f"serving revision {snap.revision}"
         return (
@@ -142,9 +172,9 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
             f"unreachable for {time.time() - outage.since:.0f} s"
         )
 
-    def remote_probe(writes: bool) -> str:
-        head = repo.head(fresh=True)
-        outage = repo.outage()
+    def remote(self, writes: bool) -> str:
+        head = self.repo.head(fresh=True)
+        outage = self.repo.outage()
         if outage is not None:
             raise Unavailable(
                 f"{outage.message} (since {time.time() - outage.since:.0f} s ago; reads answer "
@@ -152,21 +182,21 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
             )
         detail = f"head {head}"
         if writes:
-            detail += f"; {repo.check_writable()}"
+            detail += f"; {self.repo.check_writable()}"
         return detail
 
-    def disk_probe(writes: bool) -> str:
-        free = repo.free_bytes()
-        text = f"{free // 2**20} MiB free under {settings.clones_dir}"
-        if free < repo.min_free_bytes:
+    def disk(self, writes: bool) -> str:
+        free = self.repo.free_bytes()
+        text = f"{free // 2**20} MiB free under {self.settings.clones_dir}"
+        if free < self.repo.min_free_bytes:
             raise Unavailable(
-                f"{text}, less than STAGEFLOW_MIN_FREE_DISK_MB ({settings.min_free_disk_mb}); "
+                f"{text}, less than STAGEFLOW_MIN_FREE_DISK_MB ({self.settings.min_free_disk_mb}); "
                 "writes are refused until there is more: free space there or grow the volume"
             )
         return text
 
-    def files_probe(writes: bool) -> str:
-        problems = state.head_problems(stageflow)
+    def files(self, writes: bool) -> str:
+        problems = state.head_problems(self.stageflow)
         if problems:
             raise Unavailable(
                 "; ".join(problem.note() for problem in problems)
@@ -174,19 +204,9 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
             )
         return "stageflow.yaml and every stage's flags.json are valid at the head"
 
-    def database_probe(writes: bool) -> str:
-        ping(engine)
-        return engine.dialect.name
+    def database(self, writes: bool) -> str:
+        ping(self.engine)
+        return self.engine.dialect.name
 
-    def kustomize_probe(writes: bool) -> str:
-        return renderer.version()
-
-    readiness: dict[str, Probe] = {
-        "state": state_probe,
-        "remote": remote_probe,
-        "files": files_probe,
-        "database": database_probe,
-        "disk": disk_probe,
-        "kustomize": kustomize_probe,
-    }
-    return stageflow, readiness
+    def kustomize(self, writes: bool) -> str:
+        return self.renderer.version()

@@ -54,7 +54,9 @@ class Result:
 class Server:
     """One `stageflow serve` (gunicorn) in its own session, stopped by the fixture."""
 
-    def __init__(self, data_dir: Path, log: Path, **settings: str) -> None:
+    def __init__(
+        self, data_dir: Path, log: Path, program: Path = STAGEFLOW, **settings: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -71,7 +73,7 @@ class Server:
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [str(STAGEFLOW), "serve"],
+                [str(program), "serve"],
                 env=self.env,
                 cwd=data_dir.parent,
                 stdout=out,

@@ -1,8 +1,7 @@
 """Real processes for the fault suite: a private PostgreSQL to stop and freeze, and replicas.
 
-The private server is this suite's own (initdb in a temp dir, a free loopback port): stopping or
-freezing it touches nothing else. initdb refuses to run as root, so as root it runs as the
-`postgres` user. Every wait below is bounded; nothing waits for its bound when things work.
+The private server (tests.pgserver) is this suite's own: stopping or freezing it touches nothing
+else. Every wait below is bounded; nothing waits for its bound when things work.
 """
 
 from __future__ import annotations
@@ -10,31 +9,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from stageflow import bootstrap
 from stageflow.adapters.git_repo import seed_bare_remote
 from stageflow.config import Settings
 from tests.conftest import SEED
 from tests.integration.conftest import free_port
+from tests.pgserver import PostgresUnavailable, PrivatePostgres
 
-PG_BIN = Path(os.environ.get("STAGEFLOW_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 STAGEFLOW = Path(sys.executable).parent / "stageflow"
 ADMIN = "fault-admin-token-0123456789"
 START_TIMEOUT = 60.0
@@ -51,90 +46,15 @@ def eventually(condition: Callable[[], Any], what: str, timeout: float = 30.0) -
         time.sleep(0.1)
 
 
-class PrivatePostgres:
-    """A throw-away PostgreSQL server that a test may stop, start, freeze and thaw."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="stageflow-pg-", dir="/tmp"))
-        self.root.chmod(0o755)
-        self.data = self.root / "data"
-        self.port = free_port()
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "stageflow", "-N")
-        self.start()
-
-    def _run(self, *args: Any) -> None:
-        command = [str(a) for a in args]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200"
-        )
-        log = self.root / "server.log"
-        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-l", log, "-o", options, "-w", "start")
-
-    def stop(self) -> None:
-        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-
-    def _pids(self) -> list[int]:
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        pids = [postmaster]
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(stat.read_text().rpartition(")")[2].split()[1]) == postmaster:
-                    pids.append(int(stat.parent.name))
-        return pids
-
-    def freeze(self) -> None:
-        """Stop every process of the server: connections stay open and nothing answers."""
-        for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        for pid in self._pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://stageflow@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self) -> str:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        engine = create_engine(self.url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-        return self.url(name)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.thaw()
-        with contextlib.suppress(Exception):
-            self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PrivatePostgres]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN} (STAGEFLOW_TEST_PG_BIN)")
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("as root, initdb runs as the `postgres` user, and there is none")
-        if shutil.which("runuser") is None:
-            pytest.skip("as root, initdb runs as the `postgres` user through runuser")
-    server = PrivatePostgres()
+    """This module's own server (not the session's): its tests stop and freeze it."""
     try:
+        server = PrivatePostgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:
         yield server
-    finally:
-        server.close()
 
 
 def seed_remote(root: Path) -> Path:

@@ -18,10 +18,7 @@ from stageflow.adapters.git import GitOptions, GitPythonRepo
 from stageflow.domain.errors import Unavailable
 from stageflow.services.ports import Change, Workspace
 from tests.builders import remote_head, remote_log
-from tests.conftest import POSTGRES_URL
 from tests.integration.conftest import free_port
-
-pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs STAGEFLOW_TEST_POSTGRES_URL")
 
 
 def note(name: str):
@@ -33,8 +30,8 @@ def note(name: str):
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, gitops_remote: Path):
-    engine = make_engine(POSTGRES_URL or "", timeout=5)
+def replicas(tmp_path: Path, gitops_remote: Path, postgres_url: str):
+    engine = make_engine(postgres_url, timeout=5)
     key = lock_key(str(gitops_remote) + str(tmp_path), "main")  # this test's own turn
     opened = []
     turns = []

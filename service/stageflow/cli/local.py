@@ -21,7 +21,7 @@ from stageflow.cli.output import (
     rows,
     table,
 )
-from stageflow.config import SETTINGS_DOC, Settings, SettingsError
+from stageflow.config import SETTINGS_DOC, Settings, SettingsError, settings_markdown
 from stageflow.domain import actors
 
 
@@ -109,15 +109,11 @@ def settings_table() -> int:
     Example:
       stageflow settings
     """
-    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    lines += [
-        f"| `{name}` | `{default}` | {meaning} |" for _, name, default, meaning in SETTINGS_DOC
-    ]
     data = [
         {"variable": name, "default": default, "meaning": meaning}
         for _, name, default, meaning in SETTINGS_DOC
     ]
-    report(data, "\n".join(lines))
+    report(data, settings_markdown())
     return OK
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from stageflow.domain.errors import Unavailable
+from stageflow.resources import shipped
 
-MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
+MIGRATIONS = shipped("migrations")  # the wheel's copy, else the checkout's
 
 
 def alembic_config(url: str, connection: Connection | None = None) -> Config:
