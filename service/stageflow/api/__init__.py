@@ -61,6 +61,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         MAX_CONTENT_LENGTH=getattr(settings, "max_body_bytes", 1024 * 1024),
         JSON_SORT_KEYS=False,
     )
+    # DefaultJSONProvider has sort_keys; the JSONProvider type Flask declares does not.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["stageflow"] = stageflow
     app.extensions["stageflow.settings"] = settings
@@ -110,5 +111,6 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         return response
 
     # The hot reads skip Flask's dispatch when they will succeed (see fastpath.py).
-    app.wsgi_app = fastpath.FastReads(app, app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented way to add WSGI middleware
+    # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
+    app.wsgi_app = fastpath.FastReads(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -82,6 +82,7 @@ def requires(
         # The role is part of the published contract: /openapi.json shows it per operation.
         apidoc = getattr(view, "_apidoc", {})
         apidoc.setdefault("manual_doc", {})["x-stageflow-role"] = role
+        # flask-smorest reads a view's documentation off this attribute, which no type declares.
         view._apidoc = apidoc  # type: ignore[attr-defined]
         return view
 

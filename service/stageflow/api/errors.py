@@ -92,12 +92,7 @@ class ErrorResponses(BasePlugin):
             responses.pop("default", None)
             if not path or not path.startswith("/api/"):
                 continue  # OFREP documents its own error shapes (ofrep.py)
-            errors = dict(COMMON_ERRORS)
-            if "{" in path:
-                errors.update(PATH_ERRORS)
-            if method in WRITES or "requestBody" in operation:
-                errors.update(BODY_ERRORS)
-            for status, when in errors.items():
+            for status, when in _errors_of(path, method, operation).items():
                 if status not in responses and str(status) not in responses:
                     responses[str(status)] = {
                         "description": when,
@@ -105,6 +100,16 @@ class ErrorResponses(BasePlugin):
                             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                         },
                     }
+
+
+def _errors_of(path: str, method: str, operation: dict[str, Any]) -> dict[int, str]:
+    """The error statuses an operation of /api/ can answer, and what each means there."""
+    errors = dict(COMMON_ERRORS)
+    if "{" in path:
+        errors.update(PATH_ERRORS)
+    if method in WRITES or "requestBody" in operation:
+        errors.update(BODY_ERRORS)
+    return errors
 
 
 def status_of(exc: domain.StageflowError) -> int:

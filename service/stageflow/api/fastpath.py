@@ -215,7 +215,7 @@ class FastReads:
             rule, args = adapter.match(return_rule=True)
         except HTTPException:
             return None, {}  # 404, 405, a redirect or a bad host: Flask routes it and answers
-        return self.routes.get((rule.endpoint or "", asking.method)), args
+        return self.routes.get((rule.endpoint or "", asking.method)), dict(args)
 
     def _try(
         self, asking: FlaskRequest, route: Route, args: dict[str, Any]

@@ -25,7 +25,7 @@ class PipelineView(MethodView):
     @requires("viewer")
     @blp.response(200, PipelineSchema)
     @blp.alt_response(401, response="DEFAULT_ERROR")
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> dict[str, Any]:
         """Show the pipeline: stages in order with their policy, the apps and the repository."""
         return state.pipeline_view(current_stageflow(), current_token().scope)
 
@@ -34,7 +34,7 @@ class PipelineView(MethodView):
 class Apps(MethodView):
     @requires("viewer")
     @blp.response(200, AppSummarySchema(many=True))
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> list[dict[str, Any]]:
         """List the apps of the pipeline."""
         return state.apps_view(current_stageflow(), current_token().scope)
 
