@@ -220,6 +220,7 @@ def test_ofrep_bulk_is_answered_by_the_fast_path_as_flask_answers_it(
 def test_an_ofrep_bulk_request_that_fails_is_left_to_flask(
     probe: FastProbe, tokens: dict[str, str], token: str, kwargs: dict[str, Any], status: int
 ):
+    kwargs = dict(kwargs)  # the parameters are shared by the sqlite and postgres runs
     headers = {**_bearer(tokens[token]), **kwargs.pop("headers", {})}
     on, off, answered_fast = _both(probe, "POST", BULK, headers=headers, **kwargs)
 

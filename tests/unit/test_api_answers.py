@@ -41,10 +41,8 @@ def _promotion(**changes: object) -> Promotion:
 def test_a_promotion_is_dumped_from_the_domain_object_under_the_api_names():
     dumped = PromotionSchema().dump(_promotion())
 
-    assert list(dumped) == [
-        "id", "app", "from", "to", "status", "message", "reason", "plan", "gates", "diff",
-        "revision", "source_revision", "requested_by", "approvals", "created_at", "updated_at",
-    ]  # fmt: skip
+    assert {"id", "app", "from", "to", "status", "plan", "gates", "approvals"} <= set(dumped)
+    assert not {"source", "target", "plan_json", "dry_run", "verdict"} & set(dumped)
     assert (dumped["from"], dumped["to"]) == ("development", "staging")
     assert dumped["plan"] == {"images": [{"name": "web"}], "flags": []}
     assert dumped["gates"][0]["evidence"] == {"kind": "smoke"}

@@ -105,10 +105,9 @@ def access_of(view_function: Any, method: str) -> Access | None:
 def authorize_request() -> None:
     """Decide the request from its token and every app and stage it touches (before the view)."""
     g.token = None
-    if request.routing_exception is not None or request.method == "OPTIONS":
-        return  # Flask answers 404 / 405 itself; CORS preflights carry no token
-    view = current_app.view_functions.get(request.endpoint or "")
-    access = access_of(view, request.method)
+    if _is_open():
+        return
+    access = access_of(current_app.view_functions.get(request.endpoint or ""), request.method)
     if access is None and not request.path.startswith(("/api/", "/ofrep/")):
         return  # operate endpoints, the OpenAPI document, sign-in and static files are open
     sf: Stageflow = current_app.extensions["stageflow"]
@@ -125,6 +124,11 @@ def authorize_request() -> None:
     except Forbidden as refused:
         _record_refusal(sf, token, refused)
         raise
+
+
+def _is_open() -> bool:
+    """Flask answers 404 / 405 itself; CORS preflights carry no token."""
+    return request.routing_exception is not None or request.method == "OPTIONS"
 
 
 def decide(sf: Stageflow, access: Access, asked: Asked) -> None:

@@ -104,6 +104,10 @@ class PromotionSchema(Schema):
     revision = fields.String(allow_none=True)
     source_revision = fields.String(allow_none=True)
     requested_by = fields.String()
+    # Promotion.automatic (s3-auto, on main): dumped once the domain has it, skipped until then.
+    automatic = Boolean(
+        metadata={"description": "opened by Stageflow itself (the target stage's auto_promote)"}
+    )
     approvals = fields.List(fields.Nested(ApprovalSchema))
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
