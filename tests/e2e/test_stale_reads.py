@@ -17,6 +17,7 @@ from werkzeug.test import TestResponse
 
 from tests.builders import remote_head, third_party_commit
 from tests.conftest import git
+from tests.e2e.fast_probe import FastProbe
 from tests.e2e.test_operate import metric
 
 DEV = "apps/demo/overlays/development"
@@ -88,19 +89,16 @@ def test_reads_answer_from_the_last_head_while_the_remote_is_away(
         moved = tmp_path / "moved-away.git"
         gitops_remote.rename(moved)
 
-        fast = app.wsgi_app
-        served = fast.served  # type: ignore[attr-defined]
+        probe = FastProbe(app)
         during = _reads(client, token, "development")
-        assert fast.served > served  # type: ignore[attr-defined]
+        assert any(probe.answered_fast(answer) for answer in during.values())
         _assert_same(during, before)
         for warning in _warning(during):
             assert warning.startswith('110 stageflow "Response is Stale:'), warning
             assert "unreachable since" in warning and str(gitops_remote) in warning
-        fast.enabled = False  # type: ignore[attr-defined]  # Flask answers the same, stale too
-        try:
+        with probe.flask():  # Flask answers the same, stale too
             by_flask = _reads(client, token, "development")
-        finally:
-            fast.enabled = True  # type: ignore[attr-defined]
+        probe.close()
         for name, answer in by_flask.items():
             assert answer.get_data() == during[name].get_data(), name
             for header in ("ETag", "Warning"):

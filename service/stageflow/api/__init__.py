@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_smorest import Api
 from werkzeug.routing import IntegerConverter
 
@@ -16,6 +15,7 @@ from stageflow.api import (
     changes,
     errors,
     events,
+    fastpath,
     inputs,
     links,
     ofrep,
@@ -23,14 +23,10 @@ from stageflow.api import (
     promotions,
     reads,
     security,
+    telemetry,
     webhooks,
 )
-from stageflow.api.fastpath import FastReads
-from stageflow.api.telemetry import LATENCY, REQUESTS, request_id
 from stageflow.web import pages
-
-log = logging.getLogger("stageflow.http")
-OFREP_PREFIX = "/ofrep/"
 
 
 class DatabaseId(IntegerConverter):
@@ -66,6 +62,7 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
         MAX_CONTENT_LENGTH=getattr(settings, "max_body_bytes", 1024 * 1024),
         JSON_SORT_KEYS=False,
     )
+    # DefaultJSONProvider has sort_keys; the JSONProvider type Flask declares does not.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["stageflow"] = stageflow
     app.extensions["stageflow.settings"] = settings
@@ -100,43 +97,28 @@ def create_app(settings: Any = None, stageflow: Any = None, readiness: Any = Non
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.request_id = inputs.client_request_id(request.headers.get("X-Request-Id")) or request_id()
+        g.request_id = telemetry.answer_request_id(request.headers.get("X-Request-Id"))
+        fastpath.raise_failure(request.environ)  # what the fast path failed with, as a view would
         access.authorize_request()
         inputs.check_request()
 
     @app.after_request
-    def _finish(response):  # type: ignore[no-untyped-def]
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
-        LATENCY.labels(request.method, endpoint).observe(elapsed)
+    def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        if response.status_code >= 400:
-            level = logging.INFO
-        elif request.method == "GET":
-            return response
-        elif request.method == "POST" and request.path.startswith(OFREP_PREFIX):
-            # Evaluations are reads sent as POST (the context is the body), at read rates: an
-            # INFO line each would cost a sixth of their time, mostly waiting on the handler.
-            level = logging.DEBUG
-        else:
-            level = logging.INFO
-        if log.isEnabledFor(level):
-            log.log(
-                level,
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "request_id": g.get("request_id"),
-                    "status": response.status_code,
-                    "seconds": round(elapsed, 4),
-                    "actor": getattr(g.get("token"), "owner", None),
-                },
+        telemetry.record(
+            telemetry.Answered(
+                method=request.method,
+                endpoint=request.url_rule.rule if request.url_rule else "unmatched",
+                path=request.path,
+                status=response.status_code,
+                request_id=g.get("request_id"),
+                seconds=time.perf_counter() - g.get("started", time.perf_counter()),
+                actor=getattr(g.get("token"), "owner", None),
             )
+        )
         return response
 
     # The hot reads skip Flask's dispatch when they will succeed (see fastpath.py).
-    app.wsgi_app = FastReads(app, app.wsgi_app)  # type: ignore[method-assign]
+    # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
+    app.wsgi_app = fastpath.FastReads(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
+from werkzeug.wrappers import Request
 
 from stageflow.domain import actors
 from stageflow.domain.errors import Forbidden, Unauthenticated
@@ -36,10 +37,25 @@ from stageflow.services.context import Stageflow
 
 F = TypeVar("F", bound=Callable[..., Any])
 Target = tuple[str | None, str | None]  # (app, stage); None: not concerned, EVERY: all of them
-Resolver = Callable[[Stageflow, dict[str, Any]], Iterable[Target]]
 
 MARK = "_stageflow_access"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A request as a resolver sees it: the URL's arguments, the request, and who asks.
+
+    The request is passed rather than read from Flask's globals so that the fast path
+    (``fastpath.py``), which answers in front of Flask, decides with the same resolvers.
+    """
+
+    args: dict[str, Any]
+    request: Request
+    token: ApiToken
+
+
+Resolver = Callable[[Stageflow, Asked], Iterable[Target]]
 
 
 @dataclass(frozen=True)
@@ -66,28 +82,32 @@ def requires(
         # The role is part of the published contract: /openapi.json shows it per operation.
         apidoc = getattr(view, "_apidoc", {})
         apidoc.setdefault("manual_doc", {})["x-stageflow-role"] = role
+        # flask-smorest reads a view's documentation off this attribute, which no type declares.
         view._apidoc = apidoc  # type: ignore[attr-defined]
         return view
 
     return mark
 
 
+def view_for(view_function: Any, method: str) -> Any:
+    """The function that answers ``method`` at a Flask endpoint (a MethodView's method)."""
+    view_class = getattr(view_function, "view_class", None)
+    if view_class is None:
+        return view_function
+    return getattr(view_class, "get" if method == "HEAD" else method.lower(), None)
+
+
 def access_of(view_function: Any, method: str) -> Access | None:
     """The mark of the view a Flask endpoint runs for ``method`` (None: unmarked)."""
-    view_class = getattr(view_function, "view_class", None)
-    if view_class is not None:
-        name = "get" if method == "HEAD" else method.lower()
-        view_function = getattr(view_class, name, None)
-    return getattr(view_function, MARK, None)
+    return getattr(view_for(view_function, method), MARK, None)
 
 
 def authorize_request() -> None:
     """Decide the request from its token and every app and stage it touches (before the view)."""
     g.token = None
-    if request.routing_exception is not None or request.method == "OPTIONS":
-        return  # Flask answers 404 / 405 itself; CORS preflights carry no token
-    view = current_app.view_functions.get(request.endpoint or "")
-    access = access_of(view, request.method)
+    if _is_open():
+        return
+    access = access_of(current_app.view_functions.get(request.endpoint or ""), request.method)
     if access is None and not request.path.startswith(("/api/", "/ofrep/")):
         return  # operate endpoints, the OpenAPI document, sign-in and static files are open
     sf: Stageflow = current_app.extensions["stageflow"]
@@ -100,99 +120,132 @@ def authorize_request() -> None:
                 "it; this is a bug in Stageflow, please report it",
                 code="no_access_rule",
             )
-        token.require(access.role)
-        args = dict(request.view_args or {})
-        for app, stage in _targets(sf, access, args):
-            token.require(access.role, app=app, stage=stage)
+        decide(sf, access, Asked(dict(request.view_args or {}), request, token))
     except Forbidden as refused:
-        # Evaluations are reads sent as POST, at read rates: they leave no audit rows.
-        if request.method in WRITE_METHODS and not request.path.startswith("/ofrep/"):
-            audit.record_refusal(
-                sf,
-                actor=token.owner,
-                action=f"{request.method} {request.url_rule}",
-                app=(request.view_args or {}).get("app"),
-                stage=(request.view_args or {}).get("stage"),
-                reason=refused.code,
-            )
+        _record_refusal(sf, token, refused)
         raise
 
 
-def _targets(sf: Stageflow, access: Access, args: dict[str, Any]) -> list[Target]:
-    found: list[Target] = [(args.get("app"), args.get("stage"))]
+def _is_open() -> bool:
+    """Flask answers 404 / 405 itself; CORS preflights carry no token."""
+    return request.routing_exception is not None or request.method == "OPTIONS"
+
+
+def decide(sf: Stageflow, access: Access, asked: Asked) -> None:
+    """Raise ``Forbidden`` unless the token has the role for every app and stage touched.
+
+    The one decision: Flask's ``before_request`` and the fast path both make it here.
+    """
+    role = access.role
+    asked.token.require(role)
+    for app, stage in _targets(sf, access, asked):
+        asked.token.require(role, app=app, stage=stage)
+
+
+def _record_refusal(sf: Stageflow, token: ApiToken, refused: Forbidden) -> None:
+    """Audit a refused write (evaluations are reads sent as POST, at read rates: no rows)."""
+    if request.method not in WRITE_METHODS or request.path.startswith("/ofrep/"):
+        return
+    audit.record_refusal(
+        sf,
+        actor=token.owner,
+        action=f"{request.method} {request.url_rule}",
+        app=(request.view_args or {}).get("app"),
+        stage=(request.view_args or {}).get("stage"),
+        reason=refused.code,
+    )
+
+
+def _targets(sf: Stageflow, access: Access, asked: Asked) -> list[Target]:
+    found: list[Target] = [(asked.args.get("app"), asked.args.get("stage"))]
     if access.touches is not None:
-        found.extend(access.touches(sf, args))
+        found.extend(access.touches(sf, asked))
     return found
 
 
 def bearer_token(sf: Stageflow) -> ApiToken:
     """The token of ``Authorization: Bearer <token>`` (401 when missing, unknown or inactive)."""
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    return tokens.authenticate(
-        sf, secret.strip() if scheme.lower() == "bearer" else None, client=request.remote_addr
-    )
+    return bearer_token_of(sf, request)
+
+
+def bearer_secret(authorization: str) -> str | None:
+    """The secret of an ``Authorization: Bearer <secret>`` header value (None: not one)."""
+    scheme, _, secret = authorization.partition(" ")
+    return (secret.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def bearer_token_of(sf: Stageflow, asking: Request) -> ApiToken:
+    """The bearer token of a request, which need not be Flask's (see ``Asked``)."""
+    secret = bearer_secret(asking.headers.get("Authorization", ""))
+    return tokens.authenticate(sf, secret, client=asking.remote_addr)
 
 
 # -- resolvers: what a request touches beyond its URL -------------------------------------------
 
 
-def json_field(name: str) -> str | None:
+def _json_body(asking: Request) -> Any:
+    """The parsed JSON body (None when there is none or it does not parse: the schema says)."""
+    return asking.get_json(silent=True, cache=True) if asking.is_json else None
+
+
+def json_field(asking: Request, name: str) -> str | None:
     """A top-level string field of the JSON body, if there is one (the schema validates later)."""
-    body = request.get_json(silent=True, cache=True) if request.is_json else None
+    body = _json_body(asking)
     value = body.get(name) if isinstance(body, dict) else None
     return value if isinstance(value, str) else None
 
 
-def target_stage(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def target_stage(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """A promotion request touches its target stage (``to`` in the body)."""
-    stage = json_field("to")
-    return [(args["app"], stage)] if stage is not None else []
+    stage = json_field(asked.request, "to")
+    return [(asked.args["app"], stage)] if stage is not None else []
 
 
-def first_stage(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def first_stage(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """A new flag enters the pipeline's first stage."""
-    return [(args["app"], state.first_stage(sf))]
+    return [(asked.args["app"], state.first_stage(sf))]
 
 
-def stages_with_flag(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def stages_with_flag(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """A flag definition edit touches every stage that has the flag (none known: every stage)."""
-    stages = state.stages_with_flag(sf, args["app"], args["key"])
-    return [(args["app"], stage) for stage in stages or (EVERY,)]
+    app = asked.args["app"]
+    stages = state.stages_with_flag(sf, app, asked.args["key"])
+    return [(app, stage) for stage in stages or (EVERY,)]
 
 
-def promotion(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def promotion(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """A promotion's app and target stage (an unknown id is the view's 404)."""
-    found = promotions.find_promotion(sf, args["promotion_id"])
+    found = promotions.find_promotion(sf, asked.args["promotion_id"])
     return [] if found is None else [(found.app, found.target)]
 
 
-def every_stage(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def every_stage(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """App-wide state (a rejected image version blocks promotions into every stage)."""
-    return [(args["app"], EVERY)]
+    return [(asked.args["app"], EVERY)]
 
 
-def every_app(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def every_app(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """Stage-wide state (a freeze stops promotions of every app into the stage)."""
-    return [(EVERY, args["stage"])]
+    return [(EVERY, asked.args["stage"])]
 
 
-def everything(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def everything(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """Data that links every app and stage (the evidence chain): only an unscoped token."""
     return [(EVERY, EVERY)]
 
 
-def app_wide(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def app_wide(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """An app's figures of one stage (``stage`` in the query, else the pipeline's last)."""
-    return [(args["app"], request.args.get("stage") or state.last_stage(sf))]
+    return [(asked.args["app"], asked.request.args.get("stage") or state.last_stage(sf))]
 
 
 def scope_targets(scope: Scope) -> list[Target]:
     return [(app, stage) for app in scope.apps or (EVERY,) for stage in scope.stages or (EVERY,)]
 
 
-def new_token(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def new_token(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """A token may only be made within its maker's scope (and with roles the maker has)."""
-    body = request.get_json(silent=True, cache=True) if request.is_json else None
+    body = _json_body(asked.request)
     body = body if isinstance(body, dict) else {}
     scope = body.get("scope") if isinstance(body.get("scope"), dict) else {}
     apps, stages = scope.get("apps") or [], scope.get("stages") or []
@@ -200,19 +253,18 @@ def new_token(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
         body.get("roles", []), list
     ):
         return []  # the schema refuses it
-    maker = g.token
     for role in body.get("roles", []):
         if isinstance(role, str):
-            maker.require(role)
+            asked.token.require(role)
     return scope_targets(Scope(tuple(apps), tuple(stages)))
 
 
-def existing_token(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
+def existing_token(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     """Managing a token touches its scope; a scoped admin manages only the tokens it made."""
-    found = tokens.find_token(sf, args["token_id"])
+    found = tokens.find_token(sf, asked.args["token_id"])
     if found is None:
         return []
-    tokens.require_manager(g.token, found)
+    tokens.require_manager(asked.token, found)
     return scope_targets(found.scope)
 
 
@@ -222,16 +274,16 @@ def existing_token(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
 def webhook_target(source: str) -> Resolver:
     """The app and stage of the GitOps object a webhook reports on (none: not used)."""
 
-    def resolve(sf: Stageflow, args: dict[str, Any]) -> Iterable[Target]:
-        mapped = state.webhook_stage(sf, source, _webhook_body())
+    def resolve(sf: Stageflow, asked: Asked) -> Iterable[Target]:
+        mapped = state.webhook_stage(sf, source, _webhook_body(asked.request))
         return [] if mapped is None else [mapped]
 
     return resolve
 
 
-def _webhook_body() -> Any:
+def _webhook_body(asking: Request) -> Any:
     try:
-        return json.loads(request.get_data(cache=True))
+        return json.loads(asking.get_data(cache=True))
     except (ValueError, RecursionError):
         return None  # the view refuses it as malformed
 

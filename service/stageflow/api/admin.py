@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from stageflow.api import access
+from stageflow.api.answers import Page
 from stageflow.api.auth import current_stageflow, current_token, requires
 from stageflow.api.schemas import (
     AuditPageSchema,
@@ -16,6 +17,7 @@ from stageflow.api.schemas import (
     TokenCreateSchema,
     TokenSchema,
 )
+from stageflow.domain.ledger import AuditEntry
 from stageflow.services import audit, tokens
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1", description="Tokens and the audit log")
@@ -28,7 +30,7 @@ class Tokens(MethodView):
     @blp.response(201, TokenCreatedSchema)
     @blp.alt_response(403, response="DEFAULT_ERROR")
     @blp.alt_response(422, response="DEFAULT_ERROR")
-    def post(self, body: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a token; its secret is in this answer only."""
         sf = current_stageflow()
         scope = body.get("scope") or {}
@@ -45,7 +47,7 @@ class Tokens(MethodView):
 
     @requires("admin")
     @blp.response(200, TokenSchema(many=True))
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> list[dict[str, Any]]:
         """List tokens (never their secrets)."""
         sf = current_stageflow()
         now = sf.clock()
@@ -57,7 +59,7 @@ class TokenById(MethodView):
     @requires("admin", touches=access.existing_token)
     @blp.response(200, TokenSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
-    def delete(self, token_id: str):  # type: ignore[no-untyped-def]
+    def delete(self, token_id: str) -> dict[str, Any]:
         """Revoke a token."""
         sf = current_stageflow()
         token = tokens.revoke_token(sf, token_id, actor=current_token().owner)
@@ -69,7 +71,7 @@ class Audit(MethodView):
     @requires("viewer")
     @blp.arguments(AuditQuerySchema, location="query")
     @blp.response(200, AuditPageSchema)
-    def get(self, query: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def get(self, query: dict[str, Any]) -> Page[AuditEntry]:
         """List who did what, newest first; page with `before`."""
         limit = query["limit"]
         entries = audit.list_audit(
@@ -83,5 +85,4 @@ class Audit(MethodView):
             ),
             reader=current_token(),
         )
-        items = [e.__dict__ for e in entries]
-        return {"items": items, "next": entries[-1].id if len(entries) == limit else None}
+        return Page.of(entries, limit)

@@ -49,7 +49,7 @@ class Flags(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.alt_response(422, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def post(self, body: dict[str, Any], app: str):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], app: str) -> dict[str, Any]:
         """Create a flag in the first stage (OFF unless defaultVariant says otherwise)."""
         spec = flags.NewFlag(
             body["key"],
@@ -71,7 +71,7 @@ class FlagByKey(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def patch(self, body: dict[str, Any], app: str, key: str):  # type: ignore[no-untyped-def]
+    def patch(self, body: dict[str, Any], app: str, key: str) -> dict[str, Any]:
         """Change a flag's lifecycle or description in every stage that has it."""
         done = flags.edit_flag(
             current_stageflow(),
@@ -94,7 +94,7 @@ class StageFlag(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR", description="flag_not_allowed")
     @blp.alt_response(422, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def patch(self, body: dict[str, Any], app: str, stage: str, key: str):  # type: ignore[no-untyped-def]
+    def patch(self, body: dict[str, Any], app: str, stage: str, key: str) -> dict[str, Any]:
         """Toggle or change a flag in one stage (ON obeys flags.allow; OFF always works)."""
         change = flags.StageFlagChange(
             enabled=body.get("enabled"),
@@ -112,7 +112,7 @@ class StageFlag(MethodView):
     @blp.response(200, RevisionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def delete(self, app: str, stage: str, key: str):  # type: ignore[no-untyped-def]
+    def delete(self, app: str, stage: str, key: str) -> dict[str, Any]:
         """Remove a flag's definition from one stage."""
         done = flags.delete_stage_flag(current_stageflow(), app, stage, key, actor=current_actor())
         return {"revision": done.revision}
@@ -128,7 +128,7 @@ class StageImages(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR", description="stage_skipped")
     @blp.alt_response(422, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def put(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+    def put(self, body: dict[str, Any], app: str, stage: str) -> dict[str, Any]:
         """Set an image tag or digest in the first stage (later stages get it by promotion)."""
         done = images.set_image(
             current_stageflow(),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from apispec import BasePlugin
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
@@ -76,27 +77,22 @@ BODY_ERRORS = {
 WRITES = {"post", "put", "patch", "delete"}
 
 
-class ErrorResponses(BasePlugin):  # type: ignore[misc]
+class ErrorResponses(BasePlugin):
     """Document the errors every operation can answer here, once, rather than on each view.
 
     flask-smorest's catch-all ``default`` response is dropped: with every status listed, a
     status that the document does not name is a finding (schemathesis checks it).
     """
 
-    def operation_helper(  # type: ignore[no-untyped-def]
-        self, path=None, operations=None, **kwargs
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         for method, operation in (operations or {}).items():
             responses = operation.setdefault("responses", {})
             responses.pop("default", None)
             if not path or not path.startswith("/api/"):
                 continue  # OFREP documents its own error shapes (ofrep.py)
-            errors = dict(COMMON_ERRORS)
-            if "{" in path:
-                errors.update(PATH_ERRORS)
-            if method in WRITES or "requestBody" in operation:
-                errors.update(BODY_ERRORS)
-            for status, when in errors.items():
+            for status, when in _errors_of(path, method, operation).items():
                 if status not in responses and str(status) not in responses:
                     responses[str(status)] = {
                         "description": when,
@@ -106,6 +102,16 @@ class ErrorResponses(BasePlugin):  # type: ignore[misc]
                     }
 
 
+def _errors_of(path: str, method: str, operation: dict[str, Any]) -> dict[int, str]:
+    """The error statuses an operation of /api/ can answer, and what each means there."""
+    errors = dict(COMMON_ERRORS)
+    if "{" in path:
+        errors.update(PATH_ERRORS)
+    if method in WRITES or "requestBody" in operation:
+        errors.update(BODY_ERRORS)
+    return errors
+
+
 def status_of(exc: domain.StageflowError) -> int:
     for cls, status in STATUS:
         if isinstance(exc, cls):
@@ -113,7 +119,9 @@ def status_of(exc: domain.StageflowError) -> int:
     return 400
 
 
-def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> Response:
     response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
     response.status_code = status
     return response
@@ -140,72 +148,112 @@ def _field_errors_message(messages: Any) -> str:
     return "; ".join(parts)
 
 
-def handle_http_exception(error: HTTPException):  # type: ignore[no-untyped-def]
+def handle_http_exception(error: HTTPException) -> Response:
+    """Answer Werkzeug's and webargs' HTTP errors in API.md's format, each with its own hint."""
     status = error.code or 500
-    data = getattr(error, "data", None) or {}
-    if status == 422 and "messages" in data:
-        messages = data["messages"]
-        # webargs nests by location ("json", "query"); show the fields, not the plumbing.
-        if isinstance(messages, dict) and len(messages) == 1:
-            ((location, inner),) = messages.items()
-            messages = inner
-        else:
-            location = None
-        unknown = [
-            key
-            for key, value in (messages.items() if isinstance(messages, dict) else [])
-            if value == ["Unknown field."]
-        ]
-        text = _field_errors_message(messages)
-        if unknown:
-            message = f"unknown field(s) {', '.join(unknown)}; remove them (see /docs for the body)"
-            code = "unknown_field"
-        else:
-            where = "body" if location == "json" else location or "input"
-            message = f"the request {where} is invalid: {text}"
-            code = "invalid_request"
-        return error_response(422, code, message, {"fields": messages})
-    if status == 400:
-        message = data.get("message") or error.description or "malformed request"
-        if "JSON" in message or request.mimetype == "application/json":
-            message = f"the body is not valid JSON ({message}); send a JSON object"
-            return error_response(400, "malformed_json", message)
-        return error_response(400, "bad_request", message)
-    if status == 404:
-        return error_response(
-            404, "not_found", f"no such endpoint {request.method} {request.path}; see /docs"
-        )
-    if status == 405:
-        return error_response(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed on {request.path}; allowed: "
-            f"{', '.join(sorted(error.valid_methods or []))}",  # type: ignore[attr-defined]
-        )
-    if status == 413:
-        limit = request.max_content_length
-        return error_response(
-            413,
-            "body_too_large",
-            f"the request body is larger than {limit} bytes (STAGEFLOW_MAX_BODY_BYTES); send less",
-            {"max_bytes": limit},
-        )
-    if status == 415:
-        received = request.headers.get("Content-Type") or "none"
-        return error_response(
-            415,
-            "unsupported_media_type",
-            f"the body is sent as {received[:100]!r}; send it as JSON with "
-            "Content-Type: application/json",
-            {"expected": "application/json", "received": received[:100]},
-        )
     if status >= 500:
         return handle_unexpected(error)
-    message = data.get("message") or error.description or error.name
+    answer = _HTTP_ANSWERS.get(status, _other_http_error)
+    return answer(error)
+
+
+def _error_data(error: HTTPException) -> dict[str, Any]:
+    """What webargs and flask-smorest attach to an error (``abort(..., messages=...)``)."""
+    data: dict[str, Any] = getattr(error, "data", None) or {}
+    return data
+
+
+def _invalid_request(error: HTTPException) -> Response:
+    """422: the fields that break a rule, or the unknown fields to remove."""
+    data = _error_data(error)
+    if "messages" not in data:
+        return _other_http_error(error)
+    location, messages = _without_location(data["messages"])
+    unknown = _unknown_fields(messages)
+    if unknown:
+        message = f"unknown field(s) {', '.join(unknown)}; remove them (see /docs for the body)"
+        return error_response(422, "unknown_field", message, {"fields": messages})
+    where = "body" if location == "json" else location or "input"
+    message = f"the request {where} is invalid: {_field_errors_message(messages)}"
+    return error_response(422, "invalid_request", message, {"fields": messages})
+
+
+def _without_location(messages: Any) -> tuple[str | None, Any]:
+    """webargs nests by location ("json", "query"); show the fields, not the plumbing."""
+    if isinstance(messages, dict) and len(messages) == 1:
+        ((location, inner),) = messages.items()
+        return location, inner
+    return None, messages
+
+
+def _unknown_fields(messages: Any) -> list[str]:
+    if not isinstance(messages, dict):
+        return []
+    return [key for key, value in messages.items() if value == ["Unknown field."]]
+
+
+def _bad_request(error: HTTPException) -> Response:
+    """400: a body that is not JSON says so, anything else keeps Werkzeug's description."""
+    message = _error_data(error).get("message") or error.description or "malformed request"
+    if "JSON" in message or request.mimetype == "application/json":
+        message = f"the body is not valid JSON ({message}); send a JSON object"
+        return error_response(400, "malformed_json", message)
+    return error_response(400, "bad_request", message)
+
+
+def _no_endpoint(error: HTTPException) -> Response:
+    return error_response(
+        404, "not_found", f"no such endpoint {request.method} {request.path}; see /docs"
+    )
+
+
+def _method_not_allowed(error: HTTPException) -> Response:
+    allowed = getattr(error, "valid_methods", None) or []  # MethodNotAllowed's, when routed
+    return error_response(
+        405,
+        "method_not_allowed",
+        f"{request.method} is not allowed on {request.path}; allowed: {', '.join(sorted(allowed))}",
+    )
+
+
+def _body_too_large(error: HTTPException) -> Response:
+    limit = request.max_content_length
+    return error_response(
+        413,
+        "body_too_large",
+        f"the request body is larger than {limit} bytes (STAGEFLOW_MAX_BODY_BYTES); send less",
+        {"max_bytes": limit},
+    )
+
+
+def _unsupported_media_type(error: HTTPException) -> Response:
+    received = request.headers.get("Content-Type") or "none"
+    return error_response(
+        415,
+        "unsupported_media_type",
+        f"the body is sent as {received[:100]!r}; send it as JSON with "
+        "Content-Type: application/json",
+        {"expected": "application/json", "received": received[:100]},
+    )
+
+
+def _other_http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    message = _error_data(error).get("message") or error.description or error.name
     return error_response(status, HTTP_CODES.get(status, "error"), str(message))
 
 
-def handle_domain_error(exc: domain.StageflowError):  # type: ignore[no-untyped-def]
+_HTTP_ANSWERS: dict[int, Callable[[HTTPException], Response]] = {
+    400: _bad_request,
+    404: _no_endpoint,
+    405: _method_not_allowed,
+    413: _body_too_large,
+    415: _unsupported_media_type,
+    422: _invalid_request,
+}
+
+
+def handle_domain_error(exc: domain.StageflowError) -> Response:
     status = status_of(exc)
     if status >= 500:
         log.warning("dependency unavailable: %s", exc.message)
@@ -215,7 +263,7 @@ def handle_domain_error(exc: domain.StageflowError):  # type: ignore[no-untyped-
     return response
 
 
-def handle_unexpected(exc: BaseException):  # type: ignore[no-untyped-def]
+def handle_unexpected(exc: BaseException) -> Response:
     request_id = getattr(g, "request_id", "-")
     log.exception("unexpected error in %s %s", request.method, request.path, exc_info=exc)
     return error_response(
@@ -226,7 +274,7 @@ def handle_unexpected(exc: BaseException):  # type: ignore[no-untyped-def]
     )
 
 
-def handle_recursion(exc: RecursionError):  # type: ignore[no-untyped-def]
+def handle_recursion(exc: RecursionError) -> Response:
     """A JSON body nested beyond what the parser recurses into is the client's fault: 400.
 
     Python's json raises RecursionError (not ValueError) there, so every parser on the way

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Response, current_app, jsonify, make_response, request
 
@@ -86,4 +86,4 @@ def idempotent(view: F) -> F:
         with sf.in_flight(idempotency.working_on(owner, key)):
             return _serve(sf, owner, key, view, args, kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)

@@ -42,11 +42,11 @@ LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
 }
 
 
-class Links(BasePlugin):  # type: ignore[misc]
+class Links(BasePlugin):
     """Add the links above to the answers they start from."""
 
-    def operation_helper(  # type: ignore[no-untyped-def]
-        self, path=None, operations=None, **kwargs
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         for method, operation in (operations or {}).items():
             for status, response in operation.get("responses", {}).items():

@@ -16,19 +16,24 @@ from flask import Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request
 
 from stageflow.api import errors
+from stageflow.api.access import Asked, Target
 from stageflow.api.auth import current_token, requires
+from stageflow.api.fastpath import Answer, Read, conditional_response, fast_read
 from stageflow.api.reads import stale_headers
 from stageflow.domain import errors as domain
 from stageflow.domain.evaluation import (
     FLAG_NOT_FOUND,
     GENERAL,
     PARSE_ERROR,
+    EvaluationRequest,
     EvaluationRequestError,
     read_request,
 )
 from stageflow.services import evaluation
+from stageflow.services.context import Stageflow
 from stageflow.services.evaluation import APP_HEADER, STAGE_HEADER, FlagSet
 from stageflow.services.limits import RateLimiter
 
@@ -236,6 +241,8 @@ CORS_HEADERS = (
     ("Access-Control-Expose-Headers", "ETag, Retry-After"),
 )
 BULK_CACHE_CONTROL = "private, no-cache"
+# The fast path runs no after_request hook: the bulk answer carries the CORS headers itself.
+_BULK_HEADERS = [*CORS_HEADERS, ("Cache-Control", BULK_CACHE_CONTROL)]
 
 
 @blp.after_request
@@ -255,18 +262,28 @@ def _cors(response: Response) -> Response:
 
 
 def _flag_set() -> FlagSet:
+    app, stage = _selection(request)
     return evaluation.flag_set(
         current_app.extensions["stageflow"],
         current_token(),
-        app=request.headers.get(APP_HEADER) or None,
-        stage=request.headers.get(STAGE_HEADER) or None,
-        config_etag=request.args.get("flagConfigEtag") or None,
+        app=app,
+        stage=stage,
+        config_etag=_config_etag(request),
     )
 
 
-def selected_flag_set(sf: Any, args: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+def _config_etag(asking: Request) -> str | None:
+    """An event stream's `etag` on its re-fetch (ADR-0008's ``flagConfigEtag``), if any."""
+    return asking.args.get("flagConfigEtag") or None
+
+
+def selected_flag_set(sf: Stageflow, asked: Asked) -> list[Target]:
     """The app and stage the selection headers name (the token's scope picks them otherwise)."""
-    return [(request.headers.get(APP_HEADER) or None, request.headers.get(STAGE_HEADER) or None)]
+    return [_selection(asked.request)]
+
+
+def _selection(asking: Request) -> Target:
+    return asking.headers.get(APP_HEADER) or None, asking.headers.get(STAGE_HEADER) or None
 
 
 @blp.route("/evaluate/flags/<key>", methods=["POST"])
@@ -291,6 +308,31 @@ def evaluate_flag(key: str) -> ResponseReturnValue:
         response.status_code = 404 if answer.error_code == FLAG_NOT_FOUND else 400
     _mark_stale(response, flags)
     return response
+
+
+def bulk_answer(read: Read) -> Answer | None:
+    """The bulk evaluation on the fast path (None: Flask reads the body or answers the 429)."""
+    body = read.json_body()
+    if body is None:
+        return None
+    sf = read.stageflow
+    app, stage = _selection(read.request)
+    flags = evaluation.flag_set(
+        sf, read.token, app=app, stage=stage, config_etag=_config_etag(read.request)
+    )
+    context = read_request(body)
+    # Taken last, once the request is known to be good: a request Flask answers after all
+    # would take a second one there (in ``_rate_limit``).
+    if read.app.extensions[LIMITER].acquire(read.token.id):
+        return None
+    return _bulk(sf, flags, context)
+
+
+def _bulk(sf: Stageflow, flags: FlagSet, context: EvaluationRequest) -> Answer:
+    """Every flag of the set evaluated, with the CORS, cache and staleness headers."""
+    answer = evaluation.evaluate_flags(flags, context)
+    stale = stale_headers(evaluation.flag_set_notes(sf, flags))
+    return Answer(answer.etag, lambda: answer.body, [*_BULK_HEADERS, *stale])
 
 
 @blp.route("/evaluate/flags", methods=["POST"])
@@ -347,20 +389,13 @@ def evaluate_flag(key: str) -> ResponseReturnValue:
         **_COMMON_RESPONSES,
     },
 )
+@fast_read(bulk_answer)
 @requires("client", touches=selected_flag_set)
 def evaluate_flags() -> ResponseReturnValue:
     """Evaluate every flag for a context (OFREP bulk evaluation)."""
+    sf: Stageflow = current_app.extensions["stageflow"]
     flags = _flag_set()
-    answer = evaluation.evaluate_flags(flags, read_request(request.get_data()))
-    etag = answer.etag
-    if request.if_none_match.contains_weak(etag.strip('"')):
-        response = Response(status=304)
-    else:
-        response = current_app.response_class(answer.body, mimetype="application/json")
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = BULK_CACHE_CONTROL
-    _mark_stale(response, flags)
-    return response
+    return conditional_response(_bulk(sf, flags, read_request(request.get_data())))
 
 
 def _mark_stale(response: Response, flags: FlagSet) -> None:

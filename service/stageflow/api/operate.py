@@ -6,6 +6,7 @@ import html
 import time
 
 from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stageflow.domain.errors import StageflowError
@@ -15,7 +16,7 @@ blp = Blueprint("operate", __name__)
 
 
 @blp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz() -> ResponseReturnValue:
     """The process is up."""
     return jsonify({"status": "ok"})
 
@@ -26,18 +27,18 @@ READS_NEED = frozenset({"state"})
 
 
 @blp.get("/readyz")
-def readyz():  # type: ignore[no-untyped-def]
+def readyz() -> ResponseReturnValue:
     """200 while reads can be served, with every part's state; 503 naming what stops reads."""
     return _readiness(writes=False)
 
 
 @blp.get("/readyz/writes")
-def readyz_writes():  # type: ignore[no-untyped-def]
+def readyz_writes() -> ResponseReturnValue:
     """200 when writes can succeed; 503 naming each part that stops them."""
     return _readiness(writes=True)
 
 
-def _readiness(*, writes: bool):  # type: ignore[no-untyped-def]
+def _readiness(*, writes: bool) -> ResponseReturnValue:
     checks = current_app.extensions["stageflow.readiness"]
     results: dict[str, dict[str, object]] = {}
     for name, probe in checks.items():
@@ -73,13 +74,13 @@ def _readiness(*, writes: bool):  # type: ignore[no-untyped-def]
 
 
 @blp.get("/metrics")
-def metrics():  # type: ignore[no-untyped-def]
+def metrics() -> ResponseReturnValue:
     """Prometheus metrics in the text format."""
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 
 @blp.get("/docs")
-def docs():  # type: ignore[no-untyped-def]
+def docs() -> ResponseReturnValue:
     """A plain HTML reference built from /openapi.json (no CDN: works on closed networks)."""
     spec = current_app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
     rows = []

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from stageflow.api import access
+from stageflow.api.answers import DryRun, Page, ReportedCheck, StageDeployment
 from stageflow.api.auth import current_actor, current_stageflow, current_token, requires
 from stageflow.api.changes import IDEMPOTENCY_HEADER
 from stageflow.api.idempotency import idempotent
-from stageflow.api.schemas import (
+from stageflow.api.promotion_schemas import (
     ApprovalCreateSchema,
     CheckCreateSchema,
     CheckQuerySchema,
@@ -27,7 +30,7 @@ from stageflow.api.schemas import (
     PromotionSchema,
     RollbackSchema,
 )
-from stageflow.domain.gates import verdict
+from stageflow.domain.gates import Freeze
 from stageflow.domain.promotions import Promotion, Selection
 from stageflow.services import holds, promotions, reports, rollbacks
 
@@ -37,33 +40,6 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Promotions, their gates, and the checks and deployments that feed them",
 )
-
-
-def promotion_view(promotion: Promotion, *, dry_run: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": promotion.id,
-        "app": promotion.app,
-        "from_": promotion.source,
-        "to": promotion.target,
-        "status": promotion.status,
-        "message": promotion.message,
-        "reason": promotion.reason,
-        "plan": dict(promotion.plan_json),
-        "gates": [gate.to_json() for gate in promotion.gates],
-        "diff": promotion.diff,
-        "revision": promotion.revision,
-        "source_revision": promotion.source_revision,
-        "requested_by": promotion.requested_by,
-        "automatic": promotion.automatic,
-        "approvals": [approval.to_json() for approval in promotion.approvals],
-        "created_at": promotion.created_at,
-        "updated_at": promotion.updated_at,
-    }
-    if dry_run:
-        data["dry_run"] = True
-        data["verdict"] = verdict(promotion.gates)
-        data["status"] = "dry_run"
-    return data
 
 
 @blp.route("/apps/<app>/promotions")
@@ -77,7 +53,7 @@ class AppPromotions(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR", description="nothing_to_promote")
     @blp.alt_response(422, response="DEFAULT_ERROR", description="stage_skipped")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def post(self, body: dict[str, Any], app: str):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], app: str) -> Promotion | tuple[DryRun, int]:
         """Promote the app into `to` from the stage before it, when that stage's gates hold."""
         promotion = promotions.promote(
             current_stageflow(),
@@ -90,8 +66,8 @@ class AppPromotions(MethodView):
             actor=current_actor(),
         )
         if body["dry_run"]:
-            return promotion_view(promotion, dry_run=True), 200
-        return promotion_view(promotion)
+            return DryRun(promotion), 200
+        return promotion
 
 
 @blp.route("/promotions")
@@ -99,7 +75,7 @@ class PromotionList(MethodView):
     @requires("viewer")
     @blp.arguments(PromotionQuerySchema, location="query")
     @blp.response(200, PromotionPageSchema)
-    def get(self, query: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def get(self, query: dict[str, Any]) -> Page[Promotion]:
         """List promotions, newest first; page with `before`."""
         limit = query["limit"]
         items = promotions.list_promotions(
@@ -111,10 +87,7 @@ class PromotionList(MethodView):
             limit=limit,
             scope=current_token().scope,
         )
-        return {
-            "items": [promotion_view(p) for p in items],
-            "next": items[-1].id if len(items) == limit else None,
-        }
+        return Page.of(items, limit)
 
 
 @blp.route("/promotions/<int:promotion_id>")
@@ -122,9 +95,9 @@ class PromotionById(MethodView):
     @requires("viewer", touches=access.promotion)
     @blp.response(200, PromotionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
-    def get(self, promotion_id: int):  # type: ignore[no-untyped-def]
+    def get(self, promotion_id: int) -> Promotion:
         """Show a promotion with its plan, gates, diff and approvals."""
-        return promotion_view(promotions.get_promotion(current_stageflow(), promotion_id))
+        return promotions.get_promotion(current_stageflow(), promotion_id)
 
 
 @blp.route("/promotions/<int:promotion_id>/approvals")
@@ -137,15 +110,10 @@ class PromotionApprovals(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def post(self, body: dict[str, Any], promotion_id: int):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], promotion_id: int) -> Promotion:
         """Approve a promotion (never your own); applies it when the gates hold."""
-        return promotion_view(
-            promotions.approve(
-                current_stageflow(),
-                promotion_id,
-                actor=current_actor(),
-                comment=body.get("comment"),
-            )
+        return promotions.approve(
+            current_stageflow(), promotion_id, actor=current_actor(), comment=body.get("comment")
         )
 
 
@@ -156,11 +124,9 @@ class PromotionEvaluate(MethodView):
     @blp.response(200, PromotionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
-    def post(self, promotion_id: int):  # type: ignore[no-untyped-def]
+    def post(self, promotion_id: int) -> Promotion:
         """Re-run the gates; apply when they hold."""
-        return promotion_view(
-            promotions.evaluate(current_stageflow(), promotion_id, actor=current_actor())
-        )
+        return promotions.evaluate(current_stageflow(), promotion_id, actor=current_actor())
 
 
 @blp.route("/promotions/<int:promotion_id>/cancel")
@@ -169,28 +135,9 @@ class PromotionCancel(MethodView):
     @blp.response(200, PromotionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
-    def post(self, promotion_id: int):  # type: ignore[no-untyped-def]
+    def post(self, promotion_id: int) -> Promotion:
         """Cancel a waiting promotion."""
-        return promotion_view(
-            promotions.cancel(current_stageflow(), promotion_id, actor=current_actor())
-        )
-
-
-def check_view(check: Any, app: str, stage: str, details: Any, by: str) -> dict[str, Any]:
-    return {
-        "id": check.id,
-        "app": app,
-        "stage": stage,
-        "kind": check.kind,
-        "revision": check.revision,
-        "status": check.status,
-        "summary": check.summary,
-        "url": check.url,
-        "details": details,
-        "reported_by": by,
-        "at": check.at,
-        "rollback": None,
-    }
+        return promotions.cancel(current_stageflow(), promotion_id, actor=current_actor())
 
 
 @blp.route("/apps/<app>/stages/<stage>/checks")
@@ -200,7 +147,7 @@ class StageChecks(MethodView):
     @blp.response(201, CheckSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(422, response="DEFAULT_ERROR", description="unknown_revision")
-    def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], app: str, stage: str) -> ReportedCheck:
         """Record a check result (smoke, load, ...) for a revision of a stage."""
         owner = current_token().owner
         check, details, rolled = reports.record_check(
@@ -215,15 +162,15 @@ class StageChecks(MethodView):
             details=body.get("details"),
             actor=owner,
         )
-        view = check_view(check, app, stage, details, owner)
+        rollback = None
         if rolled is not None:
-            view["rollback"] = {"promotion": rolled.id, "revision": rolled.rolled_back_revision}
-        return view
+            rollback = {"promotion": rolled.id, "revision": rolled.rolled_back_revision}
+        return ReportedCheck(app, stage, check, details, owner, rollback)
 
     @requires("viewer")
     @blp.arguments(CheckQuerySchema, location="query")
     @blp.response(200, CheckSchema(many=True))
-    def get(self, query: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+    def get(self, query: dict[str, Any], app: str, stage: str) -> list[ReportedCheck]:
         """List check results of a stage, newest first."""
         rows = reports.list_checks(
             current_stageflow(),
@@ -234,7 +181,7 @@ class StageChecks(MethodView):
             before_id=query.get("before"),
             limit=query["limit"],
         )
-        return [check_view(check, app, stage, details, by) for check, details, by in rows]
+        return [ReportedCheck(app, stage, check, details, by) for check, details, by in rows]
 
 
 @blp.route("/apps/<app>/stages/<stage>/deployments")
@@ -244,7 +191,7 @@ class StageDeployments(MethodView):
     @blp.response(201, DeploymentSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(422, response="DEFAULT_ERROR")
-    def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], app: str, stage: str) -> StageDeployment:
         """Report what a stage runs (any tool; Flux and Argo CD have their own webhooks)."""
         deployment = reports.record_deployment(
             current_stageflow(),
@@ -254,16 +201,14 @@ class StageDeployments(MethodView):
             health=body["health"],
             actor=current_token().owner,
         )
-        return {"app": app, "stage": stage, **deployment.__dict__}
+        return StageDeployment(app, stage, deployment)
 
     @requires("viewer")
     @blp.response(200, DeploymentSchema(many=True))
-    def get(self, app: str, stage: str):  # type: ignore[no-untyped-def]
+    def get(self, app: str, stage: str) -> list[StageDeployment]:
         """List what a stage reported running, newest first."""
-        return [
-            {"app": app, "stage": stage, **d.__dict__}
-            for d in reports.recent_deployments(current_stageflow(), app, stage)
-        ]
+        found = reports.recent_deployments(current_stageflow(), app, stage)
+        return [StageDeployment(app, stage, deployment) for deployment in found]
 
 
 @blp.route("/apps/<app>/stages/<stage>/hold")
@@ -271,7 +216,7 @@ class StageHold(MethodView):
     @requires("admin")
     @blp.arguments(HoldCreateSchema)
     @blp.response(201, description="held")
-    def post(self, body: dict[str, Any], app: str, stage: str):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], app: str, stage: str) -> dict[str, Any]:
         """Put an app's stage on hold: no promotion into it until released."""
         item = holds.hold(
             current_stageflow(), app, stage, reason=body["reason"], actor=current_token().owner
@@ -280,7 +225,7 @@ class StageHold(MethodView):
 
     @requires("admin")
     @blp.response(200, description="released")
-    def delete(self, app: str, stage: str):  # type: ignore[no-untyped-def]
+    def delete(self, app: str, stage: str) -> dict[str, Any]:
         """Release the hold."""
         holds.release(current_stageflow(), app, stage, actor=current_token().owner)
         return {"app": app, "stage": stage, "released": True}
@@ -291,7 +236,7 @@ class StageFreeze(MethodView):
     @requires("admin", touches=access.every_app)
     @blp.arguments(FreezeCreateSchema)
     @blp.response(201, description="frozen")
-    def post(self, body: dict[str, Any], stage: str):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], stage: str) -> dict[str, Any]:
         """Freeze a stage for every app (no promotion into it)."""
         item = holds.freeze(
             current_stageflow(),
@@ -309,7 +254,7 @@ class StageFreeze(MethodView):
 
     @requires("admin", touches=access.every_app)
     @blp.response(200, description="thawed")
-    def delete(self, stage: str):  # type: ignore[no-untyped-def]
+    def delete(self, stage: str) -> dict[str, Any]:
         """Thaw a frozen stage."""
         holds.thaw(current_stageflow(), stage, actor=current_token().owner)
         return {"stage": stage, "frozen": False}
@@ -319,12 +264,9 @@ class StageFreeze(MethodView):
 class Freezes(MethodView):
     @requires("viewer")
     @blp.response(200, FreezeSchema(many=True))
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Sequence[Freeze]:
         """List the stages frozen now, with who froze them, why and until when."""
-        return [
-            {"stage": f.stage, "reason": f.reason, "by": f.by, "until": f.until, "at": f.at}
-            for f in holds.active_freezes(current_stageflow())
-        ]
+        return holds.active_freezes(current_stageflow())
 
 
 @blp.route("/promotions/<int:promotion_id>/rollback")
@@ -336,22 +278,20 @@ class PromotionRollback(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR", description="rollback_conflict")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def post(self, body: dict[str, Any], promotion_id: int):  # type: ignore[no-untyped-def]
+    def post(self, body: dict[str, Any], promotion_id: int) -> Promotion:
         """Restore the target overlay as before this promotion, in a new commit."""
         rolled = rollbacks.rollback(
             current_stageflow(), promotion_id, actor=current_actor(), reason=body.get("reason")
         )
-        view = promotion_view(rolled)
-        view["revision"] = rolled.rolled_back_revision
-        view["promoted_revision"] = rolled.revision
-        return view
+        # The answer's revision is the rollback's commit (the promotion's own stays stored).
+        return replace(rolled, revision=rolled.rolled_back_revision)
 
 
 @blp.route("/apps/<app>/rejections")
 class AppRejections(MethodView):
     @requires("viewer")
     @blp.response(200, description="image versions that may not be promoted")
-    def get(self, app: str):  # type: ignore[no-untyped-def]
+    def get(self, app: str) -> list[dict[str, Any]]:
         """List the rejected (rolled-back) image versions of an app."""
         return [r.to_json() for r in rollbacks.rejections(current_stageflow(), app)]
 
@@ -361,7 +301,7 @@ class AppRejection(MethodView):
     @requires("promoter", touches=access.every_stage)
     @blp.response(200, description="released")
     @blp.alt_response(404, response="DEFAULT_ERROR")
-    def delete(self, app: str, rejection_id: int):  # type: ignore[no-untyped-def]
+    def delete(self, app: str, rejection_id: int) -> dict[str, int]:
         """Allow a rejected image version to be promoted again."""
         rollbacks.release_rejection(
             current_stageflow(), app, rejection_id, actor=current_token().owner

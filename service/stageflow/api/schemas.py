@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from stageflow.domain import events as event_kinds
 from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
 from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES, STATES
 from stageflow.domain.identity import ROLES
-from stageflow.domain.promotions import STATUSES
 
 
 class StrictSchema(Schema):
@@ -25,7 +27,9 @@ class Boolean(fields.Boolean):
 
     default_error_messages = {"invalid": "send true or false (JSON booleans, not strings or 0/1)"}
 
-    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
         if value is True or value is False:
             return value
         raise self.make_error("invalid")
@@ -332,182 +336,6 @@ class TokenSchema(Schema):
 
 class TokenCreatedSchema(TokenSchema):
     token = fields.String(metadata={"description": "the secret; shown only in this answer"})
-
-
-# -- promotions -------------------------------------------------------------------------------
-
-
-class ImagesSelection(fields.Field):
-    """`true`, `false`, or a list of image names."""
-
-    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
-            return tuple(value)
-        raise ValidationError("images is true, false, or a list of image names")
-
-
-class FlagsSelection(fields.Field):
-    """`"eligible"`, `"none"`, or a list of flag keys."""
-
-    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
-        if value in ("eligible", "none"):
-            return value
-        if isinstance(value, list) and all(
-            isinstance(v, str) and FLAG_KEY_RE.match(v) for v in value
-        ):
-            return tuple(value)
-        raise ValidationError('flags is "eligible", "none", or a list of flag keys')
-
-
-class PromotionCreateSchema(StrictSchema):
-    to = fields.String(required=True, validate=validate.Length(min=1, max=63))
-    from_ = fields.String(data_key="from", validate=validate.Length(min=1, max=63))
-    images = ImagesSelection(load_default=True, metadata={"description": "true | false | [names]"})
-    flags = FlagsSelection(
-        load_default="eligible", metadata={"description": '"eligible" | "none" | [keys]'}
-    )
-    dry_run = Boolean(load_default=False)
-    reason = fields.String(validate=validate.Length(max=2000))
-
-
-class GateSchema(Schema):
-    name = fields.String()
-    kind = fields.String()
-    status = fields.String(metadata={"description": "passed | failed | pending | inconclusive"})
-    message = fields.String()
-    evidence = fields.Dict()
-
-
-class PlanSchema(Schema):
-    images = fields.List(fields.Dict())
-    flags = fields.List(fields.Dict())
-
-
-class ApprovalSchema(Schema):
-    approver = fields.String()
-    at = fields.String()
-    comment = fields.String(allow_none=True)
-
-
-class PromotionSchema(Schema):
-    id = fields.Integer(allow_none=True)
-    app = fields.String()
-    from_ = fields.String(data_key="from")
-    to = fields.String()
-    status = fields.String()
-    verdict = fields.String(
-        metadata={"description": "dry runs: apply | pending_approval | blocked"}
-    )
-    dry_run = Boolean()
-    message = fields.String(allow_none=True)
-    reason = fields.String(allow_none=True)
-    plan = fields.Nested(PlanSchema)
-    gates = fields.List(fields.Nested(GateSchema))
-    diff = fields.String()
-    revision = fields.String(allow_none=True)
-    source_revision = fields.String(allow_none=True)
-    requested_by = fields.String()
-    automatic = Boolean(
-        metadata={"description": "opened by Stageflow itself (the target stage's auto_promote)"}
-    )
-    approvals = fields.List(fields.Nested(ApprovalSchema))
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
-
-
-class PromotionQuerySchema(StrictSchema):
-    app = query_name()
-    to = query_name()
-    status = fields.String(validate=validate.OneOf(STATUSES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    before = fields.Integer(**page_before)
-
-
-class PromotionPageSchema(Schema):
-    items = fields.List(fields.Nested(PromotionSchema))
-    next = fields.Integer(allow_none=True)
-
-
-class ApprovalCreateSchema(StrictSchema):
-    comment = fields.String(validate=validate.Length(max=2000))
-
-
-# -- reports ----------------------------------------------------------------------------------
-
-revision_field = fields.String(
-    required=True,
-    validate=validate.Regexp(r"^[0-9a-fA-F]{4,40}$", error="a full or short commit SHA (hex)"),
-)
-
-
-class CheckCreateSchema(StrictSchema):
-    kind = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,62}$"))
-    revision = revision_field
-    status = fields.String(required=True, validate=validate.OneOf(["passed", "failed"]))
-    summary = fields.String(validate=validate.Length(max=4000))
-    url = fields.Url(require_tld=False, validate=validate.Length(max=2048))
-    details = fields.Dict()
-
-
-class CheckSchema(Schema):
-    id = fields.Integer()
-    app = fields.String()
-    stage = fields.String()
-    kind = fields.String()
-    revision = fields.String()
-    status = fields.String()
-    summary = fields.String(allow_none=True)
-    url = fields.String(allow_none=True)
-    details = fields.Raw(allow_none=True)
-    reported_by = fields.String()
-    at = fields.DateTime()
-    rollback = fields.Dict(allow_none=True)
-
-
-class CheckQuerySchema(StrictSchema):
-    revision = fields.String(validate=validate.Regexp(r"^[0-9a-fA-F]{4,40}$"))
-    kind = query_name()
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    before = fields.Integer(**page_before)
-
-
-class DeploymentCreateSchema(StrictSchema):
-    revision = revision_field
-    health = fields.String(
-        required=True, validate=validate.OneOf(["healthy", "progressing", "degraded"])
-    )
-
-
-class DeploymentSchema(Schema):
-    app = fields.String()
-    stage = fields.String()
-    revision = fields.String()
-    health = fields.String()
-    source = fields.String()
-    at = fields.DateTime()
-
-
-class HoldCreateSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-
-
-class FreezeCreateSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-    until = fields.AwareDateTime()
-
-
-class FreezeSchema(Schema):
-    stage = fields.String()
-    reason = fields.String()
-    by = fields.String()
-    until = fields.DateTime(allow_none=True)
-    at = fields.DateTime(allow_none=True)
-
-
-class RollbackSchema(StrictSchema):
-    reason = fields.String(validate=validate.Length(max=2000))
 
 
 # -- events, evidence, DORA ------------------------------------------------------------------

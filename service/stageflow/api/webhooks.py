@@ -41,7 +41,7 @@ class FluxWebhook(MethodView):
     @blp.response(202, description="{recorded, app, stage, revision, health, reason}")
     @blp.alt_response(401, response="DEFAULT_ERROR")
     @blp.doc(security=[{"bearer": []}, {}])
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> tuple[dict[str, Any], int]:
         """Take a Flux notification-controller event (generic or generic-hmac provider)."""
         actor = current_token().owner
         report = flux_report(_json(request.get_data(cache=True)))
@@ -59,7 +59,7 @@ class ArgoWebhook(MethodView):
     @requires("reporter", touches=access.webhook_target("argocd"))
     @blp.response(202, description="{recorded, app, stage, revision, health, reason}")
     @blp.alt_response(401, response="DEFAULT_ERROR")
-    def post(self):  # type: ignore[no-untyped-def]
+    def post(self) -> tuple[dict[str, Any], int]:
         """Take an argocd-notifications webhook (the template in docs/gitops-controllers.md)."""
         actor = current_token().owner
         report = argocd_report(_json(request.get_data(cache=True)))
