@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Collection
 from functools import partial
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
+from stageflow.adapters.controller_hooks import HookDelivery, HookOptions
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
 from stageflow.adapters.database.write_turn import AdvisoryWriteTurn, lock_key
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
@@ -25,7 +27,7 @@ from stageflow.config import Settings
 from stageflow.domain.errors import Unavailable
 from stageflow.domain.flags import FlagDocument
 from stageflow.logs import configure_logging
-from stageflow.services import state, tokens
+from stageflow.services import hooks, state, tokens
 from stageflow.services.context import Stageflow
 from stageflow.services.evaluation import RateLimiter
 from stageflow.services.ports import Codecs
@@ -70,6 +72,18 @@ def prepare(settings: Settings) -> str | None:
         return tokens.ensure_admin_token(stageflow, settings.admin_token)
     finally:
         stageflow.close()
+
+
+def _controller_hooks(stageflow: Stageflow, settings: Settings) -> HookDelivery:
+    """Tell the stages' Argo CD / Flux of each push from a background thread (services.hooks)."""
+    return HookDelivery(
+        plan=partial(hooks.plan, stageflow),
+        record=partial(hooks.record, stageflow),
+        options=HookOptions(
+            attempts=settings.controller_hook_attempts,
+            backoff=settings.controller_hook_backoff,
+        ),
+    )
 
 
 # A readiness probe: called with ``writes`` (True for /readyz/writes, which may look deeper),
@@ -121,6 +135,8 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         heartbeat_lease=max(15.0, 5 * settings.settle_interval),
         record_grace=settings.database_timeout + 1,
     )
+    stageflow.controller_hooks = _controller_hooks(stageflow, settings)
+    stageflow.closers.append(stageflow.controller_hooks.close)
     if open_repo:
         try:
             repo.open()
@@ -178,6 +194,13 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
     def kustomize_probe(writes: bool) -> str:
         return renderer.version()
 
+    def hooks_probe(writes: bool) -> str:
+        # Not a failure: writes go on without hooks (the controllers poll), but say so.
+        unset = hooks.unset_variables(stageflow, os.environ)
+        if unset:
+            return f"controller hooks not sent: {', '.join(unset)} unset in the environment"
+        return "every controller hook's variables are set"
+
     readiness: dict[str, Probe] = {
         "state": state_probe,
         "remote": remote_probe,
@@ -185,5 +208,6 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         "database": database_probe,
         "disk": disk_probe,
         "kustomize": kustomize_probe,
+        "controller_hooks": hooks_probe,
     }
     return stageflow, readiness

@@ -149,6 +149,19 @@ SETTINGS_DOC: tuple[tuple[str, str, str, str], ...] = (
         "While the database is unreachable, a token this process verified within this many "
         "seconds keeps working (flag reads and OFREP come from Git and go on); 0: none does.",
     ),
+    (
+        "controller_hook_attempts",
+        "STAGEFLOW_CONTROLLER_HOOK_ATTEMPTS",
+        "4",
+        "How often a controller hook (a stage's `controller_hooks` in stageflow.yaml: Argo CD, "
+        "Flux) is tried for one commit before its failure is recorded.",
+    ),
+    (
+        "controller_hook_backoff",
+        "STAGEFLOW_CONTROLLER_HOOK_BACKOFF",
+        "0.5",
+        "Seconds before a controller hook's first retry; each later retry waits twice as long.",
+    ),
     ("log_level", "STAGEFLOW_LOG_LEVEL", "INFO", "Log level of the JSON logs."),
     (
         "seed_dir",
@@ -235,6 +248,8 @@ class Settings:
     settle_interval: float = 2.0
     database_timeout: float = 5.0
     token_outage_grace: float = 900.0
+    controller_hook_attempts: int = 4
+    controller_hook_backoff: float = 0.5
     log_level: str = "INFO"
     seed_dir: Path = field(default_factory=lambda: _project_root() / "overlays")
     max_body_bytes: int = 1024 * 1024
@@ -300,6 +315,8 @@ class Settings:
             ("settle_interval", "STAGEFLOW_SETTLE_INTERVAL", float, 0, 3600),
             ("database_timeout", "STAGEFLOW_DATABASE_TIMEOUT", float, 0.5, 600),
             ("token_outage_grace", "STAGEFLOW_TOKEN_OUTAGE_GRACE", float, 0, 86400),
+            ("controller_hook_attempts", "STAGEFLOW_CONTROLLER_HOOK_ATTEMPTS", int, 1, 20),
+            ("controller_hook_backoff", "STAGEFLOW_CONTROLLER_HOOK_BACKOFF", float, 0, 60),
             ("max_body_bytes", "STAGEFLOW_MAX_BODY_BYTES", int, 1024, 1 << 30),
             ("ofrep_rate_limit", "STAGEFLOW_OFREP_RATE_LIMIT", int, 0, 1_000_000),
             ("auth_failures_per_minute", "STAGEFLOW_AUTH_FAILURES_PER_MINUTE", int, 0, 1_000_000),

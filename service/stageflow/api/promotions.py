@@ -65,6 +65,33 @@ def promotion_view(promotion: Promotion, *, dry_run: bool = False) -> dict[str, 
     return data
 
 
+def restore_view(promotion_id: int | None) -> dict[str, Any] | None:
+    """A rollback's time to restore (pushed, controller told, healthy again), when recorded."""
+    if promotion_id is None:
+        return None
+    restore = rollbacks.restore_of(current_stageflow(), promotion_id)
+    if restore is None:
+        return None
+    return {
+        "revision": restore.revision,
+        "pushed_at": restore.pushed_at,
+        "controller_told_at": restore.controller_told_at,
+        "healthy_at": restore.healthy_at,
+        "seconds": restore.seconds,
+    }
+
+
+def _restore_json(promotion_id: int | None) -> dict[str, Any] | None:
+    restore = rollbacks.restore_of(current_stageflow(), promotion_id) if promotion_id else None
+    return None if restore is None else restore.to_json()
+
+
+def with_restore(view: dict[str, Any]) -> dict[str, Any]:
+    if view["status"] == "rolled_back":
+        view["restore"] = restore_view(view["id"])
+    return view
+
+
 @blp.route("/apps/<app>/promotions")
 class AppPromotions(MethodView):
     @requires("promoter", touches=access.target_stage)
@@ -123,7 +150,9 @@ class PromotionById(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     def get(self, promotion_id: int):  # type: ignore[no-untyped-def]
         """Show a promotion with its plan, gates, diff and approvals."""
-        return promotion_view(promotions.get_promotion(current_stageflow(), promotion_id))
+        return with_restore(
+            promotion_view(promotions.get_promotion(current_stageflow(), promotion_id))
+        )
 
 
 @blp.route("/promotions/<int:promotion_id>/approvals")
@@ -216,7 +245,12 @@ class StageChecks(MethodView):
         )
         view = check_view(check, app, stage, details, owner)
         if rolled is not None:
-            view["rollback"] = {"promotion": rolled.id, "revision": rolled.rolled_back_revision}
+            view["rollback"] = {
+                "promotion": rolled.id,
+                "revision": rolled.rolled_back_revision,
+                # in a Dict field: ISO strings, as the restore's own JSON gives them
+                "restore": _restore_json(rolled.id),
+            }
         return view
 
     @requires("viewer")
@@ -340,7 +374,7 @@ class PromotionRollback(MethodView):
         rolled = rollbacks.rollback(
             current_stageflow(), promotion_id, actor=current_actor(), reason=body.get("reason")
         )
-        view = promotion_view(rolled)
+        view = with_restore(promotion_view(rolled))
         view["revision"] = rolled.rolled_back_revision
         view["promoted_revision"] = rolled.revision
         return view

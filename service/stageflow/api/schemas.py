@@ -387,6 +387,18 @@ class ApprovalSchema(Schema):
     comment = fields.String(allow_none=True)
 
 
+class RestoreSchema(Schema):
+    revision = fields.String(metadata={"description": "the revert's commit"})
+    pushed_at = fields.DateTime()
+    controller_told_at = fields.DateTime(
+        allow_none=True, metadata={"description": "first controller hook delivered"}
+    )
+    healthy_at = fields.DateTime(
+        allow_none=True, metadata={"description": "the stage reported the restored state healthy"}
+    )
+    seconds = fields.Float(allow_none=True, metadata={"description": "pushed_at to healthy_at"})
+
+
 class PromotionSchema(Schema):
     id = fields.Integer(allow_none=True)
     app = fields.String()
@@ -408,6 +420,11 @@ class PromotionSchema(Schema):
     approvals = fields.List(fields.Nested(ApprovalSchema))
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    restore = fields.Nested(
+        RestoreSchema,
+        allow_none=True,
+        metadata={"description": "rolled back: the time to restore, end to end"},
+    )
 
 
 class PromotionQuerySchema(StrictSchema):

@@ -21,6 +21,7 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stageflow.domain.errors import NotFound, PipelineError
+from stageflow.domain.hooks import ControllerHook, parse_controller_hooks
 
 __all__ = [
     "API_VERSION",
@@ -247,6 +248,7 @@ class Stage:
     approvals: int = 0
     auto_rollback: bool = False
     freeze_windows: tuple[FreezeWindow, ...] = ()
+    controller_hooks: tuple[ControllerHook, ...] = ()  # domain.hooks: told of every commit
 
     def allows(self, lifecycle: str) -> bool:
         """Say whether a flag of this lifecycle may be ON in this stage."""
@@ -566,6 +568,7 @@ _STAGE_KEYS = (
     "approvals",
     "auto_rollback",
     "freeze_windows",
+    "controller_hooks",
 )
 
 
@@ -632,6 +635,9 @@ def _parse_stage(reader: _Reader, value: object, path: KeyPath) -> Stage:
         approvals=approvals,
         auto_rollback=auto_rollback,
         freeze_windows=windows,
+        controller_hooks=parse_controller_hooks(
+            reader, _optional(stage, "controller_hooks"), (*path, "controller_hooks")
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -9,10 +10,12 @@ from typing import Any, TypeVar
 
 from stageflow.domain.errors import Unavailable
 from stageflow.domain.ledger import AuditEntry
+from stageflow.services import hooks
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import Change, Committed, Workspace
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,17 @@ def commit_change(
     operation: Callable[[Workspace], Change[Outcome]],
     *,
     trailers: dict[str, str] | None = None,
+    on_pushed: Callable[[Committed[Outcome]], None] | None = None,
 ) -> Committed[Outcome]:
     """Run ``operation`` as one commit on the remote, then record it in the audit log.
 
     The commit carries what the audit entry needs (actor, change id, action, app, stage,
     target) as trailers: should the ledger write after the push fail, or the process die
     there, the settler writes the entry from the commit (``services.settler``).
+
+    Right after the push the stages' controllers are told (``services.hooks``, queued: the
+    answer does not wait for them); ``on_pushed`` runs first, for what the deliveries' records
+    need to find (a rollback's restore record), and a failure there is only logged.
     """
     if sf.ledger_outage.known:
         raise Unavailable(
@@ -69,6 +77,8 @@ def commit_change(
         },
     )
     if done.committed:
+        done = replace(done, pushed_at=sf.clock())
+        _pushed(sf, done, on_pushed)
         outcome = done.result
         try:
             with sf.uow() as uow:
@@ -91,6 +101,19 @@ def commit_change(
             sf.ledger_outage.failed()
             raise recorded_later(done.revision, exc) from exc
     return done
+
+
+def _pushed(
+    sf: Stageflow,
+    done: Committed[Outcome],
+    on_pushed: Callable[[Committed[Outcome]], None] | None,
+) -> None:
+    if on_pushed is not None:
+        try:
+            on_pushed(done)
+        except Exception:  # the push landed: what follows it must not turn it into an error
+            log.exception("after pushing %s", done.revision[:12])
+    hooks.announce(sf, done)
 
 
 def _described(

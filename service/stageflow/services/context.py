@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from stageflow.services.ports import (
     Codecs,
+    ControllerNotifier,
     GitRepo,
     History,
     MetricsSource,
@@ -195,6 +196,8 @@ class Stageflow:
     # Seconds the settler leaves a new commit to its writer, whose ledger write follows the
     # push (bounded by the database timeout) before recording it from the trailers itself.
     record_grace: float = 6.0
+    # Tells the stages' Argo CD / Flux of each pushed commit (services.hooks); None: nobody.
+    controller_hooks: ControllerNotifier | None = None
 
     def close(self) -> None:
         """Release what the adapters hold (database pool, clone slot)."""

@@ -143,6 +143,8 @@ def record_deployment(
     )
     with sf.uow() as uow:
         uow.deployments.add(app.name, stage_name, deployment, actor)
+        if health == "healthy":  # a rolled-back stage healthy again: its restore is complete
+            uow.restores.healthy(app.name, stage_name, deployment.content, deployment.at)
         uow.commit()
     if health == "degraded":
         rollbacks.on_failure(

@@ -7,6 +7,7 @@ import logging
 
 from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, NotFound, StageflowError, Unavailable
+from stageflow.domain.hooks import Restore
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.pipeline import App, Stage
@@ -14,7 +15,7 @@ from stageflow.domain.promotions import Promotion, Rejection
 from stageflow.services import holds, promotions
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
-from stageflow.services.ports import Change, Workspace
+from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import (
     content_at,
     flags_path,
@@ -89,7 +90,13 @@ def rollback(
             trailers={AUTOMATIC_TRAILER: "true"} if automatic else {},
         )
 
-    done = commit_change(sf, actor, operation, trailers={"Stageflow-Rollback": str(promotion_id)})
+    done = commit_change(
+        sf,
+        actor,
+        operation,
+        trailers={"Stageflow-Rollback": str(promotion_id)},
+        on_pushed=lambda pushed: _note_restore(sf, promotion, pushed),
+    )
     try:
         return _rolled_back(sf, promotion, done.revision, actor.name, why, automatic=automatic)
     except Unavailable as exc:
@@ -98,6 +105,31 @@ def rollback(
 
 
 AUTOMATIC_TRAILER = "Stageflow-Rollback-Automatic"
+
+
+def _note_restore(sf: Stageflow, promotion: Promotion, pushed: Committed[Outcome]) -> None:
+    """Start timing the restore: the revert is pushed; the controller and the stage follow."""
+    assert promotion.id is not None and pushed.pushed_at is not None
+    app = snapshot(sf, pushed.revision).pipeline.app(promotion.app)
+    with sf.uow() as uow:
+        uow.restores.add(
+            Restore(
+                promotion_id=promotion.id,
+                app=promotion.app,
+                stage=promotion.target,
+                revision=pushed.revision,
+                content=content_at(sf, pushed.revision, app, promotion.target),
+                pushed_at=pushed.pushed_at,
+            )
+        )
+        uow.commit()
+
+
+def restore_of(sf: Stageflow, promotion_id: int) -> Restore | None:
+    """How long rolling back ``promotion_id`` took to restore its stage (None: not rolled back
+    by this version of Stageflow, or its record could not be written)."""
+    with sf.uow() as uow:
+        return uow.restores.get(promotion_id)
 
 
 def _rolled_back(

@@ -23,6 +23,7 @@ from stageflow.adapters.database.repositories import (
     SqlReplicas,
     SqlTokenStore,
 )
+from stageflow.adapters.database.restores import SqlRestores
 from stageflow.adapters.database.workflow import (
     APP_STATE_VERSION,
     SqlChecks,
@@ -133,6 +134,7 @@ class SqlUnitOfWork:
         self.holds = SqlHolds(self.session)
         self.rejections = SqlRejections(self.session)
         self.replicas = SqlReplicas(self.session)
+        self.restores = SqlRestores(self.session)
         return self
 
     def __exit__(
