@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -334,3 +335,28 @@ def test_an_unset_variable_is_recorded_and_named_by_readyz(client, hooked, stage
     assert "SF_TEST_DEV_ARGOCD" in outcome["detail"]
     _, readiness = stageflow
     assert "SF_TEST_DEV_ARGOCD" in readiness["controller_hooks"](False)
+
+
+def test_added_and_removed_files_are_listed_for_their_stage_only(hooked, gitops_remote, stageflow):
+    from stageflow.services import hooks
+    from tests.conftest import git
+
+    sf, _ = stageflow
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "w"
+        git("clone", "-q", str(gitops_remote), str(work))
+        overlay = work / "apps/demo/overlays/production"
+        (overlay / "namespace.yaml").unlink()
+        (overlay / "extra").mkdir()
+        (overlay / "extra" / "quota.yaml").write_text("kind: ResourceQuota\n")
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", "hand edit", cwd=work)
+        git("push", "-q", "origin", "HEAD:main", cwd=work)
+        revision = git("rev-parse", "HEAD", cwd=work).strip()
+
+    (call,) = hooks.plan(sf, revision, utcnow())
+
+    assert call.stage == "production"
+    assert call.paths.added == ("apps/demo/overlays/production/extra/quota.yaml",)
+    assert call.paths.removed == ("apps/demo/overlays/production/namespace.yaml",)
+    assert call.paths.modified == ()

@@ -123,38 +123,48 @@ def _changed_paths(
     repo: GitRepo, before: str | None, after: str, apps: list[App], stage: str
 ) -> ChangedPaths:
     """The files under the stage's overlays and the apps' bases that the commit changed."""
-    found: dict[str, list[str]] = {"added": [], "modified": [], "removed": []}
+    diff = _TreeDiff(repo, after)
     for app in apps:
         for folder in (app.overlay_path(stage), app.base_path):
-            _tree_diff(repo, before, after, folder, found)
+            diff.folder(before, folder)
     return ChangedPaths(
-        added=tuple(sorted(set(found["added"]))),
-        modified=tuple(sorted(set(found["modified"]))),
-        removed=tuple(sorted(set(found["removed"]))),
+        added=tuple(sorted(set(diff.found["added"]))),
+        modified=tuple(sorted(set(diff.found["modified"]))),
+        removed=tuple(sorted(set(diff.found["removed"]))),
     )
 
 
-def _tree_diff(
-    repo: GitRepo, before: str | None, after: str, folder: str, found: dict[str, list[str]]
-) -> None:
-    """Walk ``folder`` in both revisions, descending only where the tree ids differ."""
-    old_tree = repo.tree_id(before, folder) if before else None
-    if old_tree is not None and old_tree == repo.tree_id(after, folder):
-        return
-    old = repo.tree_entries(before, folder) if before and old_tree else {}
-    new = repo.tree_entries(after, folder)
-    for name in sorted(old.keys() | new.keys()):
-        if old.get(name) == new.get(name):
-            continue
-        path = f"{folder}/{name}"
-        was_dir = name in old and repo.tree_id(before or after, path) is not None
-        is_dir = name in new and repo.tree_id(after, path) is not None
+class _TreeDiff:
+    """Compare folders of ``after`` with ``before`` through the GitRepo port's tree ids.
+
+    Only folders whose tree ids differ are walked, so a commit that changes one file of an
+    overlay costs a few lookups, not a listing of the repository.
+    """
+
+    def __init__(self, repo: GitRepo, after: str) -> None:
+        self.repo = repo
+        self.after = after
+        self.found: dict[str, list[str]] = {"added": [], "modified": [], "removed": []}
+
+    def folder(self, before: str | None, folder: str) -> None:
+        old_tree = self.repo.tree_id(before, folder) if before else None
+        if old_tree is not None and old_tree == self.repo.tree_id(self.after, folder):
+            return
+        old = self.repo.tree_entries(before, folder) if before and old_tree else {}
+        new = self.repo.tree_entries(self.after, folder)
+        for name in sorted(old.keys() | new.keys()):
+            if old.get(name) != new.get(name):
+                self.entry(before, f"{folder}/{name}", name in old, name in new)
+
+    def entry(self, before: str | None, path: str, in_old: bool, in_new: bool) -> None:
+        was_dir = in_old and before is not None and self.repo.tree_id(before, path) is not None
+        is_dir = in_new and self.repo.tree_id(self.after, path) is not None
         if was_dir or is_dir:  # a file that became a folder (or back) is removed and added
-            _tree_diff(repo, before if was_dir else None, after, path, found)
-            if name in new and not is_dir:
-                found["added"].append(path)
-            if name in old and not was_dir:
-                found["removed"].append(path)
-            continue
-        kind = "modified" if name in old and name in new else "added" if name in new else "removed"
-        found[kind].append(path)
+            self.folder(before if was_dir else None, path)
+        file_before, file_after = in_old and not was_dir, in_new and not is_dir
+        if file_before and file_after:
+            self.found["modified"].append(path)
+        elif file_after:
+            self.found["added"].append(path)
+        elif file_before:
+            self.found["removed"].append(path)
