@@ -195,8 +195,12 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         return renderer.version()
 
     def hooks_probe(writes: bool) -> str:
-        # Not a failure: writes go on without hooks (the controllers poll), but say so.
-        unset = hooks.unset_variables(stageflow, os.environ)
+        # Never a failure: writes go on without hooks (the controllers poll), but say so; a
+        # head that cannot be read is the state and files probes' to report.
+        try:
+            unset = hooks.unset_variables(stageflow, os.environ)
+        except Exception as exc:
+            return f"controller hooks not checked: {type(exc).__name__}"
         if unset:
             return f"controller hooks not sent: {', '.join(unset)} unset in the environment"
         return "every controller hook's variables are set"
