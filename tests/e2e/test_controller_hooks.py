@@ -24,6 +24,7 @@ import pytest
 
 from stageflow.services.context import utcnow
 from tests.builders import read_remote, remote_head, third_party_commit
+from tests.e2e.test_dashboard import signed_in
 from tests.e2e.test_feedback import walk_to_production
 
 ARGO_SECRET = "argo-webhook-secret"
@@ -222,7 +223,7 @@ def test_a_promotion_tells_the_target_stage(client, hooked, stageflow):
 
 
 def test_an_automatic_rollback_tells_production_and_times_the_restore(
-    client, anonymous, hooked, stageflow
+    app, client, anonymous, hooked, stageflow
 ):
     sf, _ = stageflow
     promotion = walk_to_production(client, anonymous, stageflow)
@@ -260,6 +261,8 @@ def test_an_automatic_rollback_tells_production_and_times_the_restore(
     healthy_at = datetime.fromisoformat(restore["healthy_at"])
     assert pushed_at <= told_at <= healthy_at
     assert restore["seconds"] == pytest.approx((healthy_at - pushed_at).total_seconds(), abs=1e-3)
+    page = signed_in(app).get(f"/promotions/{promotion['id']}").text
+    assert "Time to restore" in page and f"{restore['seconds']:.1f} s" in page
 
 
 def test_a_change_to_the_shared_base_tells_every_stage(client, hooked, gitops_remote, stageflow):
@@ -293,7 +296,8 @@ def test_a_slow_receiver_delays_no_write(client, hooked, stageflow):
     assert answer.status_code == 200
     assert elapsed < 1.0, f"the write took {elapsed:.2f} s behind a 2 s-slow receiver"
     settle(stageflow)
-    assert len(hooked.to("/dev/api/webhook")) == 1
+    # at least once: an attempt that outlasts the 2 s client timeout is tried again
+    assert len(hooked.to("/dev/api/webhook")) >= 1
 
 
 def test_a_receiver_that_is_down_fails_no_write_and_is_visible(
