@@ -220,6 +220,7 @@ def test_a_promotion_tells_the_target_stage(client, hooked, stageflow):
     assert body["stage"] == "staging" and body["apps"] == ["demo"]
     assert "apps/demo/overlays/staging/kustomization.yaml" in body["paths"]
     assert all(path.startswith("apps/demo/overlays/staging/") for path in body["paths"])
+    assert request.at - datetime.fromisoformat(body["pushed_at"]).timestamp() < 0.2
 
 
 def test_an_automatic_rollback_tells_production_and_times_the_restore(

@@ -183,6 +183,7 @@ def test_the_flux_request_is_signed_for_generic_hmac_only() -> None:
             "apps/demo/overlays/production/new.yaml",
             "apps/demo/overlays/production/kustomization.yaml",
         ],
+        "pushed_at": "2026-12-01T10:00:00.123000+00:00",
     }
     headers, _ = flux_request(call(ControllerHook("flux", "URL")), None)
     assert "X-Signature" not in headers

@@ -126,7 +126,8 @@ def flux_request(call: HookCall, secret: str | None) -> tuple[dict[str, str], by
     """A request to a Flux notification-controller ``Receiver`` (``generic`` or ``generic-hmac``).
 
     The Receiver only needs the request (and, for generic-hmac, ``X-Signature`` over the raw
-    body with its Secret's ``token``) to reconcile its resources; the body says what changed.
+    body with its Secret's ``token``) to reconcile its resources; the body says what changed
+    and when it was pushed.
     """
     body = json.dumps(
         {
@@ -137,6 +138,7 @@ def flux_request(call: HookCall, secret: str | None) -> tuple[dict[str, str], by
             "commit": call.revision,
             "before": call.before,
             "paths": list(call.paths.all()),
+            "pushed_at": call.pushed_at.isoformat(),
         },
         separators=(",", ":"),
     ).encode()
