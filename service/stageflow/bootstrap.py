@@ -91,6 +91,25 @@ def _controller_hooks(stageflow: Stageflow, settings: Settings) -> HookDelivery:
 Probe = Callable[[bool], Any]
 
 
+def _hooks_probe(stageflow: Stageflow) -> Probe:
+    """Name the variables the head's controller hooks need that this process lacks.
+
+    Never a failure: writes go on without hooks (the controllers poll), but it says so; a head
+    that cannot be read is the state and files probes' to report.
+    """
+
+    def probe(writes: bool) -> str:
+        try:
+            unset = hooks.unset_variables(stageflow, os.environ)
+        except Exception as exc:
+            return f"controller hooks not checked: {type(exc).__name__}"
+        if unset:
+            return f"controller hooks not sent: {', '.join(unset)} unset in the environment"
+        return "every controller hook's variables are set"
+
+    return probe
+
+
 def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dict[str, Probe]]:
     """Compose the adapters; return the Stageflow context and the readiness probes."""
     engine = make_engine(settings.database_url, timeout=settings.database_timeout)
@@ -194,17 +213,6 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
     def kustomize_probe(writes: bool) -> str:
         return renderer.version()
 
-    def hooks_probe(writes: bool) -> str:
-        # Never a failure: writes go on without hooks (the controllers poll), but say so; a
-        # head that cannot be read is the state and files probes' to report.
-        try:
-            unset = hooks.unset_variables(stageflow, os.environ)
-        except Exception as exc:
-            return f"controller hooks not checked: {type(exc).__name__}"
-        if unset:
-            return f"controller hooks not sent: {', '.join(unset)} unset in the environment"
-        return "every controller hook's variables are set"
-
     readiness: dict[str, Probe] = {
         "state": state_probe,
         "remote": remote_probe,
@@ -212,6 +220,6 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         "database": database_probe,
         "disk": disk_probe,
         "kustomize": kustomize_probe,
-        "controller_hooks": hooks_probe,
+        "controller_hooks": _hooks_probe(stageflow),
     }
     return stageflow, readiness
