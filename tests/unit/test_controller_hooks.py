@@ -301,3 +301,60 @@ def test_a_failing_plan_or_record_does_not_stop_the_notifier(flaky) -> None:
     finally:
         notifier.close()
     assert len(server.seen) == 1
+
+
+# The fields of go-playground/webhooks v6's github.PushPayload (what Argo CD unmarshals the body
+# into) that Stageflow sends, with their Go types: encoding/json refuses a body whose value has
+# another type (a number for a string, a string for a time.Time), and Argo CD then drops the event.
+PUSH_PAYLOAD_TYPES: dict[str, Any] = {
+    "ref": str,
+    "before": str,
+    "after": str,
+    "created": bool,
+    "deleted": bool,
+    "forced": bool,
+    "commits": [
+        {
+            "id": str,
+            "distinct": bool,
+            "message": str,
+            "timestamp": str,  # Commit.Timestamp is a string
+            "author": {"name": str, "email": str, "username": str},
+            "committer": {"name": str, "email": str, "username": str},
+            "added": [str],
+            "modified": [str],
+            "removed": [str],
+        }
+    ],
+    "repository": {
+        "name": str,
+        "full_name": str,
+        "html_url": str,
+        "clone_url": str,
+        "url": str,
+        "default_branch": str,
+    },
+    "pusher": {"name": str, "email": str},
+}
+
+
+def _typed_like(value: Any, shape: Any, where: str = "") -> None:
+    if isinstance(shape, dict):
+        assert isinstance(value, dict), where
+        assert set(value) <= set(shape), f"{where}: fields Go does not declare here"
+        for key, item in value.items():
+            _typed_like(item, shape[key], f"{where}.{key}")
+    elif isinstance(shape, list):
+        assert isinstance(value, list), where
+        for item in value:
+            _typed_like(item, shape[0], f"{where}[]")
+    else:
+        assert type(value) is shape, f"{where}: {type(value).__name__}, Go wants {shape.__name__}"
+
+
+def test_the_push_event_has_the_types_argo_cds_parser_declares() -> None:
+    _, body = argocd_request(call(ControllerHook("argocd", "URL")), None)
+    push = json.loads(body)
+    head = push.pop("head_commit")
+    _typed_like(push, PUSH_PAYLOAD_TYPES)
+    _typed_like(head, PUSH_PAYLOAD_TYPES["commits"][0], "head_commit")
