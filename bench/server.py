@@ -76,8 +76,10 @@ class StageflowServer:
         prometheus_url: str | None = None,
         remote: Path | None = None,
         database_url: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
+        self.extra_env = dict(env or {})  # e.g. the variables a stage's controller_hooks name
         self.shape = shape
         self.data_dir = root / "data"
         # A replica shares a remote (built by whoever passes it) and a database with others.
@@ -106,6 +108,7 @@ class StageflowServer:
             "STAGEFLOW_HOST": "127.0.0.1",
             "STAGEFLOW_PORT": str(self.port),
             "STAGEFLOW_ADMIN_TOKEN": self.admin_token,
+            **self.extra_env,
         }
         for name in ("STAGEFLOW_GIT_URL", "STAGEFLOW_DATABASE_URL", "STAGEFLOW_SEED_DIR"):
             env.pop(name, None)

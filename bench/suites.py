@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, load, visibility, writes
+from bench import concurrency, hooks, load, visibility, writes
 from bench.client import Client
 from bench.config import Config
 from bench.gitops import APP, STAGES, Floor, RepoShape, build_remote, flag_key
@@ -232,6 +232,8 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
             server.stop()
         if wanted("replicas"):
             _replica_rows(root, cfg, prometheus.url, rows, samples)
+        if wanted("hooks"):
+            _hook_rows(root, cfg, prometheus.url, rows, samples)
         rows += memory_rows("base repo, during the rows above", memory, helpers)
         samples["memory_base"] = memory
     return rows, samples
@@ -326,6 +328,48 @@ def _write_rows(
     samples["floor_commit_push_s"] = pushes
     samples["toggle"] = toggle.to_json()
     samples["image"] = image.to_json()
+
+
+HOOK_ROW = "failed-smoke-report → controller told (Argo CD hook names the revert)"
+
+
+def _hook_rows(
+    root: Path, cfg: Config, prometheus_url: str, rows: list[Row], samples: dict[str, Any]
+) -> None:
+    """On a server of its own whose staging stage has an Argo CD hook (a local receiver)."""
+    receiver = hooks.Receiver()
+    server = StageflowServer(
+        root / "hooks",
+        RepoShape(),
+        prometheus_url=prometheus_url,
+        env={hooks.URL_ENV: receiver.url},
+    )
+    try:
+        say("starting stageflow serve with a controller hook on staging")
+        server.start()
+        if not writes.rollback_available(server.paths()):
+            rows.append(unavailable("writes", HOOK_ROW, NOT_BUILT, "< 1 s"))
+            return
+        hooks.add_hook(server.remote)
+        reps = max(3, cfg.reps // 2)
+        say(f"hooks: {reps} automatic rollbacks until the controller is told")
+        series = hooks.controller_told(server, receiver, reps=reps)
+        rows.append(
+            latency_row(
+                "writes",
+                HOOK_ROW,
+                series,
+                floor_name="the report's answer (revert pushed)",
+                limit=None,
+                target="< 1 s",
+                absolute_ms=1000.0,
+            )
+        )
+        samples["controller_told"] = series.to_json()
+        server.ensure_alive("the controller hook row")
+    finally:
+        server.stop()
+        receiver.close()
 
 
 def _read_rows(

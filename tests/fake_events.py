@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from stageflow.domain.events import Event
 from stageflow.domain.evidence import Evidence
+from stageflow.domain.hooks import Restore
 from stageflow.domain.notify import PENDING, Delivery
 
 if TYPE_CHECKING:
@@ -142,3 +143,34 @@ class FakeNotifications:
             and (before_id is None or (d.id or 0) < before_id)
         ]
         return found[:limit]
+
+
+class FakeRestores:
+    def __init__(self, ledger: FakeLedger) -> None:
+        self.ledger = ledger
+
+    def add(self, restore: Restore) -> None:
+        self.ledger.restores[restore.promotion_id] = restore
+
+    def get(self, promotion_id: int) -> Restore | None:
+        return self.ledger.restores.get(promotion_id)
+
+    def told(self, revision: str, at: datetime) -> int:
+        moved = 0
+        for key, found in self.ledger.restores.items():
+            if found.revision == revision and found.controller_told_at is None:
+                self.ledger.restores[key] = replace(found, controller_told_at=at)
+                moved += 1
+        return moved
+
+    def healthy(self, app: str, stage: str, content: str, at: datetime) -> int:
+        moved = 0
+        for key, found in self.ledger.restores.items():
+            if (
+                (found.app, found.stage, found.content) == (app, stage, content)
+                and found.healthy_at is None
+                and at >= found.pushed_at
+            ):
+                self.ledger.restores[key] = replace(found, healthy_at=at)
+                moved += 1
+        return moved

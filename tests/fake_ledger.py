@@ -16,6 +16,7 @@ from typing import Any
 from stageflow.domain.events import Event, events_of
 from stageflow.domain.evidence import Evidence
 from stageflow.domain.gates import CheckResult, Deployment, Freeze, Hold
+from stageflow.domain.hooks import Restore
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.domain.notify import Delivery
@@ -33,9 +34,10 @@ from stageflow.services.ports import (
     Promotions,
     Rejections,
     Replicas,
+    Restores,
     TokenStore,
 )
-from tests.fake_events import FakeEvents, FakeEvidence, FakeNotifications
+from tests.fake_events import FakeEvents, FakeEvidence, FakeNotifications, FakeRestores
 
 
 @dataclass
@@ -56,6 +58,7 @@ class FakeLedger:
     evidence: list[Evidence] = field(default_factory=list)
     notifications: list[Delivery] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
+    restores: dict[int, Restore] = field(default_factory=dict)
     version: int = 0
     # called at each commit, before it counts: raise from it to make the ledger fail there
     on_commit: Callable[[FakeLedger], None] | None = None
@@ -398,6 +401,7 @@ class FakeUnitOfWork:
         self.events: EventLog = FakeEvents(ledger)
         self.evidence: EvidenceChain = FakeEvidence(ledger)
         self.notifications: Notifications = FakeNotifications(ledger)
+        self.restores: Restores = FakeRestores(ledger)
 
     def __enter__(self) -> FakeUnitOfWork:
         self._before = self.ledger.copy()

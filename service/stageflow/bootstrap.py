@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from stageflow.adapters.controller_hooks import HookDelivery, HookOptions
 from stageflow.adapters.database.unit_of_work import SqlUnitOfWork, make_engine, ping
 from stageflow.adapters.database.write_turn import AdvisoryWriteTurn, lock_key
 from stageflow.adapters.flagd_evaluator import FlagdEvaluator, trial_evaluate
@@ -27,7 +29,7 @@ from stageflow.config import Settings
 from stageflow.domain.errors import Unavailable
 from stageflow.domain.flags import FlagDocument
 from stageflow.logs import configure_logging
-from stageflow.services import state, tokens
+from stageflow.services import hooks, state, tokens
 from stageflow.services.context import Stageflow
 from stageflow.services.limits import RateLimiter
 from stageflow.services.ports import Codecs
@@ -74,9 +76,40 @@ def prepare(settings: Settings) -> str | None:
         stageflow.close()
 
 
+def _controller_hooks(stageflow: Stageflow, settings: Settings) -> HookDelivery:
+    """Tell the stages' Argo CD / Flux of each push from a background thread (services.hooks)."""
+    return HookDelivery(
+        plan=partial(hooks.plan, stageflow),
+        record=partial(hooks.record, stageflow),
+        options=HookOptions(
+            attempts=settings.controller_hook_attempts,
+            backoff=settings.controller_hook_backoff,
+        ),
+    )
+
+
 # A readiness probe: called with ``writes`` (True for /readyz/writes, which may look deeper),
 # returns what it found, raises what is wrong.
 Probe = Callable[[bool], Any]
+
+
+def _hooks_probe(stageflow: Stageflow) -> Probe:
+    """Name the variables the head's controller hooks need that this process lacks.
+
+    Never a failure: writes go on without hooks (the controllers poll), but it says so; a head
+    that cannot be read is the state and files probes' to report.
+    """
+
+    def probe(writes: bool) -> str:
+        try:
+            unset = hooks.unset_variables(stageflow, os.environ)
+        except Exception as exc:
+            return f"controller hooks not checked: {type(exc).__name__}"
+        if unset:
+            return f"controller hooks not sent: {', '.join(unset)} unset in the environment"
+        return "every controller hook's variables are set"
+
+    return probe
 
 
 def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dict[str, Probe]]:
@@ -106,6 +139,8 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         record_grace=settings.database_timeout + 1,
         event_streams=settings.stream_origin,
     )
+    stageflow.controller_hooks = _controller_hooks(stageflow, settings)
+    stageflow.closers.append(stageflow.controller_hooks.close)
     if open_repo:
         try:
             repo.open()
@@ -160,6 +195,7 @@ class _Probes:
             "database": self.database,
             "disk": self.disk,
             "kustomize": self.kustomize,
+            "controller_hooks": _hooks_probe(self.stageflow),
         }
 
     def state(self, writes: bool) -> str:

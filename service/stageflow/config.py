@@ -304,6 +304,17 @@ class Settings:
         "client is told, at most).",
         number(0.005, 10),
     )
+    controller_hook_attempts: int = setting(
+        4,
+        "How often a controller hook (a stage's `controller_hooks` in stageflow.yaml: Argo CD, "
+        "Flux) is tried for one commit before its failure is recorded.",
+        whole(1, 20),
+    )
+    controller_hook_backoff: float = setting(
+        0.5,
+        "Seconds before a controller hook's first retry; each later retry waits twice as long.",
+        number(0, 60),
+    )
     stream_keepalive: float = setting(
         15.0,
         "Seconds between keep-alive comments on an idle event stream.",

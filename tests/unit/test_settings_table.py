@@ -25,6 +25,7 @@ NOT_SETTINGS = {
     # variables that hold each target's URL and secret)
     "STAGEFLOW_NOTIFY_TEAM": "an example variable name in a stageflow.yaml error message",
     "STAGEFLOW_NOTIFY_TEAM_SLACK": "an example variable name in a stageflow.yaml error message",
+    "STAGEFLOW_PROD_ARGOCD_WEBHOOK": "an example variable name in a stageflow.yaml error message",
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from stageflow.domain.gates import CheckResult, Deployment, verdict
+from stageflow.domain.hooks import Restore
 from stageflow.domain.promotions import Promotion
 
 
@@ -78,5 +79,21 @@ class DryRun:
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # copy, pickle and friends ask before ``promotion`` is set
+            raise AttributeError(name)
+        return getattr(self.promotion, name)
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """A rolled-back promotion with its rollback's time to restore (``restore``, when recorded).
+
+    ``PromotionSchema`` reads the promotion's fields through it, as it does for ``DryRun``.
+    """
+
+    promotion: Promotion
+    restore: Restore | None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.promotion, name)

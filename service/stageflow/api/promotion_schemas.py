@@ -86,6 +86,18 @@ class ApprovalSchema(Schema):
     comment = fields.String(allow_none=True)
 
 
+class RestoreSchema(Schema):
+    revision = fields.String(metadata={"description": "the revert's commit"})
+    pushed_at = fields.DateTime()
+    controller_told_at = fields.DateTime(
+        allow_none=True, metadata={"description": "first controller hook delivered"}
+    )
+    healthy_at = fields.DateTime(
+        allow_none=True, metadata={"description": "the stage reported the restored state healthy"}
+    )
+    seconds = fields.Float(allow_none=True, metadata={"description": "pushed_at to healthy_at"})
+
+
 class PromotionSchema(Schema):
     id = fields.Integer(allow_none=True)
     app = fields.String()
@@ -108,6 +120,11 @@ class PromotionSchema(Schema):
         metadata={"description": "opened by Stageflow itself (the target stage's auto_promote)"}
     )
     approvals = fields.List(fields.Nested(ApprovalSchema))
+    restore = fields.Nested(
+        RestoreSchema,
+        allow_none=True,
+        metadata={"description": "a rolled-back promotion: the rollback's time to restore"},
+    )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from stageflow.api import access
-from stageflow.api.answers import DryRun, Page, ReportedCheck, StageDeployment
+from stageflow.api.answers import DryRun, Page, ReportedCheck, RolledBack, StageDeployment
 from stageflow.api.auth import current_actor, current_stageflow, current_token, requires
 from stageflow.api.changes import IDEMPOTENCY_HEADER
 from stageflow.api.idempotency import idempotent
@@ -40,6 +40,18 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Promotions, their gates, and the checks and deployments that feed them",
 )
+
+
+def with_restore(promotion: Promotion) -> Promotion | RolledBack:
+    """A rolled-back promotion answers with its rollback's time to restore."""
+    if promotion.status != "rolled_back" or promotion.id is None:
+        return promotion
+    return RolledBack(promotion, rollbacks.restore_of(current_stageflow(), promotion.id))
+
+
+def _restore_json(promotion_id: int | None) -> dict[str, Any] | None:
+    restore = rollbacks.restore_of(current_stageflow(), promotion_id) if promotion_id else None
+    return None if restore is None else restore.to_json()
 
 
 @blp.route("/apps/<app>/promotions")
@@ -95,9 +107,9 @@ class PromotionById(MethodView):
     @requires("viewer", touches=access.promotion)
     @blp.response(200, PromotionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
-    def get(self, promotion_id: int) -> Promotion:
+    def get(self, promotion_id: int) -> Promotion | RolledBack:
         """Show a promotion with its plan, gates, diff and approvals."""
-        return promotions.get_promotion(current_stageflow(), promotion_id)
+        return with_restore(promotions.get_promotion(current_stageflow(), promotion_id))
 
 
 @blp.route("/promotions/<int:promotion_id>/approvals")
@@ -164,7 +176,12 @@ class StageChecks(MethodView):
         )
         rollback = None
         if rolled is not None:
-            rollback = {"promotion": rolled.id, "revision": rolled.rolled_back_revision}
+            rollback = {
+                "promotion": rolled.id,
+                "revision": rolled.rolled_back_revision,
+                # in a Dict field: ISO strings, as the restore's own JSON gives them
+                "restore": _restore_json(rolled.id),
+            }
         return ReportedCheck(app, stage, check, details, owner, rollback)
 
     @requires("viewer")
@@ -278,13 +295,17 @@ class PromotionRollback(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR", description="rollback_conflict")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def post(self, body: dict[str, Any], promotion_id: int) -> Promotion:
+    def post(self, body: dict[str, Any], promotion_id: int) -> RolledBack:
         """Restore the target overlay as before this promotion, in a new commit."""
+        sf = current_stageflow()
         rolled = rollbacks.rollback(
-            current_stageflow(), promotion_id, actor=current_actor(), reason=body.get("reason")
+            sf, promotion_id, actor=current_actor(), reason=body.get("reason")
         )
         # The answer's revision is the rollback's commit (the promotion's own stays stored).
-        return replace(rolled, revision=rolled.rolled_back_revision)
+        return RolledBack(
+            replace(rolled, revision=rolled.rolled_back_revision),
+            rollbacks.restore_of(sf, promotion_id),
+        )
 
 
 @blp.route("/apps/<app>/rejections")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -9,10 +10,12 @@ from typing import Any, TypeVar
 
 from stageflow.domain.errors import Unavailable
 from stageflow.domain.ledger import AuditEntry
+from stageflow.services import hooks
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import Change, Committed, Workspace
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,19 @@ def commit_change(
     operation: Callable[[Workspace], Change[Outcome]],
     *,
     trailers: dict[str, str] | None = None,
+    on_pushed: Callable[[Committed[Outcome]], None] | None = None,
 ) -> Committed[Outcome]:
     """Run ``operation`` as one commit on the remote, then record it in the audit log.
 
     The commit carries what the audit entry needs (actor, change id, action, app, stage,
     target) as trailers: should the ledger write after the push fail, or the process die
     there, the settler writes the entry from the commit (``services.settler``).
+
+    Right after the push the stages' controllers are told (``services.hooks``, queued: the
+    answer does not wait for them); ``on_pushed`` runs first, for what the deliveries' records
+    need to find (a rollback's restore record). Should it find the ledger unreachable, the
+    audit write is not tried (it would wait out the same timeout): the answer is
+    ``recorded_later`` at once, and the settler records the change from its trailers.
     """
     if sf.ledger_outage.known:
         raise Unavailable(
@@ -69,28 +79,58 @@ def commit_change(
         },
     )
     if done.committed:
-        outcome = done.result
+        done = replace(done, pushed_at=sf.clock())
+        down = _pushed(sf, done, on_pushed)
         try:
-            with sf.uow() as uow:
-                uow.audit.add(
-                    AuditEntry(
-                        actor=actor.name,
-                        action=outcome.action,
-                        app=outcome.app,
-                        stage=outcome.stage,
-                        target=outcome.target,
-                        before=outcome.before,
-                        after=outcome.after,
-                        revision=done.revision,
-                        change_id=actor.change_id,
-                        at=sf.clock(),
-                    )
-                )
-                uow.commit()
+            if down is not None:  # the ledger just failed: asking it again would wait again
+                raise down
+            _audit(sf, actor, done)
         except Unavailable as exc:
             sf.ledger_outage.failed()
             raise recorded_later(done.revision, exc) from exc
     return done
+
+
+def _audit(sf: Stageflow, actor: Actor, done: Committed[Outcome]) -> None:
+    outcome = done.result
+    with sf.uow() as uow:
+        uow.audit.add(
+            AuditEntry(
+                actor=actor.name,
+                action=outcome.action,
+                app=outcome.app,
+                stage=outcome.stage,
+                target=outcome.target,
+                before=outcome.before,
+                after=outcome.after,
+                revision=done.revision,
+                change_id=actor.change_id,
+                at=sf.clock(),
+            )
+        )
+        uow.commit()
+
+
+def _pushed(
+    sf: Stageflow,
+    done: Committed[Outcome],
+    on_pushed: Callable[[Committed[Outcome]], None] | None,
+) -> Unavailable | None:
+    """Run ``on_pushed``, then queue the controller hooks; return the ledger's failure if any.
+
+    The push landed, so nothing here turns it into an error: a failure is logged, and an
+    unreachable ledger is handed back for the write to answer as ``recorded_later``.
+    """
+    down = None
+    if on_pushed is not None:
+        try:
+            on_pushed(done)
+        except Unavailable as exc:
+            down = exc
+        except Exception:
+            log.exception("after pushing %s", done.revision[:12])
+    hooks.announce(sf, done)
+    return down
 
 
 def _described(

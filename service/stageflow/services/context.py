@@ -19,6 +19,7 @@ from stageflow.services.limits import RateLimiter
 from stageflow.services.memos import SMALL_ENTRY, Memo, MemoBudget
 from stageflow.services.ports import (
     Codecs,
+    ControllerNotifier,
     FlagEvaluator,
     GitRepo,
     History,
@@ -212,6 +213,8 @@ class Stageflow:
     # Where OFREP clients open event streams (the origin of the streams server); None: off,
     # and bulk answers carry no `eventStreams`.
     event_streams: str | None = None
+    # Tells the stages' Argo CD / Flux of each pushed commit (services.hooks); None: nobody.
+    controller_hooks: ControllerNotifier | None = None
 
     def close(self) -> None:
         """Release what the adapters hold (database pool, clone slot)."""

@@ -21,6 +21,7 @@ from stageflow.domain.gates import (
     MetricReading,
     MetricSeries,
 )
+from stageflow.domain.hooks import Restore
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
@@ -49,6 +50,8 @@ class Committed(Generic[T]):
     revision: str
     result: T
     committed: bool
+    # When the push landed, as the service's clock saw it (set by services.changes).
+    pushed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -438,6 +441,32 @@ class Rejections(Protocol):
     def release(self, rejection_id: int, app: str, by: str, at: datetime) -> int: ...
 
 
+class Restores(Protocol):
+    """When each rollback's revert was pushed, its controller told, its stage healthy again."""
+
+    def add(self, restore: Restore) -> None: ...
+
+    def get(self, promotion_id: int) -> Restore | None: ...
+
+    def told(self, revision: str, at: datetime) -> int:
+        """Note the first delivered controller hook for a revert ``revision``; rows moved."""
+        ...
+
+    def healthy(self, app: str, stage: str, content: str, at: datetime) -> int:
+        """Note a healthy report of a restored state (reports from before the push are not)."""
+        ...
+
+
+class ControllerNotifier(Protocol):
+    """Tells the GitOps controllers (Argo CD, Flux) of the stages a commit changed, at once.
+
+    ``pushed`` only queues: the delivery runs off the request path, and a controller that is
+    down or slow neither delays nor fails the write that pushed.
+    """
+
+    def pushed(self, revision: str, at: datetime) -> None: ...
+
+
 class UnitOfWork(Protocol):
     audit: AuditLog
     tokens: TokenStore
@@ -452,6 +481,7 @@ class UnitOfWork(Protocol):
     events: EventLog
     evidence: EvidenceChain
     notifications: Notifications
+    restores: Restores
 
     def __enter__(self) -> UnitOfWork: ...
 

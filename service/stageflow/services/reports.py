@@ -175,6 +175,8 @@ def record_deployment(
                 data={"health": health, "flags": flags, "flags_before": flags_before},
             )
         )
+        if health == "healthy":  # a rolled-back stage healthy again: its restore is complete
+            uow.restores.healthy(app.name, stage_name, deployment.content, deployment.at)
         uow.commit()
     if health == "degraded":
         rollbacks.on_failure(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, NotFound, StageflowError, Unavailable
+from stageflow.domain.hooks import Restore
 from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry
 from stageflow.domain.pipeline import App, Stage
@@ -15,7 +16,7 @@ from stageflow.domain.promotions import Promotion, PromotionStatus, Rejection
 from stageflow.services import holds, promotions
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
-from stageflow.services.ports import Change, Workspace
+from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import (
     content_at,
     flags_path,
@@ -44,7 +45,13 @@ def rollback(
         raise Conflict("the promotion commit has no parent to restore")
     why = reason or ("automatic: its state failed in the cluster" if automatic else "by hand")
     operation = RollbackWrite(sf, promotion, promoted, parent, why, automatic=automatic)
-    done = commit_change(sf, actor, operation, trailers={"Stageflow-Rollback": str(promotion_id)})
+    done = commit_change(
+        sf,
+        actor,
+        operation,
+        trailers={"Stageflow-Rollback": str(promotion_id)},
+        on_pushed=lambda pushed: _note_restore(sf, promotion, pushed),
+    )
     try:
         return _rolled_back(sf, promotion, done.revision, actor.name, why, automatic=automatic)
     except Unavailable as exc:
@@ -120,6 +127,31 @@ class RollbackWrite:
 
 
 AUTOMATIC_TRAILER = "Stageflow-Rollback-Automatic"
+
+
+def _note_restore(sf: Stageflow, promotion: Promotion, pushed: Committed[Outcome]) -> None:
+    """Start timing the restore: the revert is pushed; the controller and the stage follow."""
+    assert promotion.id is not None and pushed.pushed_at is not None
+    app = snapshot(sf, pushed.revision).pipeline.app(promotion.app)
+    with sf.uow() as uow:
+        uow.restores.add(
+            Restore(
+                promotion_id=promotion.id,
+                app=promotion.app,
+                stage=promotion.target,
+                revision=pushed.revision,
+                content=content_at(sf, pushed.revision, app, promotion.target),
+                pushed_at=pushed.pushed_at,
+            )
+        )
+        uow.commit()
+
+
+def restore_of(sf: Stageflow, promotion_id: int) -> Restore | None:
+    """How long rolling back ``promotion_id`` took to restore its stage (None: not rolled back
+    by this version of Stageflow, or its record could not be written)."""
+    with sf.uow() as uow:
+        return uow.restores.get(promotion_id)
 
 
 def _rolled_back(

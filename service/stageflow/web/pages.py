@@ -31,6 +31,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from stageflow.api import access, errors
 from stageflow.api.auth import current_actor, current_stageflow, current_token
 from stageflow.domain.errors import StageflowError, Unauthenticated
+from stageflow.domain.hooks import Restore
 from stageflow.domain.promotions import STATUSES, WAITING, Promotion
 from stageflow.services import audit, flags, overview, promotions, reports, rollbacks, state, tokens
 from stageflow.web import charts, session
@@ -291,8 +292,10 @@ def promotion_list() -> Any:
     )
 
 
-def _promotion_tag(promotion: Promotion) -> str:
+def _promotion_tag(promotion: Promotion, restore: Restore | None = None) -> str:
     marks = f"{promotion.id}:{promotion.status}:{promotion.updated_at}:{len(promotion.approvals)}"
+    if restore is not None:
+        marks += f":{restore.controller_told_at}:{restore.healthy_at}"
     return hashlib.sha1(marks.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
@@ -305,13 +308,24 @@ def promotion(promotion_id: int) -> Any:
     part when the tag changed (304 otherwise), until the promotion settles.
     """
     found = promotions.get_promotion(current_stageflow(), promotion_id)
+    restore = (  # a rollback's time to restore moves on without the promotion changing
+        rollbacks.restore_of(current_stageflow(), promotion_id)
+        if found.status == "rolled_back"
+        else None
+    )
     fragment = bool(request.headers.get(FRAGMENT_HEADER))
-    tag = _promotion_tag(found) + ("-f" if fragment else "")
+    tag = _promotion_tag(found, restore) + ("-f" if fragment else "")
     if request.if_none_match.contains(tag):
         return Response(status=304, headers={"ETag": f'"{tag}"'})
     template = "_promotion.html" if fragment else "promotion.html"
     response = make_response(
-        render_template(template, p=found, live=found.status in LIVE, diff=_diff_lines(found.diff))
+        render_template(
+            template,
+            p=found,
+            live=found.status in LIVE,
+            diff=_diff_lines(found.diff),
+            restore=restore,
+        )
     )
     response.set_etag(tag)
     response.headers["Cache-Control"] = "no-cache"

@@ -24,6 +24,7 @@ from stageflow.adapters.database.repositories import (
     SqlReplicas,
     SqlTokenStore,
 )
+from stageflow.adapters.database.restores import SqlRestores
 from stageflow.adapters.database.workflow import (
     APP_STATE_VERSION,
     SqlChecks,
@@ -137,6 +138,7 @@ class SqlUnitOfWork:
         self.events = SqlEvents(self.session)
         self.evidence = SqlEvidence(self.session)
         self.notifications = SqlNotifications(self.session)
+        self.restores = SqlRestores(self.session)
         return self
 
     def __exit__(

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from stageflow.domain.errors import NotFound
+from stageflow.domain.hooks import ControllerHook
 from stageflow.domain.notify import NotifyTarget
 from stageflow.domain.pipeline.cron import parse_cron, runs_on, times_of_day
 
@@ -100,6 +101,7 @@ class Stage:
     # when OFREP event streams tell clients to re-fetch: "commit" (the change is on the remote)
     # or "live" (a deployment report says the stage runs a revision with it)
     flag_events: str = "commit"
+    controller_hooks: tuple[ControllerHook, ...] = ()  # domain.hooks: told of every commit
 
     def allows(self, lifecycle: str) -> bool:
         """Say whether a flag of this lifecycle may be ON in this stage."""

@@ -14,6 +14,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stageflow.domain.flags.model import LIFECYCLES
+from stageflow.domain.hooks import parse_controller_hooks
 from stageflow.domain.notify import NotifyTarget, parse_targets
 from stageflow.domain.pipeline.cron import parse_cron
 from stageflow.domain.pipeline.model import (
@@ -106,6 +107,7 @@ _STAGE_KEYS = (
     "freeze_windows",
     "notify",
     "flag_events",
+    "controller_hooks",
 )
 
 
@@ -138,6 +140,9 @@ def _parse_stage(reader: Reader, value: object, path: KeyPath) -> Stage:
         freeze_windows=windows,
         auto_promote=auto_promote,
         flag_events=flag_events,
+        controller_hooks=parse_controller_hooks(
+            reader, optional(stage, "controller_hooks"), (*path, "controller_hooks")
+        ),
     )
 
 
