@@ -21,6 +21,7 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stageflow.domain.errors import NotFound, PipelineError
+from stageflow.domain.policies import PolicySettings, parse_policy_settings
 
 __all__ = [
     "API_VERSION",
@@ -283,6 +284,7 @@ class Pipeline:
 
     apps: Mapping[str, App]
     stages: tuple[Stage, ...]
+    policies: PolicySettings = field(default_factory=PolicySettings)  # issue #17
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "apps", MappingProxyType(dict(self.apps)))
@@ -523,7 +525,7 @@ def parse_pipeline(
             f"start it with apiVersion: {API_VERSION}, then list apps: and stages:",
         )
     top = reader.mapping(data, (), f"apiVersion: {API_VERSION} with apps: and stages: under it")
-    reader.keys(top, (), ("apiVersion", "apps", "stages"))
+    reader.keys(top, (), ("apiVersion", "apps", "stages", "policies"))
     if "apiVersion" not in top:
         reader.fail(("apiVersion",), "is missing", f"add apiVersion: {API_VERSION} at the top")
     if top["apiVersion"] != API_VERSION:
@@ -541,7 +543,8 @@ def parse_pipeline(
             )
     stages = _parse_stages(reader, top["stages"])
     apps = _parse_apps(reader, top["apps"], tuple(stage.name for stage in stages))
-    return Pipeline(apps=apps, stages=stages)
+    policies = parse_policy_settings(top, [stage.name for stage in stages], reader.fail)
+    return Pipeline(apps=apps, stages=stages, policies=policies)
 
 
 def _parse_stages(reader: _Reader, value: object) -> tuple[Stage, ...]:
@@ -566,6 +569,7 @@ _STAGE_KEYS = (
     "approvals",
     "auto_rollback",
     "freeze_windows",
+    "parity",
 )
 
 
