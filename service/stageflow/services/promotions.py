@@ -48,6 +48,7 @@ from stageflow.services import replicas
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
 from stageflow.services.flags import write_flags
+from stageflow.services.policy_gates import policy_gates
 from stageflow.services.ports import Change, UnitOfWork, Workspace
 from stageflow.services.state import (
     Snapshot,
@@ -240,6 +241,7 @@ def evaluate_gates(
     *,
     requester: str,
     approvers: Sequence[str] = (),
+    selection: Selection | None = None,
 ) -> tuple[list[GateResult], str, str | None]:
     """Evaluate every gate of ``source`` -> ``target``; return gates, source state, revision."""
     content = snap.content(app, source.name)
@@ -262,6 +264,7 @@ def evaluate_gates(
         gates.append(soak_gate(source.name, source.gates.soak, content, reports, now))
     gates.append(freeze_gate(target.name, freezes, target.freeze_windows, now))
     gates.append(hold_gate(app.name, target.name, hold))
+    gates += policy_gates(sf, snap, app, source, target, selection)  # policy, parity (#17)
     if target.approvals:
         gates.append(approvals_gate(target.name, target.approvals, approvers, requester))
     running = next((r.revision for r in reports if r.content == content), None)
@@ -304,7 +307,9 @@ def promote(
     carry_evaluators(  # a clash of shared evaluators answers 409 now, not as a failed apply
         snap.flags(app, target.name), snap.flags(app, source.name), [m.key for m in plan.flags]
     )
-    gates, content, running = evaluate_gates(sf, snap, app, source, target, requester=actor.name)
+    gates, content, running = evaluate_gates(
+        sf, snap, app, source, target, requester=actor.name, selection=selection
+    )
     decision = verdict(gates)
     diff = ""
     if dry_run or decision != "apply":
@@ -546,6 +551,7 @@ def evaluate(sf: Stageflow, promotion_id: int, *, actor: Actor) -> Promotion:
         target,
         requester=promotion.requested_by,
         approvers=sorted(promotion.approvers()),
+        selection=promotion.selection,
     )
     if content != promotion.source_content:
         changed = promotion.moved_to(
