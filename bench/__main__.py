@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated parts of `make bench`: writes, reads, concurrency, scale, replicas",
+        help="comma-separated parts of `make bench`: writes, reads, concurrency, scale, "
+        "replicas, policies",
     )
     parser.add_argument(
         "--max-minutes", type=float, default=40.0, help="stop (and clean up) after this long"

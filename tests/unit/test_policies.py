@@ -488,3 +488,34 @@ def test_violations_see_through_generated_hashes():
     b = Violation("p", "ConfigMap/staging/demo-flags-zzz999yyy8", "m", stage="staging")
     assert a.identity == b.identity
     assert object_id({"kind": "Namespace", "metadata": {"name": "x"}}) == "Namespace/x"
+
+
+def test_the_cli_lists_every_parity_difference():
+    from stageflow.cli.promotions import parity_rows
+
+    promotion = {
+        "gates": [
+            {"kind": "hold", "evidence": {}},
+            {
+                "kind": "parity",
+                "evidence": {
+                    "differences": [
+                        {
+                            "difference": "Deployment/demo: spec.replicas: 1 → 4",
+                            "rule": "replicas",
+                            "fails": True,
+                        },
+                        {
+                            "difference": 'Service/demo: metadata.labels.x: (absent) → "y"',
+                            "rule": None,
+                            "fails": False,
+                        },
+                    ]
+                },
+            },
+        ]
+    }
+    assert parity_rows(promotion) == [
+        ("Deployment/demo: spec.replicas: 1 → 4", "replicas", "fails"),
+        ('Service/demo: metadata.labels.x: (absent) → "y"', "", "listed"),
+    ]

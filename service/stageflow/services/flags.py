@@ -19,6 +19,7 @@ from stageflow.domain.flags import (
 from stageflow.domain.pipeline import App, Pipeline, Stage
 from stageflow.services.changes import Actor, Outcome, commit_change
 from stageflow.services.context import Stageflow
+from stageflow.services.policies import remember
 from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import (
     FLAGS_FILE,
@@ -125,7 +126,8 @@ def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
             # write and would otherwise push the proof out, and with it the render back in.
             sf.cache.put(("rendered", proof), True)
             continue
-        sf.renderer.render(ws.directory(app.overlay_path(stage)))
+        text = sf.renderer.render(ws.directory(app.overlay_path(stage)))
+        remember(sf, ws, app, stage, text)  # the policy step's render (#17)
         if proof is not None:
             sf.cache.put(("rendered", proof), True)
 

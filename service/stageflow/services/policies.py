@@ -198,6 +198,7 @@ class Recording:
         self.inner = inner
         self.revision = inner.revision
         self.written: dict[str, str | None] = {}
+        self.checked = False  # whether the policy step will run (the pipeline has policies)
 
     def read(self, path: str) -> str | None:
         return self.inner.read(path)
@@ -235,12 +236,23 @@ def _render_key(sf: Stageflow, ws: Recording, app: App, stage: str, live: bool) 
 def rendered(sf: Stageflow, ws: Recording, app: App, stage: str) -> list[Manifest]:
     """Render ``stage`` as the working tree has it now (cached by content)."""
 
+    key = _render_key(sf, ws, app, stage, True)
+
     def build() -> tuple[list[Manifest], int]:
-        text = sf.renderer.render(ws.directory(app.overlay_path(stage)))
+        text = sf.cache.peek(("policy-render-text", key))
+        if text is None:
+            text = sf.renderer.render(ws.directory(app.overlay_path(stage)))
         objects: list[Manifest] = list(tools(sf).parse_manifests(text))
         return objects, PARSED_BYTES_PER_SOURCE_BYTE * len(text)
 
-    return sf.cache.get_weighed(_render_key(sf, ws, app, stage, True), build)
+    return sf.cache.get_weighed(key, build)
+
+
+def remember(sf: Stageflow, ws: Workspace, app: App, stage: str, text: str) -> None:
+    """Hold a render a write made anyway, so that the policy step does not render it again."""
+    if isinstance(ws, Recording) and ws.checked:
+        key = _render_key(sf, ws, app, stage, True)
+        sf.cache.put(("policy-render-text", key), text, len(text))
 
 
 def committed(sf: Stageflow, ws: Recording, app: App, stage: str) -> list[Manifest]:
@@ -298,6 +310,9 @@ def _verdict(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: 
     if proof is not None:
         held = sf.cache.peek(proof)
         if held is not None:
+            # Held again as just used, as services.flags does with its render proof: large
+            # flag documents pass through the cache on every write and would push it out.
+            sf.cache.put(proof, held)
             return held  # type: ignore[no-any-return]
     verdict = judge_objects(sf, ws.revision, pipeline, stage, rendered(sf, ws, app, stage.name))
     if proof is not None:
@@ -322,8 +337,13 @@ def _flags_only(
     text = ws.read(kustomization_path(app, stage.name))
     if text is None:
         return None
-    local = sf.codecs.parse_kustomization(text, kustomization_path(app, stage.name)).generated_only(
-        FLAGS_FILE, overlay, app.base_path
+    path = kustomization_path(app, stage.name)
+    # the same entry services.flags holds for its render proof: parsed once per blob
+    local = sf.cache.get(
+        ("generated-only", git_blob_id(text.encode("utf-8")), overlay),
+        lambda: sf.codecs.parse_kustomization(text, path).generated_only(
+            FLAGS_FILE, overlay, app.base_path
+        ),
     )
     entries = sf.repo.tree_entries(ws.revision, overlay)
     inputs = tuple(sorted((n, sha) for n, sha in entries.items() if n != FLAGS_FILE))
@@ -370,12 +390,12 @@ def policed(
 
     def run(ws: Workspace) -> Change[Any]:
         recording = Recording(ws)
+        pipeline = _pipeline_or_none(sf, ws)
+        recording.checked = pipeline is not None and bool(pipeline.policies.policies)
         change = operation(recording)
-        if not recording.written:
+        if not recording.written or not recording.checked:
             return change
-        pipeline = pipeline_in(sf, ws)
-        if not pipeline.policies.policies:
-            return change
+        pipeline = pipeline_in(sf, ws)  # as the operation left it (it never writes it today)
         enforce = getattr(change.result, "action", None) not in _NEVER_REFUSED
         warnings: list[dict[str, str]] = []
         for app, stage in touched(pipeline, recording):
@@ -392,6 +412,14 @@ def policed(
         return replace(change, result=replace(change.result, warnings=tuple(warnings)))
 
     return run
+
+
+def _pipeline_or_none(sf: Stageflow, ws: Workspace) -> Pipeline | None:
+    """The pipeline, or None when it is broken: then the operation refuses, as it would."""
+    try:
+        return pipeline_in(sf, ws)
+    except Invalid:
+        return None
 
 
 # -- problems for GET /api/v1/pipeline -----------------------------------------------------------

@@ -48,6 +48,7 @@ from stageflow.services import replicas
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
 from stageflow.services.flags import write_flags
+from stageflow.services.policies import remember
 from stageflow.services.policy_gates import policy_gates
 from stageflow.services.ports import Change, UnitOfWork, Workspace
 from stageflow.services.state import (
@@ -158,6 +159,7 @@ def _operation(
                 if flag_move.after.targeting and sf.codecs.trial_evaluate is not None:
                     sf.codecs.trial_evaluate(doc, flag_move.key)
         after = sf.renderer.render(directory)
+        remember(sf, ws, app, target.name, after)  # the policy step's render (#17)
         diff = unified_diff(before, after, f"kustomize build {app.overlay_path(target.name)}")
         if preview:
             raise _Preview(plan, diff)

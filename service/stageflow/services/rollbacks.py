@@ -14,6 +14,7 @@ from stageflow.domain.promotions import Promotion, Rejection
 from stageflow.services import holds, promotions
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
+from stageflow.services.policies import remember
 from stageflow.services.ports import Change, Workspace
 from stageflow.services.state import (
     content_at,
@@ -74,7 +75,8 @@ def rollback(
                 ws.delete(path)
             else:
                 ws.write(path, before)
-        sf.renderer.render(ws.directory(app.overlay_path(promotion.target)))
+        text = sf.renderer.render(ws.directory(app.overlay_path(promotion.target)))
+        remember(sf, ws, app, promotion.target, text)  # the policy step's render (#17)
         return Change(
             f"{app.name}: roll back promotion {promotion_id} in {promotion.target}\n\n{why}",
             Outcome(
