@@ -19,7 +19,7 @@ from stageflow.domain.flags import (
 from stageflow.domain.pipeline import App, Pipeline, Stage
 from stageflow.services.changes import Actor, Outcome, commit_change
 from stageflow.services.context import Stageflow
-from stageflow.services.policies import remember
+from stageflow.services.policy_renders import remember
 from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import (
     FLAGS_FILE,

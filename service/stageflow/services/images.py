@@ -6,7 +6,7 @@ from stageflow.domain.errors import Invalid, StageSkipped
 from stageflow.domain.images import ImageRef, image_ref
 from stageflow.services.changes import Actor, Outcome, commit_change
 from stageflow.services.context import Stageflow
-from stageflow.services.policies import remember
+from stageflow.services.policy_renders import remember
 from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import image_view, kustomization_path, pipeline_in
 

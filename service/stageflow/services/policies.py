@@ -15,9 +15,8 @@ the last check with the same other inputs (unless an admission policy looks at C
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from stageflow.domain.errors import Invalid, Unavailable
@@ -37,13 +36,13 @@ from stageflow.domain.policies.admission import (
 )
 from stageflow.domain.policies.builtin import StageFacts, check_builtin
 from stageflow.domain.policies.model import Manifest, PolicySpec
-from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE, Stageflow
+from stageflow.services.context import Stageflow
+from stageflow.services.policy_renders import Recording, committed, rendered
 from stageflow.services.ports import Change, PolicyTools, Workspace
 from stageflow.services.state import (
     FLAGS_FILE,
     FileProblem,
     Snapshot,
-    content_at,
     git_blob_id,
     kustomization_path,
     pipeline_in,
@@ -188,107 +187,6 @@ def _schema(
     return violations, unknown
 
 
-# -- renders, cached by content ------------------------------------------------------------------
-
-
-class Recording:
-    """A workspace that remembers what an operation wrote (path -> text, None: deleted)."""
-
-    def __init__(self, inner: Workspace) -> None:
-        self.inner = inner
-        self.revision = inner.revision
-        self.written: dict[str, str | None] = {}
-        self.checked = False  # whether the policy step will run (the pipeline has policies)
-
-    def read(self, path: str) -> str | None:
-        return self.inner.read(path)
-
-    def unwritten_blob(self, path: str) -> str | None:
-        return self.inner.unwritten_blob(path)
-
-    def write(self, path: str, text: str) -> None:
-        self.written[path] = text
-        self.inner.write(path, text)
-
-    def delete(self, path: str) -> None:
-        self.written[path] = None
-        self.inner.delete(path)
-
-    def directory(self, path: str) -> Path:
-        return self.inner.directory(path)
-
-    def under(self, *folders: str) -> dict[str, str | None]:
-        """Return what was written inside ``folders``."""
-        prefixes = tuple(folder.rstrip("/") + "/" for folder in folders)
-        return {path: text for path, text in self.written.items() if path.startswith(prefixes)}
-
-
-def _render_key(sf: Stageflow, ws: Recording, app: App, stage: str, live: bool) -> tuple[Any, ...]:
-    written = ws.under(app.overlay_path(stage), app.base_path) if live else {}
-    blobs = tuple(
-        sorted(
-            (p, None if t is None else git_blob_id(t.encode("utf-8"))) for p, t in written.items()
-        )
-    )
-    return ("policy-render", content_at(sf, ws.revision, app, stage), blobs)
-
-
-def rendered(sf: Stageflow, ws: Recording, app: App, stage: str) -> list[Manifest]:
-    """Render ``stage`` as the working tree has it now (cached by content)."""
-
-    key = _render_key(sf, ws, app, stage, True)
-
-    def build() -> tuple[list[Manifest], int]:
-        text = sf.cache.peek(("policy-render-text", key))
-        if text is None:
-            text = sf.renderer.render(ws.directory(app.overlay_path(stage)))
-        objects: list[Manifest] = list(tools(sf).parse_manifests(text))
-        return objects, PARSED_BYTES_PER_SOURCE_BYTE * len(text)
-
-    return sf.cache.get_weighed(key, build)
-
-
-def remember(sf: Stageflow, ws: Workspace, app: App, stage: str, text: str) -> None:
-    """Hold a render a write made anyway, so that the policy step does not render it again."""
-    if isinstance(ws, Recording) and ws.checked:
-        key = _render_key(sf, ws, app, stage, True)
-        sf.cache.put(("policy-render-text", key), text, len(text))
-
-
-def committed(sf: Stageflow, ws: Recording, app: App, stage: str) -> list[Manifest]:
-    """Render ``stage`` as committed at the workspace's revision (cached by content).
-
-    The operation's files are put back as committed for the render, then written again.
-    """
-    key = _render_key(sf, ws, app, stage, False)
-    hit = sf.cache.peek(key)
-    if hit is not None:
-        return hit  # type: ignore[no-any-return]
-    with _as_committed(sf, ws, ws.under(app.overlay_path(stage), app.base_path)):
-        return rendered(sf, ws, app, stage)
-
-
-class _as_committed:  # noqa: N801 - used as a context manager, read like a function
-    def __init__(self, sf: Stageflow, ws: Recording, written: Mapping[str, str | None]) -> None:
-        self.sf, self.ws, self.written = sf, ws, dict(written)
-
-    def __enter__(self) -> None:
-        for path in self.written:
-            self._put(path, self.sf.repo.read(self.ws.revision, path))
-        self.ws.written = {p: t for p, t in self.ws.written.items() if p not in self.written}
-
-    def __exit__(self, *exc: object) -> None:
-        for path, text in self.written.items():
-            self._put(path, text)
-        self.ws.written.update(self.written)
-
-    def _put(self, path: str, text: str | None) -> None:
-        if text is None:
-            self.ws.inner.delete(path)
-        else:
-            self.ws.inner.write(path, text)
-
-
 # -- the write check -----------------------------------------------------------------------------
 
 
@@ -297,7 +195,7 @@ def judge(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: Sta
     verdict = _verdict(sf, ws, pipeline, app, stage)
     if not verdict.enforced:
         return Judgement(verdict, (), ())
-    before_objects = committed(sf, ws, app, stage.name)
+    before_objects = committed(sf, ws, app, stage.name, tools(sf))
     before = judge_objects(sf, ws.revision, pipeline, stage, before_objects)
     known = {v.identity for v in before.enforced}
     new = tuple(v for v in verdict.enforced if v.identity not in known)
@@ -314,7 +212,9 @@ def _verdict(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: 
             # flag documents pass through the cache on every write and would push it out.
             sf.cache.put(proof, held)
             return held  # type: ignore[no-any-return]
-    verdict = judge_objects(sf, ws.revision, pipeline, stage, rendered(sf, ws, app, stage.name))
+    verdict = judge_objects(
+        sf, ws.revision, pipeline, stage, rendered(sf, ws, app, stage.name, tools(sf))
+    )
     if proof is not None:
         sf.cache.put(proof, verdict)
     return verdict

@@ -22,7 +22,8 @@ from stageflow.domain.policies import ENFORCE
 from stageflow.domain.policies.parity import Difference, Side, compare
 from stageflow.domain.promotions import PromotionPlan, Selection, carry_evaluators, plan_promotion
 from stageflow.services.context import Stageflow
-from stageflow.services.policies import Judgement, Recording, committed, judge, rendered
+from stageflow.services.policies import Judgement, judge, tools
+from stageflow.services.policy_renders import Recording, committed, rendered
 from stageflow.services.ports import Change, Workspace
 from stageflow.services.state import (
     Snapshot,
@@ -115,7 +116,7 @@ def _play(
         if mirror is not None:
             spec = pipeline.policies.parity[target.name]
             reference = Side(
-                target.name, target.namespace, rendered(sf, recording, app, target.name)
+                target.name, target.namespace, rendered(sf, recording, app, target.name, tools(sf))
             )
             moved = [move.after.name for move in plan.images]
             differences = tuple(compare(spec, mirror, reference, moved))
@@ -135,7 +136,7 @@ def _mirror(
     if spec is None:
         return None
     other = pipeline.stage(spec.with_stage)
-    return Side(other.name, other.namespace, committed(sf, ws, app, other.name))
+    return Side(other.name, other.namespace, committed(sf, ws, app, other.name, tools(sf)))
 
 
 def apply_plan(

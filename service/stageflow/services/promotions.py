@@ -48,8 +48,8 @@ from stageflow.services import replicas
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
 from stageflow.services.flags import write_flags
-from stageflow.services.policies import remember
 from stageflow.services.policy_gates import policy_gates
+from stageflow.services.policy_renders import render_text
 from stageflow.services.ports import Change, UnitOfWork, Workspace
 from stageflow.services.state import (
     Snapshot,
@@ -141,8 +141,7 @@ def _operation(
         _refuse_rejected(plan, rejected, app.name)
         if plan.empty:
             raise _nothing_to_promote(app.name, source.name, target.name)
-        directory = ws.directory(app.overlay_path(target.name))
-        before = sf.renderer.render(directory)
+        before = render_text(sf, ws, app, target.name)  # cached by content with policies (#17)
         for move in plan.images:
             target_doc.set_image(move.after, clear_other=True)
         if plan.images:
@@ -158,8 +157,7 @@ def _operation(
                 # the target's $evaluators may differ from the source's: evaluate as flagd would
                 if flag_move.after.targeting and sf.codecs.trial_evaluate is not None:
                     sf.codecs.trial_evaluate(doc, flag_move.key)
-        after = sf.renderer.render(directory)
-        remember(sf, ws, app, target.name, after)  # the policy step's render (#17)
+        after = render_text(sf, ws, app, target.name)
         diff = unified_diff(before, after, f"kustomize build {app.overlay_path(target.name)}")
         if preview:
             raise _Preview(plan, diff)

@@ -14,7 +14,7 @@ from stageflow.domain.promotions import Promotion, Rejection
 from stageflow.services import holds, promotions
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
-from stageflow.services.policies import remember
+from stageflow.services.policy_renders import remember
 from stageflow.services.ports import Change, Workspace
 from stageflow.services.state import (
     content_at,
