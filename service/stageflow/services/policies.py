@@ -37,7 +37,7 @@ from stageflow.domain.policies.admission import (
 from stageflow.domain.policies.builtin import StageFacts, check_builtin
 from stageflow.domain.policies.model import Manifest, PolicySpec
 from stageflow.services.context import Stageflow
-from stageflow.services.policy_renders import Recording, committed, rendered
+from stageflow.services.policy_renders import Recording, committed, render_key, rendered
 from stageflow.services.ports import Change, PolicyTools, Workspace
 from stageflow.services.state import (
     FLAGS_FILE,
@@ -195,8 +195,16 @@ def judge(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: Sta
     verdict = _verdict(sf, ws, pipeline, app, stage)
     if not verdict.enforced:
         return Judgement(verdict, (), ())
-    before_objects = committed(sf, ws, app, stage.name, tools(sf))
-    before = judge_objects(sf, ws.revision, pipeline, stage, before_objects)
+    before = sf.cache.get(
+        (
+            "policy-verdict",
+            render_key(sf, ws, app, stage.name, live=False),
+            _rules(sf, ws.revision, pipeline, stage),
+        ),
+        lambda: judge_objects(
+            sf, ws.revision, pipeline, stage, committed(sf, ws, app, stage.name, tools(sf))
+        ),
+    )
     known = {v.identity for v in before.enforced}
     new = tuple(v for v in verdict.enforced if v.identity not in known)
     kept = tuple(v for v in verdict.enforced if v.identity in known)
@@ -212,12 +220,28 @@ def _verdict(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: 
             # flag documents pass through the cache on every write and would push it out.
             sf.cache.put(proof, held)
             return held  # type: ignore[no-any-return]
-    verdict = judge_objects(
-        sf, ws.revision, pipeline, stage, rendered(sf, ws, app, stage.name, tools(sf))
+    # by the render and the rules: a promotion's gate judged this very render already
+    verdict = sf.cache.get(
+        (
+            "policy-verdict",
+            render_key(sf, ws, app, stage.name, live=True),
+            _rules(sf, ws.revision, pipeline, stage),
+        ),
+        lambda: judge_objects(
+            sf, ws.revision, pipeline, stage, rendered(sf, ws, app, stage.name, tools(sf))
+        ),
     )
     if proof is not None:
         sf.cache.put(proof, verdict)
     return verdict
+
+
+def _rules(sf: Stageflow, revision: str, pipeline: Pipeline, stage: Stage) -> str:
+    """What a verdict depends on besides the render: the stage's policies, the namespaces and
+    the trees of the admission policy folders (a pushed policy is a new key)."""
+    specs = pipeline.policies.for_stage(stage.name)
+    folders = [sf.repo.tree_id(revision, spec.folder) for spec in specs if spec.folder]
+    return repr((specs, stage_facts(pipeline, stage), folders))
 
 
 def _flags_only(
@@ -250,8 +274,7 @@ def _flags_only(
     if local is None or not set(local) <= {name for name, _ in inputs}:
         return None
     base = sf.repo.tree_id(ws.revision, app.base_path)
-    specs = repr(pipeline.policies.for_stage(stage.name))
-    return ("policy-verdict", specs, stage.namespace, overlay, inputs, base)
+    return ("policy-verdict-flags", _rules(sf, ws.revision, pipeline, stage), overlay, inputs, base)
 
 
 def _sees_configmaps(sf: Stageflow, revision: str, pipeline: Pipeline, stage: Stage) -> bool:

@@ -5,7 +5,7 @@ operation wrote in place of the committed ones) and the base's tree — the proj
 stage's state is its overlay and its base (``state.content_at``). So the render a promotion's
 gate made of its result is the render its apply needs, the render an apply made of a stage is
 the next promotion's "before", and a write's own validation render (``remember``) is the one the
-policy step checks. Only writes whose pipeline has policies use it (``Recording.checked``).
+policy step checks.
 """
 
 from __future__ import annotations
@@ -82,9 +82,13 @@ def render_key(
 
 
 def render_text(sf: Stageflow, ws: Workspace, app: App, stage: str) -> str:
-    """Render ``stage`` as the working tree has it; from the cache when a write has policies."""
+    """Render ``stage`` as the working tree of a write has it (cached by content).
+
+    Used by promotions for their before and after renders, with or without policies: the
+    after of one promotion is the before of the next, and a gate may have rendered it already.
+    """
     directory = ws.directory(app.overlay_path(stage))
-    if not isinstance(ws, Recording) or not ws.checked:
+    if not isinstance(ws, Recording):  # a preview: not a write, nothing to share
         return sf.renderer.render(directory)
     key = ("text", render_key(sf, ws, app, stage, live=True))
 
