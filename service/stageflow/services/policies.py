@@ -7,10 +7,11 @@ checked against the stage's policies. An ``enforce`` violation refuses the write
 violations as before is allowed and says so, so a newly enabled policy locks nobody out.
 ``warn`` violations never refuse; they travel in the outcome (the answer and the audit log).
 
-Renders are cached by content: what a stage renders from at a revision (``content_at``) plus the
-blobs the operation wrote. A promotion's gate renders its result once and the apply finds it;
-a flag toggle, which changes only the generated ConfigMap's data and name, reuses the verdict of
-the last check with the same other inputs (unless an admission policy looks at ConfigMaps).
+Renders are cached by what they are rendered from (``services.policy_renders``), verdicts by
+the render and the rules: a promotion's gate renders and judges its result once and the apply
+finds both. A flag toggle, which changes only the generated ConfigMap's data and name, reuses the
+verdict of the last check with the same other inputs (unless an admission policy looks at
+ConfigMaps).
 """
 
 from __future__ import annotations
@@ -350,11 +351,17 @@ def _pipeline_or_none(sf: Stageflow, ws: Workspace) -> Pipeline | None:
 
 def policy_problems(sf: Stageflow, snap: Snapshot) -> list[FileProblem]:
     """The policy folders at the snapshot that do not compile (writes they check are refused)."""
-    problems = []
+    problems: list[FileProblem] = []
+    if sf.codecs.policy_tools is None:  # nothing can compile them here; writes say so
+        return problems
     for folder in snap.pipeline.policies.folders:
         try:
             admission_policies(sf, snap.revision, folder)
         except PolicyError as exc:
             file = str(exc.details.get("file") or folder)
             problems.append(FileProblem(file, snap.revision, None, exc.message, None))
+        except Unavailable:
+            # The remote is away and the folder was never read: reads go on without it (the
+            # problem shows once the remote is back; writes wait for the remote anyway).
+            continue
     return problems
