@@ -519,3 +519,23 @@ def test_the_cli_lists_every_parity_difference():
         ("Deployment/demo: spec.replicas: 1 → 4", "replicas", "fails"),
         ('Service/demo: metadata.labels.x: (absent) → "y"', "", "listed"),
     ]
+
+
+def test_the_cli_prints_the_warnings_of_a_write(capsys):
+    from stageflow.cli.workflow import _flag_done
+
+    answer = {
+        "revision": "0123456789abcdef",
+        "warnings": [
+            {
+                "policy": "pinned-images",
+                "object": "Deployment/development/demo",
+                "message": "container demo image ghcr.io/acme/demo:latest uses latest",
+                "allowed": "warn",
+            }
+        ],
+    }
+    _flag_done("table", answer, "demo/development runs ghcr.io/acme/demo:latest")
+    out = capsys.readouterr().out
+    assert "policy pinned-images: Deployment/development/demo: container demo image" in out
+    assert "[warn]" in out

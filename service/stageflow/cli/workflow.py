@@ -190,7 +190,13 @@ def flags_list(api: Api, fmt: str, app: str, stage: str | None) -> int:
 
 
 def _flag_done(fmt: str, answer: dict[str, Any], said: str) -> int:
-    emit(fmt, answer, lambda c, d: c.print(Text(f"{said} (revision {short(d.get('revision'))})")))
+    def show(console: Any, data: dict[str, Any]) -> None:
+        console.print(Text(f"{said} (revision {short(data.get('revision'))})"))
+        for w in data.get("warnings") or []:  # policy violations let through (issue #17)
+            line = f"policy {w.get('policy')}: {w.get('object')}: {w.get('message')}"
+            console.print(Text(f"{line} [{w.get('allowed')}]", style="yellow"))
+
+    emit(fmt, answer, show)
     return OK
 
 
