@@ -539,3 +539,17 @@ def test_the_cli_prints_the_warnings_of_a_write(capsys):
     out = capsys.readouterr().out
     assert "policy pinned-images: Deployment/development/demo: container demo image" in out
     assert "[warn]" in out
+
+
+def test_the_policy_memo_is_bounded_by_weight_least_recently_used_first():
+    from stageflow.services.policy_memos import PolicyMemo
+
+    held = PolicyMemo(max_weight=10)
+    held.put("a", "A", 4)
+    held.put("b", "B", 4)
+    assert held.peek("a") == "A"  # a use: b is now the oldest
+    held.put("c", "C", 4)
+    assert (held.peek("a"), held.peek("b"), held.peek("c")) == ("A", None, "C")
+    assert held.weight == 8
+    assert held.get("d", lambda: "D" * 20, len) == "D" * 20  # alone over the bound, it stays
+    assert len(held) == 1

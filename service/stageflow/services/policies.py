@@ -38,6 +38,7 @@ from stageflow.domain.policies.admission import (
 from stageflow.domain.policies.builtin import StageFacts, check_builtin
 from stageflow.domain.policies.model import Manifest, PolicySpec
 from stageflow.services.context import Stageflow
+from stageflow.services.policy_memos import memo
 from stageflow.services.policy_renders import Recording, committed, render_key, rendered
 from stageflow.services.ports import Change, PolicyTools, Workspace
 from stageflow.services.state import (
@@ -107,8 +108,8 @@ def admission_policies(sf: Stageflow, revision: str, folder: str) -> tuple[Admis
             "at this revision; add it, or remove the entry",
             details={"file": folder},
         )
-    found = sf.cache.get(
-        ("admission-policies", tree), lambda: _compile_folder(sf, revision, folder)
+    found = memo(sf).get(
+        ("admission-policies", tree), lambda: _compile_folder(sf, revision, folder), _small
     )
     if isinstance(found, PolicyError):
         raise found
@@ -196,16 +197,7 @@ def judge(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: Sta
     verdict = _verdict(sf, ws, pipeline, app, stage)
     if not verdict.enforced:
         return Judgement(verdict, (), ())
-    before = sf.cache.get(
-        (
-            "policy-verdict",
-            render_key(sf, ws, app, stage.name, live=False),
-            _rules(sf, ws.revision, pipeline, stage),
-        ),
-        lambda: judge_objects(
-            sf, ws.revision, pipeline, stage, committed(sf, ws, app, stage.name, tools(sf))
-        ),
-    )
+    before = _judged(sf, ws, pipeline, app, stage, live=False)
     known = {v.identity for v in before.enforced}
     new = tuple(v for v in verdict.enforced if v.identity not in known)
     kept = tuple(v for v in verdict.enforced if v.identity in known)
@@ -215,26 +207,38 @@ def judge(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: Sta
 def _verdict(sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: Stage) -> Verdict:
     proof = _flags_only(sf, ws, pipeline, app, stage)
     if proof is not None:
-        held = sf.cache.peek(proof)
+        held = memo(sf).peek(proof)  # a peek counts as a use: large renders do not push it out
         if held is not None:
-            # Held again as just used, as services.flags does with its render proof: large
-            # flag documents pass through the cache on every write and would push it out.
-            sf.cache.put(proof, held)
             return held  # type: ignore[no-any-return]
-    # by the render and the rules: a promotion's gate judged this very render already
-    verdict = sf.cache.get(
-        (
-            "policy-verdict",
-            render_key(sf, ws, app, stage.name, live=True),
-            _rules(sf, ws.revision, pipeline, stage),
-        ),
-        lambda: judge_objects(
-            sf, ws.revision, pipeline, stage, rendered(sf, ws, app, stage.name, tools(sf))
-        ),
-    )
+    verdict = _judged(sf, ws, pipeline, app, stage, live=True)
     if proof is not None:
-        sf.cache.put(proof, verdict)
+        memo(sf).put(proof, verdict)
     return verdict
+
+
+def _judged(
+    sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, stage: Stage, *, live: bool
+) -> Verdict:
+    """The verdict of a render, held by the render and the rules: a promotion's gate judged the
+    render its apply checks, and the state before a write is often a render judged already."""
+    key = (
+        "verdict",
+        render_key(sf, ws, app, stage.name, live=live),
+        _rules(sf, ws.revision, pipeline, stage),
+    )
+    load = rendered if live else committed
+    return memo(sf).get(
+        key,
+        lambda: judge_objects(
+            sf, ws.revision, pipeline, stage, load(sf, ws, app, stage.name, tools(sf))
+        ),
+        _small,
+    )
+
+
+def _small(value: object) -> int:
+    """Weigh a small value (a verdict, a proof, compiled policies) at 1 KiB."""
+    return 1024
 
 
 def _rules(sf: Stageflow, revision: str, pipeline: Pipeline, stage: Stage) -> str:
@@ -263,12 +267,12 @@ def _flags_only(
     if text is None:
         return None
     path = kustomization_path(app, stage.name)
-    # the same entry services.flags holds for its render proof: parsed once per blob
-    local = sf.cache.get(
+    local = memo(sf).get(
         ("generated-only", git_blob_id(text.encode("utf-8")), overlay),
         lambda: sf.codecs.parse_kustomization(text, path).generated_only(
             FLAGS_FILE, overlay, app.base_path
         ),
+        _small,
     )
     entries = sf.repo.tree_entries(ws.revision, overlay)
     inputs = tuple(sorted((n, sha) for n, sha in entries.items() if n != FLAGS_FILE))

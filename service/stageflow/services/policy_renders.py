@@ -17,6 +17,7 @@ from typing import Any
 from stageflow.domain.pipeline import App
 from stageflow.domain.policies.model import Manifest
 from stageflow.services.context import PARSED_BYTES_PER_SOURCE_BYTE, Stageflow
+from stageflow.services.policy_memos import memo
 from stageflow.services.ports import PolicyTools, Workspace
 from stageflow.services.state import git_blob_id
 
@@ -91,19 +92,13 @@ def render_text(sf: Stageflow, ws: Workspace, app: App, stage: str) -> str:
     if not isinstance(ws, Recording):  # a preview: not a write, nothing to share
         return sf.renderer.render(directory)
     key = ("text", render_key(sf, ws, app, stage, live=True))
-
-    def build() -> tuple[str, int]:
-        text = sf.renderer.render(directory)
-        return text, len(text)
-
-    return sf.cache.get_weighed(key, build)
+    return memo(sf).get(key, lambda: sf.renderer.render(directory), len)
 
 
 def remember(sf: Stageflow, ws: Workspace, app: App, stage: str, text: str) -> None:
     """Hold a render a write made anyway, so that the policy step does not render it again."""
     if isinstance(ws, Recording) and ws.checked:
-        key = ("text", render_key(sf, ws, app, stage, live=True))
-        sf.cache.put(key, text, len(text))
+        memo(sf).put(("text", render_key(sf, ws, app, stage, live=True)), text, len(text))
 
 
 def rendered(
@@ -111,16 +106,15 @@ def rendered(
 ) -> list[Manifest]:
     """The objects ``stage`` renders as the working tree has it now (cached by content)."""
     key = render_key(sf, ws, app, stage, live=True)
-
-    def build() -> tuple[list[Manifest], int]:
-        text = sf.cache.peek(("text", key))
-        if text is None:
-            text = sf.renderer.render(ws.directory(app.overlay_path(stage)))
-            sf.cache.put(("text", key), text, len(text))
-        objects: list[Manifest] = list(tools.parse_manifests(text))
-        return objects, PARSED_BYTES_PER_SOURCE_BYTE * len(text)
-
-    return sf.cache.get_weighed(("objects", key), build)
+    held = memo(sf)
+    found = held.peek(("objects", key))
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    directory = ws.directory(app.overlay_path(stage))
+    text = held.get(("text", key), lambda: sf.renderer.render(directory), len)
+    objects: list[Manifest] = list(tools.parse_manifests(text))
+    held.put(("objects", key), objects, PARSED_BYTES_PER_SOURCE_BYTE * len(text))
+    return objects
 
 
 def committed(
@@ -132,7 +126,7 @@ def committed(
     committed for the render, then written again.
     """
     key = render_key(sf, ws, app, stage, live=False)
-    hit = sf.cache.peek(("objects", key))
+    hit = memo(sf).peek(("objects", key))
     if hit is not None:
         return hit  # type: ignore[no-any-return]
     with _AsCommitted(sf, ws, ws.under(app.overlay_path(stage), app.base_path)):
