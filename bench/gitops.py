@@ -96,6 +96,34 @@ def bench_pipeline(text: str) -> str:
     return patched
 
 
+# Every policy kind on, for the policy rows: the starter's, plus the two it leaves off, and
+# parity on the stage a bench promotion enters (the starter has it on production only).
+ALL_POLICIES = """
+  - builtin: resources
+    action: enforce
+  - builtin: kubernetes-schema
+    action: enforce
+"""
+
+
+def with_policies(text: str, policies: str) -> str:
+    """The pipeline with the starter's policies (``seed``), all of them (``all``) or none."""
+    if policies == "seed":
+        return text
+    head, _, _ = text.partition("\npolicies:\n")
+    starter = text[len(head) :]
+    head = re.sub(r"^    parity: .*\n", "", head, flags=re.M)
+    if policies == "off":
+        return head.rstrip("\n") + "\n"
+    head = head.replace(
+        "  - name: staging\n",
+        "  - name: staging\n    parity: {with: development, min_replica_ratio: 0.5, "
+        "action: warn}\n",
+        1,
+    )
+    return head + starter.rstrip("\n") + "\n" + ALL_POLICIES.lstrip("\n")
+
+
 def flag_document(seed_text: str, stage: str, count: int) -> str:
     """The stage's starter flags plus ``count`` boolean flags; half ON where the stage allows."""
     seed = parse_flag_document(seed_text)
@@ -119,6 +147,7 @@ class RepoShape:
     flags: int = 100  # benchmark flags in development
     other_stage_flags: int = 100  # ... and in staging and production
     history: int = 0  # image-tag commits before the flags commit
+    policies: str = "seed"  # the starter's policies; "all" (every kind on) or "off" (none)
 
     @property
     def label(self) -> str:
@@ -133,7 +162,7 @@ def build_remote(bare: Path, shape: RepoShape) -> dict[str, float | int]:
         for path in sorted(SEED.rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts
     }
-    files["stageflow.yaml"] = bench_pipeline(files["stageflow.yaml"])
+    files["stageflow.yaml"] = with_policies(bench_pipeline(files["stageflow.yaml"]), shape.policies)
     bare.parent.mkdir(parents=True, exist_ok=True)
     git("init", "-q", "--bare", "-b", BRANCH, str(bare))
 

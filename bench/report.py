@@ -62,6 +62,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "resources": ("row", "value", "reference", "ratio", "target", "verdict"),
     "peers": ("row", "ours", "Unleash", "ours/Unleash", "target", "verdict"),
+    "policies": ("row", "n", "on median", "on p95", "off median", "on/off", "target", "verdict"),
 }
 TITLES = {
     "writes": "Writes: request start until the 200 (the commit is on the remote)",
@@ -71,6 +72,7 @@ TITLES = {
     "replicas": "Replicas: two `stageflow serve` on one PostgreSQL and one remote",
     "resources": "Memory",
     "peers": "Against Unleash",
+    "policies": "Manifest policies: the same write with every policy on, and with none",
 }
 
 

@@ -56,12 +56,34 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def seed_files() -> dict[str, str]:
-    """The starter GitOps repo (``overlays/``), as paths and texts."""
-    return {
+    """The starter GitOps repo (``overlays/``), as paths and texts, without its manifest policies.
+
+    ``FakeRenderer`` does not render Kubernetes objects, so nothing a policy could check: the
+    policies and parity are tested against real ``kustomize build`` output (tests/e2e/test_policies,
+    tests/unit/test_policies), and the fakes test the workflow's decisions without them.
+    """
+    files = {
         path.relative_to(SEED).as_posix(): path.read_text()
         for path in sorted(SEED.rglob("*"))
         if path.is_file()
     }
+    files["stageflow.yaml"] = _without_policies(files["stageflow.yaml"])
+    return files
+
+
+def _without_policies(text: str) -> str:
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("policies:"):
+            skipping = True
+            continue
+        if skipping and (line.startswith((" ", "#")) or not line.strip()):
+            continue
+        skipping = False
+        if line.strip().startswith("parity:"):
+            continue
+        kept.append(line)
+    return "".join(kept)
 
 
 @cache

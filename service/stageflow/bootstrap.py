@@ -24,6 +24,7 @@ from stageflow.adapters.git_history import GitHistory
 from stageflow.adapters.kustomization import KustomizationFile
 from stageflow.adapters.kustomize import KubectlKustomize
 from stageflow.adapters.pipeline_file import load_pipeline
+from stageflow.adapters.policy_engine import KubernetesPolicyTools
 from stageflow.adapters.prometheus import PrometheusHTTP
 from stageflow.config import Settings
 from stageflow.domain.errors import Unavailable
@@ -52,6 +53,7 @@ def codecs(settings: Settings | None = None) -> Codecs:
         validate_flags=validate,
         flag_evaluator=partial(FlagdEvaluator, fractional=fractional),
         trial_evaluate=trial_evaluate,
+        policy_tools=KubernetesPolicyTools(),
     )
 
 

@@ -177,6 +177,8 @@ class HookDelivery:
         self._pool: ThreadPoolExecutor | None = None
         self._pending = 0
         self._idle = threading.Condition(self._lock)
+        self._planning: threading.Thread | None = None
+        self._closed = False
 
     def pushed(self, revision: str, at: datetime) -> None:
         self._started()
@@ -190,8 +192,13 @@ class HookDelivery:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
+        """Stop: nothing more is planned or recorded (the repository and the ledger are closed
+        next); the plan under way finishes first, so it does not open the clone again."""
+        self._closed = True
         if self._pid == os.getpid():
             self._queue.put(None)
+            if self._planning is not None:
+                self._planning.join(timeout=10)
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -204,13 +211,16 @@ class HookDelivery:
             self._pid = os.getpid()
             self._pending = 0
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stageflow-hook")
-            threading.Thread(target=self._planner, name="stageflow-hooks", daemon=True).start()
+            self._planning = threading.Thread(
+                target=self._planner, name="stageflow-hooks", daemon=True
+            )
+            self._planning.start()
 
     def _planner(self) -> None:
         while (item := self._queue.get()) is not None:
             revision, at = item
             try:
-                calls = list(self.plan(revision, at))
+                calls = [] if self._closed else list(self.plan(revision, at))
             except Exception:
                 log.exception("cannot plan the controller hooks of %s", revision[:12])
                 calls = []
@@ -229,7 +239,8 @@ class HookDelivery:
             DELIVERY_SECONDS.labels(call.hook.kind, outcome.outcome).observe(outcome.seconds)
             _log(outcome)
             try:
-                self.record(outcome)
+                if not self._closed:
+                    self.record(outcome)
             except Exception:
                 log.exception("cannot record the controller hook of %s", call.revision[:12])
         finally:

@@ -21,7 +21,9 @@ from stageflow.api.schemas import (
 )
 from stageflow.domain.images import ImageRef
 from stageflow.services import flags, images
+from stageflow.services.changes import Outcome
 from stageflow.services.flags import UNSET, flag_json
+from stageflow.services.ports import Committed
 
 blp = Blueprint(
     "changes",
@@ -37,6 +39,14 @@ IDEMPOTENCY_HEADER = {
     "schema": {"type": "string", "maxLength": 255},
     "description": "repeat a write safely: the same key and body return the first answer",
 }
+
+
+def _answer(done: Committed[Outcome], **fields: Any) -> dict[str, Any]:
+    """The answer to a write: its revision, what it returns, and any policy warnings."""
+    answer = {"revision": done.revision, **fields}
+    if done.result.warnings:
+        answer["warnings"] = [dict(warning) for warning in done.result.warnings]
+    return answer
 
 
 @blp.route("/apps/<app>/flags")
@@ -59,7 +69,7 @@ class Flags(MethodView):
             default_variant=body.get("defaultVariant"),
         )
         done = flags.create_flag(current_stageflow(), app, spec, actor=current_actor())
-        return {"revision": done.revision, "flag": flag_json(done.result.value)}
+        return _answer(done, flag=flag_json(done.result.value))
 
 
 @blp.route("/apps/<app>/flags/<key>")
@@ -81,7 +91,7 @@ class FlagByKey(MethodView):
             lifecycle=body.get("lifecycle"),
             description=body.get("description", UNSET),
         )
-        return {"revision": done.revision}
+        return _answer(done)
 
 
 @blp.route("/apps/<app>/stages/<stage>/flags/<key>")
@@ -105,7 +115,7 @@ class StageFlag(MethodView):
         done = flags.update_stage_flag(
             current_stageflow(), app, stage, key, change, actor=current_actor()
         )
-        return {"revision": done.revision, "flag": flag_json(done.result.value)}
+        return _answer(done, flag=flag_json(done.result.value))
 
     @requires("editor")
     @idempotent
@@ -115,7 +125,7 @@ class StageFlag(MethodView):
     def delete(self, app: str, stage: str, key: str) -> dict[str, Any]:
         """Remove a flag's definition from one stage."""
         done = flags.delete_stage_flag(current_stageflow(), app, stage, key, actor=current_actor())
-        return {"revision": done.revision}
+        return _answer(done)
 
 
 @blp.route("/apps/<app>/stages/<stage>/images")
@@ -137,4 +147,4 @@ class StageImages(MethodView):
             ImageRef(body["name"], tag=body.get("tag"), digest=body.get("digest")),
             actor=current_actor(),
         )
-        return {"revision": done.revision, "image": done.result.after}
+        return _answer(done, image=done.result.after)

@@ -46,8 +46,29 @@ class AnyValue(fields.Raw):
     """Any JSON value (flag variants may be booleans, strings, numbers or objects)."""
 
 
+class PolicyWarningSchema(Schema):
+    policy = fields.String()
+    object = fields.String(metadata={"description": "kind/namespace/name"})
+    message = fields.String()
+    action = fields.String()
+    stage = fields.String()
+    allowed = fields.String(
+        metadata={
+            "description": "why it was let through: warn, not_worse (already there) or rollback"
+        }
+    )
+
+
+def _warnings() -> fields.List:
+    return fields.List(
+        fields.Nested(PolicyWarningSchema),
+        metadata={"description": "policy violations reported but not refused (absent: none)"},
+    )
+
+
 class RevisionSchema(Schema):
     revision = fields.String(required=True, metadata={"description": "the pushed commit SHA"})
+    warnings = _warnings()
 
 
 # -- pipeline ---------------------------------------------------------------------------------
@@ -189,6 +210,7 @@ class FlagCreateSchema(StrictSchema):
 class FlagCreatedSchema(Schema):
     revision = fields.String()
     flag = fields.Nested(FlagSchema)
+    warnings = _warnings()
 
 
 class FlagEditSchema(StrictSchema):
@@ -248,6 +270,7 @@ class ImageSetSchema(StrictSchema):
 class ImageSetResultSchema(Schema):
     revision = fields.String()
     image = fields.Nested(ImageSchema)
+    warnings = _warnings()
 
 
 # -- audit ------------------------------------------------------------------------------------

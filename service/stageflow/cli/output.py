@@ -127,6 +127,14 @@ def rows(made: Table, values: Sequence[Sequence[Any]]) -> Table:
 
 
 def emit_done(fmt: str, answer: dict[str, Any], said: str) -> int:
-    """Print what a write did and the revision it made (or the answer, with -o json / yaml)."""
-    emit(fmt, answer, lambda c, d: c.print(Text(f"{said} (revision {short(d.get('revision'))})")))
+    """Print what a write did and the revision it made (or the answer, with -o json / yaml),
+    and the policy violations it was let through with (``warnings``)."""
+
+    def show(console: Console, data: dict[str, Any]) -> None:
+        console.print(Text(f"{said} (revision {short(data.get('revision'))})"))
+        for w in data.get("warnings") or []:
+            line = f"policy {w.get('policy')}: {w.get('object')}: {w.get('message')}"
+            console.print(Text(f"{line} [{w.get('allowed')}]", style="yellow"))
+
+    emit(fmt, answer, show)
     return OK

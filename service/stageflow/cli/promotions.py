@@ -68,6 +68,16 @@ def gates_table(p: dict[str, Any]) -> Any:
     )
 
 
+def parity_rows(p: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Every difference the parity gate found (its message names the first few only)."""
+    return [
+        (d.get("difference"), d.get("rule") or "", "fails" if d.get("fails") else "listed")
+        for g in p.get("gates") or []
+        if g.get("kind") == "parity"
+        for d in (g.get("evidence") or {}).get("differences", [])
+    ]
+
+
 def promotion_parts(p: dict[str, Any], *, diff: bool = False) -> list[Any]:
     parts: list[Any] = [headline(p)]
     plan = p.get("plan") or {}
@@ -84,6 +94,8 @@ def promotion_parts(p: dict[str, Any], *, diff: bool = False) -> list[Any]:
         parts.append(Text("Plan: nothing moves"))
     if p.get("gates"):
         parts.append(gates_table(p))
+    if differences := parity_rows(p):
+        parts.append(rows(table("DIFFERENCE", "RULE", "VERDICT", title="Parity"), differences))
     approvals = p.get("approvals") or []
     if approvals:
         parts.append(

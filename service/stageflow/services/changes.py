@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -12,6 +12,7 @@ from stageflow.domain.errors import Unavailable
 from stageflow.domain.ledger import AuditEntry
 from stageflow.services import hooks
 from stageflow.services.context import Stageflow
+from stageflow.services.policies import policed
 from stageflow.services.ports import Change, Committed, Workspace
 
 T = TypeVar("T")
@@ -40,6 +41,8 @@ class Outcome:
     before: Any
     after: Any
     value: Any = None
+    # what the policy step reported but let through (services.policies): answer and audit log
+    warnings: tuple[Mapping[str, str], ...] = ()
 
 
 def commit_change(
@@ -70,7 +73,7 @@ def commit_change(
         )
     actor = actor.with_change_id()
     done = sf.repo.change(
-        _described(operation),
+        _described(policed(sf, operation)),
         actor=actor.name,
         trailers={
             "Stageflow-Change": actor.change_id,
@@ -102,7 +105,7 @@ def _audit(sf: Stageflow, actor: Actor, done: Committed[Outcome]) -> None:
                 stage=outcome.stage,
                 target=outcome.target,
                 before=outcome.before,
-                after=outcome.after,
+                after=_with_warnings(outcome),
                 revision=done.revision,
                 change_id=actor.change_id,
                 at=sf.clock(),
@@ -147,6 +150,16 @@ def _described(
         return replace(change, trailers={**facts, **change.trailers})
 
     return described
+
+
+def _with_warnings(outcome: Outcome) -> Any:
+    """The audit entry's ``after``, with what the policy step let through (if anything)."""
+    if not outcome.warnings:
+        return outcome.after
+    warnings = [dict(warning) for warning in outcome.warnings]
+    if isinstance(outcome.after, Mapping):
+        return {**outcome.after, "policy_warnings": warnings}
+    return {"after": outcome.after, "policy_warnings": warnings}
 
 
 def recorded_later(revision: str, cause: Unavailable) -> Unavailable:

@@ -21,6 +21,7 @@ from stageflow.domain.flags import (
 from stageflow.domain.pipeline import App, Pipeline, Stage
 from stageflow.services.changes import Actor, Outcome, commit_change
 from stageflow.services.context import RenderInputs, Stageflow
+from stageflow.services.policy_renders import remember
 from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import (
     FLAGS_FILE,
@@ -107,7 +108,8 @@ def _render(sf: Stageflow, ws: Workspace, app: App, stages: list[str]) -> None:
             # write and would otherwise push the proof out, and with it the render back in.
             sf.cache.render_proofs.put(proof, True)
             continue
-        sf.renderer.render(ws.directory(app.overlay_path(stage)))
+        text = sf.renderer.render(ws.directory(app.overlay_path(stage)))
+        remember(sf, ws, app, stage, text)  # the policy step's render (services.policies)
         if proof is not None:
             sf.cache.render_proofs.put(proof, True)
 

@@ -6,6 +6,7 @@ from stageflow.domain.errors import Invalid, StageSkipped
 from stageflow.domain.images import ImageRef, image_ref
 from stageflow.services.changes import Actor, Outcome, commit_change
 from stageflow.services.context import Stageflow
+from stageflow.services.policy_renders import remember
 from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import image_view, kustomization_path, pipeline_in
 
@@ -54,7 +55,8 @@ def set_image(
         before = current[ref.name]
         if doc.set_image(ref, clear_other=True):
             ws.write(path, doc.render())
-            sf.renderer.render(ws.directory(app.overlay_path(stage.name)))
+            text = sf.renderer.render(ws.directory(app.overlay_path(stage.name)))
+            remember(sf, ws, app, stage.name, text)  # the policy step's render (#17)
         # Whatever was sent replaces the pin: a digest alone drops a stale tag, and vice versa.
         after = ImageRef(name=before.name, tag=ref.tag, digest=ref.digest, new_name=before.new_name)
         return Change(

@@ -27,6 +27,7 @@ from stageflow.domain.images import ImageRef
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.domain.notify import Delivery, NotifyTarget
 from stageflow.domain.pipeline import Pipeline
+from stageflow.domain.policies.admission import Program
 from stageflow.domain.promotions import Approval, Promotion, Rejection
 
 T = TypeVar("T")
@@ -174,6 +175,22 @@ class FlagEvaluator(Protocol):
     def evaluate(self, key: str, request: EvaluationRequest) -> Evaluation: ...
 
 
+class PolicyTools(Protocol):
+    """The libraries behind manifest policies: YAML streams, Kubernetes schemas, CEL."""
+
+    def parse_manifests(self, text: str) -> list[dict[str, Any]]: ...
+
+    def compile_cel(self, expression: str) -> Program:
+        """Compile a CEL expression; ValueError says what does not parse."""
+        ...
+
+    def schema_findings(
+        self, objects: Sequence[Mapping[str, Any]], version: str, strict: bool
+    ) -> tuple[list[tuple[int, str]], list[str]]:
+        """Check objects against the schemas: (index, problem) pairs, and unknown kinds."""
+        ...
+
+
 @dataclass(frozen=True)
 class Codecs:
     """Parsers and validators that need third-party libraries (YAML, JSON Schema)."""
@@ -187,6 +204,8 @@ class Codecs:
     # trial_evaluate(doc, key): evaluate the flag's targeting as flagd would with a few contexts;
     # raises FlagDocumentError when flagd fails or answers something that is not a variant
     trial_evaluate: Callable[[FlagDocument, str], None] | None = None
+    # manifest policies (issue #17); None: a pipeline that switches policies on cannot write
+    policy_tools: PolicyTools | None = None
 
 
 class AuditLog(Protocol):

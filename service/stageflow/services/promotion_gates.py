@@ -19,7 +19,9 @@ from stageflow.domain.gates import (
     soak_gate,
 )
 from stageflow.domain.pipeline import App, Stage
+from stageflow.domain.promotions import Selection
 from stageflow.services.context import Stageflow
+from stageflow.services.policy_gates import policy_gates
 from stageflow.services.ports import MetricsSource
 from stageflow.services.state import Snapshot
 
@@ -38,6 +40,8 @@ class People(TypedDict):
 
     requester: str
     approvers: NotRequired[Sequence[str]]
+    # what the promotion moves: its policy and parity gates render the result (none: no render)
+    selection: NotRequired[Selection | None]
 
 
 def evaluate_gates(
@@ -58,6 +62,7 @@ def evaluate_gates(
     gates += _soak(source, content, reports, now)
     gates.append(freeze_gate(target.name, freezes, target.freeze_windows, now))
     gates.append(hold_gate(app.name, target.name, hold))
+    gates += policy_gates(sf, snap, app, source, target, people.get("selection"))
     if target.approvals:
         gates.append(approvals_gate(target.name, target.approvals, approvers, requester))
     running = next((r.revision for r in reports if r.content == content), None)

@@ -27,6 +27,7 @@ from stageflow.domain.promotions import (
 from stageflow.services.changes import Outcome
 from stageflow.services.context import Stageflow
 from stageflow.services.flags import write_flags
+from stageflow.services.policy_renders import render_text
 from stageflow.services.ports import Change, KustomizationDoc, Workspace
 from stageflow.services.scratch import ScratchWorkspace
 from stageflow.services.state import (
@@ -122,10 +123,10 @@ class PromotionWrite:
         if plan.empty:
             raise nothing_to_promote(app.name, source.name, target.name)
         folder = app.overlay_path(target.name)
-        before = self.sf.renderer.render(ws.directory(folder))
+        before = render_text(self.sf, ws, app, target.name)  # cached by content (policies)
         self._write_images(ws, app, target, plan, overlays.target_doc)
         self._write_flags(ws, app, target, plan, overlays)
-        after = self.sf.renderer.render(ws.directory(folder))
+        after = render_text(self.sf, ws, app, target.name)
         diff = unified_diff(before, after, f"kustomize build {folder}")
         return Planned(app, source, target, plan, diff)
 

@@ -110,7 +110,9 @@ def promote(
     target = snap.pipeline.stage(to)
     source = source_stage(snap.pipeline, target.name, options.get("from_"))
     plan = _planned_from(sf, snap, app, source, target, selection)
-    gating = evaluate_gates(sf, snap, app, source, target, requester=actor.name)
+    gating = evaluate_gates(
+        sf, snap, app, source, target, requester=actor.name, selection=selection
+    )
     decision = verdict(gating.gates)
     diff = ""
     if options.get("dry_run") or decision != Verdict.APPLY:
@@ -381,6 +383,7 @@ def evaluate(sf: Stageflow, promotion_id: int, *, actor: Actor) -> Promotion:
         target,
         requester=promotion.requested_by,
         approvers=sorted(promotion.approvers()),
+        selection=promotion.selection,
     )
     if gating.content != promotion.source_content:
         changed = promotion.moved_to(

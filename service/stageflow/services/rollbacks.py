@@ -16,6 +16,7 @@ from stageflow.domain.promotions import Promotion, PromotionStatus, Rejection
 from stageflow.services import holds, promotions
 from stageflow.services.changes import Actor, Outcome, commit_change, recorded_later
 from stageflow.services.context import Stageflow
+from stageflow.services.policy_renders import remember
 from stageflow.services.ports import Change, Committed, Workspace
 from stageflow.services.state import (
     content_at,
@@ -97,7 +98,8 @@ class RollbackWrite:
                 ws.delete(path)
             else:
                 ws.write(path, before)
-        self.sf.renderer.render(ws.directory(app.overlay_path(promotion.target)))
+        text = self.sf.renderer.render(ws.directory(app.overlay_path(promotion.target)))
+        remember(self.sf, ws, app, promotion.target, text)  # the policy step's render
         return Change(
             f"{app.name}: roll back promotion {promotion.id} in {promotion.target}\n\n{self.why}",
             Outcome(

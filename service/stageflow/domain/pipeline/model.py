@@ -16,6 +16,7 @@ from stageflow.domain.errors import NotFound
 from stageflow.domain.hooks import ControllerHook
 from stageflow.domain.notify import NotifyTarget
 from stageflow.domain.pipeline.cron import parse_cron, runs_on, times_of_day
+from stageflow.domain.policies import PolicySettings
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class Pipeline:
     stages: tuple[Stage, ...]
     # where events are sent (`notify:` at the top level and inside stages), flattened
     notify: tuple[NotifyTarget, ...] = ()
+    policies: PolicySettings = field(default_factory=PolicySettings)  # domain.policies
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "apps", MappingProxyType(dict(self.apps)))

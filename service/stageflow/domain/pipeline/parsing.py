@@ -26,6 +26,7 @@ from stageflow.domain.pipeline.model import (
     Stage,
 )
 from stageflow.domain.pipeline.reader import KeyPath, LineOf, Reader, optional, quoted
+from stageflow.domain.policies import parse_policy_settings
 
 API_VERSION = "stageflow/v1"
 
@@ -49,7 +50,7 @@ def parse_pipeline(
             f"start it with apiVersion: {API_VERSION}, then list apps: and stages:",
         )
     top = reader.mapping(data, (), f"apiVersion: {API_VERSION} with apps: and stages: under it")
-    reader.keys(top, (), ("apiVersion", "apps", "stages", "notify"))
+    reader.keys(top, (), ("apiVersion", "apps", "stages", "notify", "policies"))
     if "apiVersion" not in top:
         reader.fail(("apiVersion",), "is missing", f"add apiVersion: {API_VERSION} at the top")
     if top["apiVersion"] != API_VERSION:
@@ -68,7 +69,13 @@ def parse_pipeline(
     stages = _parse_stages(reader, top["stages"])
     apps = _parse_apps(reader, top["apps"], tuple(stage.name for stage in stages))
     notify = parse_targets(reader, top["notify"], ("notify",)) if top.get("notify") else ()
-    return Pipeline(apps=apps, stages=stages, notify=notify + _stage_targets(reader, top))
+    policies = parse_policy_settings(top, [stage.name for stage in stages], reader.fail)
+    return Pipeline(
+        apps=apps,
+        stages=stages,
+        notify=notify + _stage_targets(reader, top),
+        policies=policies,
+    )
 
 
 def _stage_targets(reader: Reader, top: Mapping[str, object]) -> tuple[NotifyTarget, ...]:
@@ -108,6 +115,7 @@ _STAGE_KEYS = (
     "notify",
     "flag_events",
     "controller_hooks",
+    "parity",
 )
 
 

@@ -39,7 +39,8 @@ def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> dict[str, Any]:
             problem.view()
             for problem in sf.cache.head_problems.get(snap.revision, snap.file_problems)
             if scope is None or problem.app is None or scope.covers(problem.app)
-        ],
+        ]
+        + _policy_problems(sf, snap),
         "repository": {"url": sf.repo.display_url, "branch": sf.repo.branch},
         "stages": [stage_view(stage) for stage in snap.pipeline.stages],
         "apps": [
@@ -48,6 +49,13 @@ def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> dict[str, Any]:
             if scope is None or scope.covers(app.name)
         ],
     }
+
+
+def _policy_problems(sf: Stageflow, snap: Snapshot) -> list[dict[str, Any]]:
+    # services.policies reads the state through this package, hence imported here
+    from stageflow.services.policies import policy_problems
+
+    return [problem.view() for problem in policy_problems(sf, snap)]
 
 
 def stage_view(stage: Stage) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""The libraries behind manifest policies: YAML streams, Kubernetes schemas and CEL.
+
+CEL: ``common-expression-language`` (the ``cel`` module, Rust's cel-interpreter underneath) was
+chosen over ``cel-python`` after measuring both on Kubernetes-style expressions over a rendered
+Deployment (median of 200-500 runs, one core, Python 3.11)::
+
+    expression                                      compile (cel / celpy)   eval (cel / celpy)
+    object.spec.replicas <= 5                          10 us /  96 us        33 us / 158 us
+    'team' in object.metadata.labels                   10 us /  97 us        33 us / 161 us
+    has(object.metadata.labels) && has(...)            22 us / 223 us        35 us / 258 us
+    containers.all(c, !c.image.endsWith(':latest')...) 34 us / 344 us        37 us / 762 us
+    name.startsWith('demo') && name.matches('^...$')   22 us / 223 us        44 us / 359 us
+
+It is 3-20x faster to evaluate and ~10x faster to compile, and takes plain dicts (cel-python
+needs every object converted with ``json_to_cel`` first). Neither has the Kubernetes CEL
+extensions (``lowerAscii``, ``quantity``, ...): a policy using them fails to compile or to
+evaluate, and says so.
+
+Schemas: ``kubernetes-validate`` ships the OpenAPI schemas per Kubernetes minor version; its own
+``validate`` reads two JSON files and builds a validator per object (~30 ms), so validators are
+built here once per (version, apiVersion, kind) and reused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import cel
+import jsonschema
+import kubernetes_validate.utils as kv
+import yaml
+from referencing import Registry, Resource
+
+from stageflow.domain.errors import Invalid
+from stageflow.domain.policies.admission import Program
+
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_manifests(text: str) -> list[dict[str, Any]]:
+    """Read a ``kustomize build`` output (a YAML stream) as a list of objects."""
+    try:
+        documents = list(yaml.load_all(text, Loader=_SAFE_LOADER))
+    except yaml.YAMLError as exc:
+        raise Invalid(f"the rendered manifests are not YAML: {exc}", code="render_failed") from exc
+    return [doc for doc in documents if isinstance(doc, dict)]
+
+
+class _CelProgram:
+    """A compiled CEL expression, called with the activation (variables by name)."""
+
+    def __init__(self, program: Any) -> None:
+        self._program = program
+
+    def __call__(self, activation: Mapping[str, Any]) -> Any:
+        return self._program.execute(dict(activation))
+
+
+def compile_cel(expression: str) -> Program:
+    """Compile a CEL expression; ValueError names what does not parse."""
+    try:
+        return _CelProgram(cel.compile(expression))
+    except Exception as exc:  # the library raises ValueError, and others for odd input
+        raise ValueError(str(exc).strip()) from None
+
+
+def _schema_dir(version: str, strict: bool) -> str:
+    wanted = kv.major_minor(version)
+    if wanted > kv.latest_version():
+        raise kv.VersionNotSupportedError(version=wanted)
+    known = [v for v in kv.all_versions() if kv.major_minor(v) <= wanted]
+    if not known:
+        raise kv.VersionNotSupportedError(version=wanted)
+    return f"v{known[-1]}-local" + ("-strict" if strict else "")
+
+
+@lru_cache(maxsize=256)
+def _validator(version: str, strict: bool, api_version: str, kind: str) -> Any:
+    """Build (once) the validator of one kind; None when the schemas do not know it."""
+    folder = f"kubernetes-json-schema/{_schema_dir(version, strict)}"
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = kv.schema_contents(f"{folder}/{kind.lower()}-{group}.json", version)
+    except FileNotFoundError:
+        return None
+    definitions = kv.schema_contents(f"{folder}/_definitions.json", version)
+    registry: Registry[Any] = Resource.from_contents(schema) @ Registry()
+    registry = Resource.from_contents(definitions) @ registry
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+def _where(path: Sequence[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "(the object)"
+
+
+class KubernetesPolicyTools:
+    """The ``PolicyTools`` port: manifests, schemas and CEL for the policy step."""
+
+    parse_manifests = staticmethod(parse_manifests)
+    compile_cel = staticmethod(compile_cel)
+
+    def schema_findings(
+        self, objects: Sequence[Mapping[str, Any]], version: str, strict: bool
+    ) -> tuple[list[tuple[int, str]], list[str]]:
+        """Check each object against its schema: (index, problem) pairs, and unknown kinds."""
+        found: list[tuple[int, str]] = []
+        unknown: list[str] = []
+        try:
+            _schema_dir(version, strict)
+        except kv.VersionNotSupportedError as exc:
+            raise Invalid(
+                f"kubernetes-schema: Kubernetes {version} is not one kubernetes-validate ships "
+                f"schemas for (newest: {kv.latest_version()}); {exc}",
+                code="invalid_policy",
+            ) from None
+        for index, obj in enumerate(objects):
+            api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+            validator = _validator(version, strict, api_version, kind)
+            if validator is None:
+                unknown.append(f"{kind} ({api_version})")
+                continue
+            for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.path))[:5]:
+                found.append((index, f"{_where(error.path)}: {error.message}"))
+        return found, sorted(set(unknown))
