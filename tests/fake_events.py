@@ -58,8 +58,8 @@ class FakeEvents:
     def first_with_revision(self, kind: str, revisions: Sequence[str]) -> dict[str, datetime]:
         found: dict[str, datetime] = {}
         for e in self.ledger.events:
-            if e.kind == kind and e.revision in revisions and e.revision not in found:
-                found[e.revision] = e.at
+            if e.kind == kind and e.revision and e.revision in revisions:
+                found.setdefault(e.revision, e.at)
         return found
 
 

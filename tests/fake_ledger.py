@@ -11,17 +11,18 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from stageflow.domain.events import Event, events_of
 from stageflow.domain.evidence import Evidence
 from stageflow.domain.gates import CheckResult, Deployment, Freeze, Hold
 from stageflow.domain.hooks import Restore
-from stageflow.domain.identity import ApiToken, Scope
+from stageflow.domain.identity import ApiToken
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.domain.notify import Delivery
 from stageflow.domain.promotions import Approval, Promotion, Rejection
 from stageflow.services.ports import (
+    AuditFilter,
     AuditLog,
     Checks,
     Deployments,
@@ -31,6 +32,7 @@ from stageflow.services.ports import (
     Holds,
     IdempotencyStore,
     Notifications,
+    PromotionQuery,
     Promotions,
     Rejections,
     Replicas,
@@ -83,17 +85,9 @@ class FakeAuditLog:
             if e.change_id is not None and e.change_id in change_ids
         }
 
-    def list(
-        self,
-        *,
-        app: str | None = None,
-        stage: str | None = None,
-        actor: str | None = None,
-        before_id: int | None = None,
-        limit: int = 100,
-        scope: Scope | None = None,
-        own_actor: str | None = None,
-    ) -> Sequence[AuditEntry]:
+    def list(self, **query: Unpack[AuditFilter]) -> Sequence[AuditEntry]:
+        app, stage, actor = query.get("app"), query.get("stage"), query.get("actor")
+        before_id, limit = query.get("before_id"), query.get("limit", 100)
         found = [
             e
             for e in reversed(self.ledger.audit)
@@ -222,23 +216,14 @@ class FakePromotions:
         )
         return True
 
-    def list(
-        self,
-        *,
-        app: str | None = None,
-        target: str | None = None,
-        source: str | None = None,
-        statuses: Sequence[str] = (),
-        before_id: int | None = None,
-        limit: int = 100,
-        apps: Sequence[str] = (),
-        targets: Sequence[str] = (),
-    ) -> Sequence[Promotion]:
-        wanted = {
-            "app": app,
-            "target": target,
-            "source": source,
-        }
+    def list(self, **query: Unpack[PromotionQuery]) -> Sequence[Promotion]:
+        wanted = {name: query.get(name) for name in ("app", "target", "source")}
+        statuses, before_id = query.get("statuses", ()), query.get("before_id")
+        apps, targets, limit = (
+            query.get("apps", ()),
+            query.get("targets", ()),
+            query.get("limit", 100),
+        )
         found = [
             p
             for _, p in sorted(self.ledger.promotions.items(), reverse=True)

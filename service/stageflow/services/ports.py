@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypedDict, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 from stageflow.domain.evaluation import Evaluation, EvaluationRequest
 from stageflow.domain.events import Event
@@ -213,17 +213,9 @@ class AuditLog(Protocol):
 
     def recorded_changes(self, change_ids: Sequence[str]) -> set[str]: ...
 
-    def list(
-        self,
-        *,
-        app: str | None = None,
-        stage: str | None = None,
-        actor: str | None = None,
-        before_id: int | None = None,
-        limit: int = 100,
-        scope: Scope | None = None,
-        own_actor: str | None = None,
-    ) -> Sequence[AuditEntry]: ...
+    def list(self, **query: Unpack[AuditFilter]) -> Sequence[AuditEntry]:
+        """The entries the query names, newest first."""
+        ...
 
 
 class TokenStore(Protocol):
@@ -368,7 +360,7 @@ class PromotionQuery(TypedDict, total=False):
     targets: Sequence[str]  # a scope's stages (empty: every stage)
 
 
-class AuditQuery(TypedDict, total=False):
+class AuditFilter(TypedDict, total=False):
     """Which entries ``AuditLog.list`` answers, newest first (each key given narrows it)."""
 
     app: str | None
@@ -387,18 +379,9 @@ class Promotions(Protocol):
 
     def save(self, promotion: Promotion, *, expected_status: str | None = None) -> bool: ...
 
-    def list(
-        self,
-        *,
-        app: str | None = None,
-        target: str | None = None,
-        source: str | None = None,
-        statuses: Sequence[str] = (),
-        before_id: int | None = None,
-        limit: int = 100,
-        apps: Sequence[str] = (),
-        targets: Sequence[str] = (),
-    ) -> Sequence[Promotion]: ...
+    def list(self, **query: Unpack[PromotionQuery]) -> Sequence[Promotion]:
+        """The promotions the query names, newest first."""
+        ...
 
     def add_approval(self, promotion_id: int, approval: Approval) -> bool: ...
 

@@ -20,7 +20,7 @@ from stageflow.adapters.database.records import (
 from stageflow.domain.events import events_of
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
-from stageflow.services.ports import AuditQuery
+from stageflow.services.ports import AuditFilter
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -65,7 +65,7 @@ class SqlAuditLog:
             )
         )
 
-    def list(self, **query: Unpack[AuditQuery]) -> Sequence[AuditEntry]:
+    def list(self, **query: Unpack[AuditFilter]) -> Sequence[AuditEntry]:
         rows = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(query.get("limit", 100))
         rows = rows.where(*_audit_filter(query))
         return [
@@ -86,7 +86,7 @@ class SqlAuditLog:
         ]
 
 
-def _audit_filter(query: AuditQuery) -> list[Any]:
+def _audit_filter(query: AuditFilter) -> list[Any]:
     """The WHERE clauses of an audit query: one per key given, and the scope's."""
     clauses = _scope_filter(query.get("scope"), query.get("own_actor"))
     equal = {"app": AuditRecord.app, "stage": AuditRecord.stage, "actor": AuditRecord.actor}
