@@ -96,6 +96,11 @@ class FakeNotifications:
     def add(self, delivery: Delivery) -> None:
         self.ledger.notifications.append(replace(delivery, id=len(self.ledger.notifications) + 1))
 
+    def made(self, event_ids: Sequence[int]) -> set[tuple[int, str]]:
+        return {
+            (d.event_id, d.target) for d in self.ledger.notifications if d.event_id in event_ids
+        }
+
     def heads(self, now: datetime, *, limit: int = 500) -> Sequence[Delivery]:
         heads: dict[str, Delivery] = {}
         for d in self.ledger.notifications:

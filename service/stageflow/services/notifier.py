@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 CURSOR = "notify"
 _LOCK = "stageflow-notify-enqueue"
 _CLAIM = timedelta(seconds=60)  # longer than a send's timeout
+LOOK_BACK = 50  # event ids re-read each round (see _enqueue)
 
 
 @dataclass(frozen=True)
@@ -82,17 +83,20 @@ class Notifier:
         with sf.uow() as uow:
             uow.serialize(_LOCK)
             cursor = uow.notifications.cursor(CURSOR)
-            events = uow.events.after(cursor, limit=self.options.batch)
+            # PostgreSQL may commit a lower event id after a higher one was read: look back a
+            # little each round; the deliveries made already say what is not new.
+            events = uow.events.after(max(0, cursor - LOOK_BACK), limit=self.options.batch)
             if not events:
                 return 0
+            made = uow.notifications.made([e.id for e in events if e.id is not None])
             now = sf.clock()
             added = 0
             for event in events:
                 for target in targets:
-                    if target.wants(event) and event.id is not None:
+                    if target.wants(event) and (event.id, target.name) not in made:
                         uow.notifications.add(_pending(event, target, now))
                         added += 1
-            uow.notifications.move_cursor(CURSOR, events[-1].id or cursor)
+            uow.notifications.move_cursor(CURSOR, max(cursor, events[-1].id or cursor))
             uow.commit()
         return added
 

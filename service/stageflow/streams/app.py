@@ -46,7 +46,8 @@ def create_streams_app(sf: Stageflow, *, poll: float = 0.05, keepalive: float = 
             status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
             return _error(status, exc.code, exc.message)
         after = request.headers.get("last-event-id", "")
-        missed = await run_in_threadpool(replay, sf, channel, int(after)) if after.isdigit() else []
+        resumable = after.isdigit() and len(after) <= 12  # an event id; anything else: none
+        missed = await run_in_threadpool(replay, sf, channel, int(after)) if resumable else []
         queue = hub.subscribe(channel)
         return EventSourceResponse(
             _events(hub, channel, queue, missed),

@@ -211,6 +211,14 @@ class SqlNotifications:
             )
         )
 
+    def made(self, event_ids: Sequence[int]) -> set[tuple[int, str]]:
+        if not event_ids:
+            return set()
+        query = select(NotificationRecord.event_id, NotificationRecord.target).where(
+            NotificationRecord.event_id.in_(event_ids)
+        )
+        return {(event_id, target) for event_id, target in self.session.execute(query)}
+
     def heads(self, now: datetime, *, limit: int = 500) -> Sequence[Delivery]:
         """Each target's oldest pending delivery, when it is due and nobody holds it.
 
