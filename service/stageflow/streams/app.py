@@ -4,6 +4,7 @@ and ``GET /dashboard/v1/event-stream``, which the dashboard's pages follow (``da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,7 +49,9 @@ def create_streams_app(
         try:
             yield
         finally:
-            task.cancel()
+            hub.stop()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=5)  # cancels it past that
 
     async def stream(request: Request) -> Response:
         try:

@@ -46,6 +46,7 @@ from stageflow.web.live import STREAM_PATH
 from stageflow.web.session import SESSION_COOKIE
 
 ROLE = "viewer"  # what signing in to the dashboard asks of a token
+_FRAMES = 256  # encoded frames kept (events arrive in id order: the oldest go first)
 
 
 class DashboardStream:
@@ -65,6 +66,35 @@ class DashboardStream:
         self.keepalive = keepalive
         self.public_origin = _origin(public_url) if public_url else None
         self.recheck = recheck  # seconds a stream trusts its token before asking again
+        # What every open page shares, so that an event costs little more per page than the
+        # write to its socket: each event's frame, encoded once; when each signed-in token
+        # was last found still active (by its secret; the pages of one session ask once).
+        self.frames: dict[int, bytes] = {}
+        self.verified: dict[str, float] = {}
+
+    def frame(self, event: Event) -> bytes:
+        """The SSE frame of ``event`` (the latest few hundred kept)."""
+        key = event.id or 0
+        found = self.frames.get(key)
+        if found is None:
+            found = self.frames[key] = _sse(event).encode()
+            while len(self.frames) > _FRAMES:
+                del self.frames[next(iter(self.frames))]
+        return found
+
+    async def still_signed_in(self, secret: str, client: str | None) -> bool:
+        """Whether the token is still active, asked at most every ``recheck`` seconds."""
+        now = time.monotonic()
+        if now - self.verified.get(secret, float("-inf")) < self.recheck:
+            return True
+        try:
+            await run_in_threadpool(_signed_in, self.sf, secret, client)
+        except StageflowError:
+            self.verified.pop(secret, None)
+            return False
+        self.verified = {k: at for k, at in self.verified.items() if now - at < self.recheck}
+        self.verified[secret] = time.monotonic()
+        return True
 
     def route(self) -> Route:
         return Route(STREAM_PATH, self.stream, methods=["GET", "OPTIONS"])
@@ -94,6 +124,7 @@ class DashboardStream:
         except BaseException:
             self.hub.unwatch(queue)
             raise
+        self.verified[secret or ""] = time.monotonic()
         follow = _Follow(self, secret or "", _address(request), queue)
         return EventSourceResponse(
             follow.events(missed, floor=max([after or 0, *(e.id or 0 for e in missed)])),
@@ -119,32 +150,22 @@ class _Follow:
         self.secret = secret
         self.client = client
         self.queue = queue
-        self.checked = time.monotonic()
 
-    async def events(self, missed: list[Event], *, floor: int) -> AsyncIterator[ServerSentEvent]:
+    async def events(self, missed: list[Event], *, floor: int) -> AsyncIterator[bytes]:
         try:
             for event in missed:
-                yield _sse(event)
+                yield self.owner.frame(event)
             while True:
                 event = await self.queue.get()
                 if (event.id or 0) <= floor:  # replayed already
                     continue
-                if not await self._still_signed_in():
-                    return  # the browser reconnects, and hears 401
-                yield _sse(event)
+                # A revoked or expired token hears of nothing after `recheck` seconds; the
+                # browser reconnects and hears 401.
+                if not await self.owner.still_signed_in(self.secret, self.client):
+                    return
+                yield self.owner.frame(event)
         finally:
             self.owner.hub.unwatch(self.queue)
-
-    async def _still_signed_in(self) -> bool:
-        """A revoked or expired token hears of nothing after ``recheck`` seconds."""
-        if time.monotonic() - self.checked < self.owner.recheck:
-            return True
-        try:
-            await run_in_threadpool(_signed_in, self.owner.sf, self.secret, self.client)
-        except StageflowError:
-            return False
-        self.checked = time.monotonic()
-        return True
 
 
 def _signed_in(sf: Stageflow, secret: str | None, client: str | None) -> ApiToken:

@@ -60,6 +60,7 @@ class Hub:
         self.seen: dict[int, None] = {}  # the ids near the end already handled, oldest first
         self.subscribers: dict[Channel, set[asyncio.Queue[Refetch]]] = defaultdict(set)
         self.watchers: dict[asyncio.Queue[Event], Watch] = {}  # the dashboard's open pages
+        self.stopped = False
 
     def subscribe(self, channel: Channel) -> asyncio.Queue[Refetch]:
         queue: asyncio.Queue[Refetch] = asyncio.Queue(maxsize=100)
@@ -83,10 +84,15 @@ class Hub:
     def connections(self) -> int:
         return sum(len(queues) for queues in self.subscribers.values()) + len(self.watchers)
 
+    def stop(self) -> None:
+        """End ``run`` after its current read: a read cut off by cancelling the task would go on
+        in its thread and hold a database connection past the server's shutdown."""
+        self.stopped = True
+
     async def run(self) -> None:
         """Read the event log for ever (from its end when started), fanning notices out."""
         self.last_id = self.floor = await run_in_threadpool(self._last_id)
-        while True:
+        while not self.stopped:
             try:
                 await self.step()
             except Exception as exc:  # an outage: keep the connections, try again
