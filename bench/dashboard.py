@@ -19,6 +19,7 @@ instead hold one of gunicorn's `workers x threads` threads per page.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import socket
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 import httpx
 
 from bench.gitops import APP, RepoShape, flag_key, remote_head
-from bench.processes import children, command_line, status_kb
+from bench.processes import children, command_line, free_port, status_kb
 from bench.report import Row, ms, number, times
 from bench.server import StageflowServer
 from bench.stats import summary_ms
@@ -122,6 +123,12 @@ def _toggle_block(
     return toggles, delays
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _extend(into: tuple[list[float], list[float]], block: tuple[list[float], list[float]]) -> None:
     into[0].extend(block[0])
     into[1].extend(block[1])
@@ -143,15 +150,21 @@ def dashboard_rows(
     root: Path, reps: int, prometheus_url: str, pages: int = PAGES
 ) -> tuple[list[Row], dict[str, Any]]:
     """Start a server, take the three blocks of toggles, return the rows."""
-    server = StageflowServer(root / "dashboard", RepoShape(), prometheus_url=prometheus_url)
+    port = free_port()  # not the API's port + 1, which another process may hold
+    server = StageflowServer(
+        root / "dashboard",
+        RepoShape(),
+        prometheus_url=prometheus_url,
+        env={"STAGEFLOW_STREAM_PORT": str(port)},
+    )
     server.start()
     idle: list[socket.socket] = []
     reader: Reader | None = None
     floor: tuple[list[float], list[float]] = ([], [])
     loaded: tuple[list[float], list[float]] = ([], [])
     memory = (0, 0)
+    cpu = [0.0, 0.0]  # the stream server's CPU seconds during the blocks without and with
     try:
-        port = server.port + 1
         _wait_for_streams(port)
         pid = _streams_pid(server)
         reader = Reader(f"http://127.0.0.1:{port}{PATH}", server.admin_token)
@@ -161,11 +174,15 @@ def dashboard_rows(
         # other pages, then one with them, CYCLES times.
         per = max(1, reps // CYCLES)
         for cycle in range(CYCLES):
+            started = _cpu_seconds(pid)
             _extend(floor, _toggle_block(server, reader, per, state))
+            cpu[0] += _cpu_seconds(pid) - started
             before_kb = status_kb(pid, "VmRSS")
             idle = open_pages(port, server.admin_token, pages)
             opened_kb = status_kb(pid, "VmRSS")
+            started = _cpu_seconds(pid)
             _extend(loaded, _toggle_block(server, reader, per, state))
+            cpu[1] += _cpu_seconds(pid) - started
             if cycle == 0:
                 memory = (before_kb, max(opened_kb, status_kb(pid, "VmRSS")))
             for page in idle:
@@ -190,6 +207,24 @@ def dashboard_rows(
             f"{number(memory[1] / 1024, ' MiB')} with {pages} pages",
         ),
     ]
+    per_event_ms = [
+        1000 * spent / max(1, len(block[0]))
+        for spent, block in zip(cpu, (floor, loaded), strict=True)
+    ]
+    rows.append(
+        Row(
+            "dashboard",
+            "event-stream server CPU per toggle's event",
+            cells={
+                "n": str(len(loaded[0])),
+                "median": f"{per_event_ms[1]:.1f} ms",
+                "floor": f"0 other pages (vs {pages})",
+                "floor median": f"{per_event_ms[0]:.1f} ms",
+            },
+            values={"cpu_s": cpu, "per_event_ms": per_event_ms},
+            note="mean, not median: CPU time over each block / its toggles",
+        )
+    )
     samples = {
         "dashboard": {
             "floor_toggle_s": floor[0],
