@@ -29,7 +29,7 @@ _PORT = re.compile(r":\d+$")
 def stream_origin() -> str | None:
     """The origin of the event-stream server as this page's browser reaches it; None: off."""
     settings = current_app.extensions.get("stageflow.settings")
-    if settings is None or settings.stream_origin is None:
+    if getattr(settings, "stream_origin", None) is None:  # off, or an app built without settings
         return None
     if settings.stream_url:
         return str(settings.stream_url).rstrip("/")
