@@ -9,6 +9,7 @@
 (function () {
   "use strict";
   var FRAGMENT = { "X-Fragment": "1" };
+  var SPACING = 500; // ms at least between two requests of a page for its part
 
   function say(text) {
     var status = document.getElementById("flag-status");
@@ -81,12 +82,16 @@
       var headers = { "X-Fragment": "1" };
       if (etag) headers["If-None-Match"] = etag;
       function finish(ok) {
-        busy = false;
         if (done) done(ok);
-        if (again) {
-          again = false;
-          refresh();
-        }
+        // Events that came meanwhile: one more request for all of them, and not sooner than
+        // SPACING after this one (a busy pipeline would otherwise keep a worker rendering).
+        setTimeout(function () {
+          busy = false;
+          if (again) {
+            again = false;
+            refresh();
+          }
+        }, SPACING);
       }
       fetch(url, { headers: headers, credentials: "same-origin", cache: "no-store" })
         .then(function (response) {
