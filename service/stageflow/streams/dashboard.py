@@ -83,17 +83,19 @@ class DashboardStream:
         return found
 
     async def still_signed_in(self, secret: str, client: str | None) -> bool:
-        """Whether the token is still active, asked at most every ``recheck`` seconds."""
+        """Whether the token is still active, asked at most every ``recheck`` seconds (by one
+        page of the session: the others go on meanwhile, so a revoked token's pages stop
+        within two intervals)."""
         now = time.monotonic()
         if now - self.verified.get(secret, float("-inf")) < self.recheck:
             return True
+        self.verified = {k: at for k, at in self.verified.items() if now - at < self.recheck}
+        self.verified[secret] = now  # the session's other pages do not ask as well
         try:
             await run_in_threadpool(_signed_in, self.sf, secret, client)
         except StageflowError:
             self.verified.pop(secret, None)
             return False
-        self.verified = {k: at for k, at in self.verified.items() if now - at < self.recheck}
-        self.verified[secret] = time.monotonic()
         return True
 
     def route(self) -> Route:
