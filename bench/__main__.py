@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated parts of `make bench`: writes, reads, concurrency, scale, "
-        "replicas, hooks, policies",
+        "replicas, hooks, policies, dashboard",
     )
     parser.add_argument(
         "--max-minutes", type=float, default=40.0, help="stop (and clean up) after this long"

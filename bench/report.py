@@ -63,6 +63,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "resources": ("row", "value", "reference", "ratio", "target", "verdict"),
     "peers": ("row", "ours", "Unleash", "ours/Unleash", "target", "verdict"),
     "policies": ("row", "n", "on median", "on p95", "off median", "on/off", "target", "verdict"),
+    "dashboard": (
+        "row",
+        "n",
+        "median",
+        "p95",
+        "floor",
+        "floor median",
+        "vs floor",
+        "target",
+        "verdict",
+    ),
 }
 TITLES = {
     "writes": "Writes: request start until the 200 (the commit is on the remote)",
@@ -73,6 +84,7 @@ TITLES = {
     "resources": "Memory",
     "peers": "Against Unleash",
     "policies": "Manifest policies: the same write with every policy on, and with none",
+    "dashboard": "Dashboard live pages: open pages on the event-stream server",
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, hooks, load, policies, visibility, writes
+from bench import concurrency, dashboard, hooks, load, policies, visibility, writes
 from bench.client import Client
 from bench.config import Config
 from bench.gitops import APP, STAGES, Floor, RepoShape, build_remote, flag_key
@@ -237,6 +237,11 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
         if wanted("policies"):
             say(f"policies: {cfg.reps} toggles and promotions, every policy on vs none, in turn")
             found, taken = policies.policy_rows(root, cfg.reps, prometheus.url)
+            rows += found
+            samples.update(taken)
+        if wanted("dashboard"):
+            say(f"dashboard: {cfg.reps} toggles with {dashboard.PAGES} open pages, and without")
+            found, taken = dashboard.dashboard_rows(root, cfg.reps, prometheus.url)
             rows += found
             samples.update(taken)
         rows += memory_rows("base repo, during the rows above", memory, helpers)

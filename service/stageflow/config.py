@@ -286,15 +286,17 @@ class Settings:
     )
     stream_port: int | None = setting(
         None,
-        "Port of the OFREP event-stream server (SSE, ADR-0008) that `stageflow serve` runs next "
-        "to the API; 0 turns event streams off (bulk answers then carry no `eventStreams`).",
+        "Port of the event-stream server (SSE: OFREP's, ADR-0008, and the dashboard's) that "
+        "`stageflow serve` runs next to the API; 0 turns event streams off (bulk answers then "
+        "carry no `eventStreams`, and the dashboard's waiting promotions poll).",
         whole(0, 65535),
         shown="PORT + 1",
     )
     stream_url: str | None = setting(
         None,
         "The origin clients reach the event-stream server at (behind a proxy: the public "
-        "origin that routes `/ofrep/v1/event-stream` to it).",
+        "origin that routes `/ofrep/v1/event-stream` and the dashboard's "
+        "`/dashboard/v1/event-stream` to it).",
         http_url,
         shown="http://HOST:STREAM_PORT",
     )

@@ -6,8 +6,10 @@ Debian package (`.ci/run` installs it) through ``executable_path``; without it t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from werkzeug.serving import make_server
 from stageflow import bootstrap
 from stageflow.api import create_app
 from stageflow.config import Settings
+from tests.e2e.test_event_streams import StreamServer
 from tests.integration.conftest import prometheus  # noqa: F401 (the fixture, shared)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,6 +47,7 @@ class LiveServer:
     base: str
     remote: Path
     metrics: bool  # a real Prometheus answers the charts' range queries
+    streams: str | None = None  # the event-stream server's origin, when one runs
 
     def api(self, method: str, path: str, body: Any = None, token: str = ADMIN) -> Any:
         """Call the HTTP API as a client (CI, the cluster's reporter) would."""
@@ -65,9 +69,15 @@ def metrics_url(request: pytest.FixtureRequest) -> str | None:
     return str(request.getfixturevalue("prometheus"))
 
 
-@pytest.fixture
-def live_server(
-    tmp_path: Path, gitops_remote: Path, metrics_url: str | None
+def _closed_port() -> int:
+    """A port nobody listens on: the event-stream server out of reach."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(
+    tmp_path: Path, gitops_remote: Path, metrics_url: str | None, *, streams: bool
 ) -> Iterator[LiveServer]:
     settings = Settings(
         data_dir=tmp_path / "data",
@@ -79,18 +89,43 @@ def live_server(
         prometheus_url=metrics_url,  # the starter's metric gates stay off: charts only
     )
     bootstrap.prepare(settings)
+    # The event-stream server as `stageflow serve` runs it: its own Stageflow, the same ledger.
+    stream_sf, _ = bootstrap.build(settings)
+    stream_server = StreamServer(stream_sf) if streams else None
+    port = int(stream_server.base.rsplit(":", 1)[1]) if stream_server else _closed_port()
+    settings = dataclasses.replace(settings, stream_port=port)
     sf, readiness = bootstrap.build(settings)
     server = make_server("127.0.0.1", 0, create_app(settings, sf, readiness), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield LiveServer(
-            f"http://127.0.0.1:{server.server_port}", gitops_remote, metrics_url is not None
+            f"http://127.0.0.1:{server.server_port}",
+            gitops_remote,
+            metrics_url is not None,
+            stream_server.base if stream_server else None,
         )
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        if stream_server is not None:
+            stream_server.stop()
         sf.close()
+        stream_sf.close()
+
+
+@pytest.fixture
+def live_server(
+    tmp_path: Path, gitops_remote: Path, metrics_url: str | None
+) -> Iterator[LiveServer]:
+    """The dashboard with its event-stream server (uvicorn, in a thread) next to it."""
+    yield from _serve(tmp_path, gitops_remote, metrics_url, streams=True)
+
+
+@pytest.fixture
+def live_server_without_streams(tmp_path: Path, gitops_remote: Path) -> Iterator[LiveServer]:
+    """The dashboard whose event-stream server is down: its pages must work without it."""
+    yield from _serve(tmp_path, gitops_remote, None, streams=False)
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,11 @@ BULK = "/ofrep/v1/evaluate/flags"
 
 
 class StreamServer:
-    def __init__(self, sf: Any) -> None:
+    def __init__(self, sf: Any, **options: Any) -> None:
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.base = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        app = create_streams_app(sf, poll=0.02, keepalive=1)
+        app = create_streams_app(sf, **{"poll": 0.02, "keepalive": 1, **options})
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True

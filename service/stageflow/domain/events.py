@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from stageflow.domain.identity import Scope
 from stageflow.domain.ledger import AuditEntry
 
 if TYPE_CHECKING:  # gates -> pipeline -> notify -> events: the type only
@@ -209,3 +210,41 @@ def refetches(event: Event, stages: dict[str, str]) -> list[Refetch]:
     ):
         return [Refetch(event.id, event.app, event.stage, event.revision, when)]
     return []
+
+
+# -- dashboard notices (the dashboard's pages follow the event log) ------------------------------
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What one open dashboard page follows: the events its token's scope covers, narrowed to
+    an app (and a stage) when the page shows only that.
+
+    An event without a stage (a change to every stage of an app) concerns every stage's page,
+    as ``Scope.covers`` lets it through for every stage-scoped token (``GET /api/v1/events``
+    decides the same way).
+    """
+
+    scope: Scope
+    app: str | None = None
+    stage: str | None = None
+
+    def sees(self, event: Event) -> bool:
+        if not self.scope.covers(event.app, event.stage):
+            return False
+        if self.app is not None and event.app != self.app:
+            return False
+        return self.stage is None or event.stage in (None, self.stage)
+
+
+def page_notice(event: Event) -> dict[str, Any]:
+    """What a page is told of an event: its kind and ids, nothing of its data (the page asks
+    the dashboard again, under its own access check, for what changed)."""
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "app": event.app,
+        "stage": event.stage,
+        "subject": event.subject,
+        "revision": event.revision,
+    }

@@ -51,3 +51,10 @@ def deliveries(
         read = uow.notifications.list(status=status, target=target, before_id=before, limit=limit)
     items = [d for d in read if scope.covers(d.app, d.stage)]
     return items, (read[-1].id if len(read) == limit else None)
+
+
+def last_id(sf: Stageflow) -> int:
+    """The newest event's id (0 without any): where a page that is being rendered now would
+    resume following the log."""
+    with sf.uow() as uow:
+        return uow.events.last_id()

@@ -18,7 +18,12 @@ def main() -> int:
     port = settings.stream_port or settings.port + 1
     sf, _ = bootstrap.build(settings)
     try:
-        app = create_streams_app(sf, poll=settings.stream_poll, keepalive=settings.stream_keepalive)
+        app = create_streams_app(
+            sf,
+            poll=settings.stream_poll,
+            keepalive=settings.stream_keepalive,
+            public_url=settings.public_url,
+        )
         # One process, one event loop: every connection is a coroutine (no thread each).
         uvicorn.run(
             app,

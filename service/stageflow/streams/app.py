@@ -1,8 +1,10 @@
-"""The ASGI app: ``GET /ofrep/v1/event-stream`` (what the bulk answer's ``eventStreams`` name)."""
+"""The ASGI app: ``GET /ofrep/v1/event-stream`` (what the bulk answer's ``eventStreams`` name),
+and ``GET /dashboard/v1/event-stream``, which the dashboard's pages follow (``dashboard.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,13 +23,25 @@ from stageflow.domain.evaluation import EvaluationRequestError
 from stageflow.domain.events import Refetch
 from stageflow.services import evaluation, tokens
 from stageflow.services.context import Stageflow
+from stageflow.streams.dashboard import DashboardStream
 from stageflow.streams.hub import Channel, Hub, replay
 
 PATH = "/ofrep/v1/event-stream"
 
 
-def create_streams_app(sf: Stageflow, *, poll: float = 0.05, keepalive: float = 15.0) -> Starlette:
+def create_streams_app(
+    sf: Stageflow,
+    *,
+    poll: float = 0.05,
+    keepalive: float = 15.0,
+    public_url: str | None = None,
+    recheck: float = 10.0,
+) -> Starlette:
+    """OFREP's streams and the dashboard's (``dashboard.py``), fed by one hub."""
     hub = Hub(sf, poll=poll)
+    dashboard = DashboardStream(
+        sf, hub, keepalive=keepalive, public_url=public_url, recheck=recheck
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -35,7 +49,9 @@ def create_streams_app(sf: Stageflow, *, poll: float = 0.05, keepalive: float = 
         try:
             yield
         finally:
-            task.cancel()
+            hub.stop()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=5)  # cancels it past that
 
     async def stream(request: Request) -> Response:
         try:
@@ -56,9 +72,17 @@ def create_streams_app(sf: Stageflow, *, poll: float = 0.05, keepalive: float = 
         )
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True, "connections": hub.connections, "last_event": hub.last_id})
+        return JSONResponse(
+            {
+                "ok": True,
+                "connections": hub.connections,
+                "dashboard_pages": len(hub.watchers),
+                "last_event": hub.last_id,
+            }
+        )
 
-    app = Starlette(routes=[Route(PATH, stream), Route("/healthz", health)], lifespan=lifespan)
+    routes = [Route(PATH, stream), dashboard.route(), Route("/healthz", health)]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub
     return app
 

@@ -1,4 +1,8 @@
-"""The hub: reads the event log and fans flag-change notices out to the open streams."""
+"""The hub: reads the event log and fans it out to the open streams.
+
+OFREP streams get the flag-change notices of their app and stage; the dashboard's pages (see
+``app.py``) get every event their ``Watch`` sees, as a prompt to ask for their part again.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections.abc import Sequence
 
 from starlette.concurrency import run_in_threadpool
 
-from stageflow.domain.events import DEPLOYED, STATE_CHANGED, Event, Refetch, refetches
+from stageflow.domain.events import DEPLOYED, STATE_CHANGED, Event, Refetch, Watch, refetches
 from stageflow.services.context import Stageflow
 from stageflow.services.state import snapshot
 
@@ -39,6 +43,14 @@ def replay(sf: Stageflow, channel: Channel, after: int, *, limit: int = 1000) ->
     return [n for n in notices(sf, events) if (n.app, n.stage) == channel]
 
 
+def replay_watch(sf: Stageflow, watch: Watch, after: int, *, limit: int = 1000) -> list[Event]:
+    """The events a dashboard page missed after the id ``after`` (Last-Event-ID, or the last
+    event id the page was rendered with)."""
+    with sf.uow() as uow:
+        events = uow.events.after(after, limit=limit, apps=(watch.app,) if watch.app else ())
+    return [event for event in events if watch.sees(event)]
+
+
 class Hub:
     def __init__(self, sf: Stageflow, *, poll: float = 0.05) -> None:
         self.sf = sf
@@ -47,6 +59,8 @@ class Hub:
         self.floor = 0  # events up to this id were there before the hub started
         self.seen: dict[int, None] = {}  # the ids near the end already handled, oldest first
         self.subscribers: dict[Channel, set[asyncio.Queue[Refetch]]] = defaultdict(set)
+        self.watchers: dict[asyncio.Queue[Event], Watch] = {}  # the dashboard's open pages
+        self.stopped = False
 
     def subscribe(self, channel: Channel) -> asyncio.Queue[Refetch]:
         queue: asyncio.Queue[Refetch] = asyncio.Queue(maxsize=100)
@@ -58,14 +72,27 @@ class Hub:
         if not self.subscribers[channel]:
             del self.subscribers[channel]
 
+    def watch(self, watch: Watch) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)
+        self.watchers[queue] = watch
+        return queue
+
+    def unwatch(self, queue: asyncio.Queue[Event]) -> None:
+        self.watchers.pop(queue, None)
+
     @property
     def connections(self) -> int:
-        return sum(len(queues) for queues in self.subscribers.values())
+        return sum(len(queues) for queues in self.subscribers.values()) + len(self.watchers)
+
+    def stop(self) -> None:
+        """End ``run`` after its current read: a read cut off by cancelling the task would go on
+        in its thread and hold a database connection past the server's shutdown."""
+        self.stopped = True
 
     async def run(self) -> None:
         """Read the event log for ever (from its end when started), fanning notices out."""
         self.last_id = self.floor = await run_in_threadpool(self._last_id)
-        while True:
+        while not self.stopped:
             try:
                 await self.step()
             except Exception as exc:  # an outage: keep the connections, try again
@@ -74,23 +101,28 @@ class Hub:
             await asyncio.sleep(self.poll)
 
     async def step(self) -> int:
-        found = await run_in_threadpool(self._read)
+        events, found = await run_in_threadpool(self._read)
         for notice in found:
             for queue in list(self.subscribers.get((notice.app, notice.stage), ())):
                 if queue.full():  # a client that does not read: it re-fetches on reconnect
                     continue
                 queue.put_nowait(notice)
+        for event in events:
+            for page, watch in list(self.watchers.items()):
+                if watch.sees(event) and not page.full():
+                    page.put_nowait(event)
         return len(found)
 
     def _last_id(self) -> int:
         with self.sf.uow() as uow:
             return uow.events.last_id()
 
-    def _read(self) -> list[Refetch]:
+    def _read(self) -> tuple[list[Event], list[Refetch]]:
         # PostgreSQL may commit a lower id after a higher one was read: look back a little
-        # and skip what was handled already.
+        # and skip what was handled already. Every kind is read (the dashboard's pages follow
+        # them all; OFREP streams two), so that ids seen stay one sequence whoever connects.
         with self.sf.uow() as uow:
-            events = uow.events.after(max(0, self.last_id - _LOOK_BACK), limit=1000, kinds=KINDS)
+            events = uow.events.after(max(0, self.last_id - _LOOK_BACK), limit=1000)
         new = [
             e for e in events if e.id is not None and e.id > self.floor and e.id not in self.seen
         ]
@@ -99,4 +131,4 @@ class Hub:
             self.last_id = max(self.last_id, event.id or 0)
         while len(self.seen) > 4 * _LOOK_BACK:
             del self.seen[next(iter(self.seen))]
-        return notices(self.sf, new)
+        return new, notices(self.sf, [event for event in new if event.kind in KINDS])

@@ -33,8 +33,18 @@ from stageflow.api.auth import current_actor, current_stageflow, current_token
 from stageflow.domain.errors import StageflowError, Unauthenticated
 from stageflow.domain.hooks import Restore
 from stageflow.domain.promotions import STATUSES, WAITING, Promotion
-from stageflow.services import audit, flags, overview, promotions, reports, rollbacks, state, tokens
-from stageflow.web import charts, session
+from stageflow.services import (
+    audit,
+    events,
+    flags,
+    overview,
+    promotions,
+    reports,
+    rollbacks,
+    state,
+    tokens,
+)
+from stageflow.web import charts, live, session
 
 blp = Blueprint(
     "web",
@@ -44,7 +54,9 @@ blp = Blueprint(
     static_url_path="/assets",
 )
 
-LIVE = (*WAITING, "applying")  # a promotion page polls while its promotion is in one of these
+# A promotion page polls while its promotion is in one of these and its event stream is out of
+# reach; with the stream, every page that changes by itself follows it (web/live.py).
+LIVE = (*WAITING, "applying")
 CHART_HOURS = (1, 6, 24)
 FRAGMENT_HEADER = "X-Fragment"  # the page's script asks for the part it replaces, not the page
 
@@ -87,10 +99,34 @@ def _after(response: Response) -> Response:
         session.remember_login_csrf(response)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
-        )
+        response.headers.setdefault("Content-Security-Policy", _policy())
+    return response
+
+
+def _policy() -> str:
+    """The pages' Content-Security-Policy: their own origin, and the event stream's."""
+    stream = live.stream_origin()
+    connect = f"; connect-src 'self' {stream}" if stream else ""
+    return (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
+        + connect
+    )
+
+
+def _live_page(template: str, part: str, follow: str | None, **context: Any) -> Any:
+    """A page that follows the event stream: the whole page, or (``X-Fragment``) the part its
+    script swaps in on an event, tagged by its content so that an unchanged part is a 304 and
+    the page keeps what the reader opened or scrolled to."""
+    if not request.headers.get(FRAGMENT_HEADER):
+        refresh = request.full_path.rstrip("?")
+        return render_template(template, events=follow, refresh=refresh, **context)
+    body = render_template(part, **context)
+    tag = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()[:16] + "-f"
+    if request.if_none_match.contains(tag):
+        return Response(status=304, headers={"ETag": f'"{tag}"'})
+    response = make_response(body)
+    response.set_etag(tag)
+    response.headers["Cache-Control"] = "no-cache"
     return response
 
 
@@ -163,8 +199,11 @@ def pipeline() -> Any:
     """Every app in every stage at a glance, and what a promotion would move between them."""
     sf = current_stageflow()
     token = current_token()
+    follow = live.events_url()  # before reading: what changes meanwhile is replayed
     apps = overview.pipeline_overview(sf, token.scope, requester=token.owner)
-    return render_template("pipeline.html", apps=apps, pipeline=state.pipeline_view(sf))
+    return _live_page(
+        "pipeline.html", "_pipeline.html", follow, apps=apps, pipeline=state.pipeline_view(sf)
+    )
 
 
 @blp.post("/apps/<app>/stages/<stage>/promote")
@@ -189,6 +228,7 @@ def promote(app: str, stage: str) -> Any:
 def stage_page(app: str, stage: str) -> Any:
     """A stage's own dashboard: metric charts, checks, deployments, promotions into it."""
     sf = current_stageflow()
+    follow = live.events_url(app, stage)
     hours = request.args.get("hours", 6, type=float)
     hours = hours if hours in CHART_HOURS else 6
     now = time.time()
@@ -208,8 +248,10 @@ def stage_page(app: str, stage: str) -> Any:
         }
         for chart in overview.stage_charts(sf, app, stage, hours=hours, now=now)
     ]
-    return render_template(
+    return _live_page(
         "stage.html",
+        "_stage.html",
+        follow,
         app=app,
         stage=column.stage,
         col=column,
@@ -304,16 +346,20 @@ def _promotion_tag(promotion: Promotion, restore: Restore | None = None) -> str:
 def promotion(promotion_id: int) -> Any:
     """A promotion: status, plan, diff, gates with evidence, approvals, commit and actions.
 
-    While it waits, its page's script asks again with ``If-None-Match`` and swaps in the new
-    part when the tag changed (304 otherwise), until the promotion settles.
+    Its page's script asks again with ``If-None-Match`` whenever the event stream tells of an
+    event of its app (polling each second instead while it waits and the stream is out of
+    reach) and swaps in the new part when the tag changed (304 otherwise).
     """
+    fragment = bool(request.headers.get(FRAGMENT_HEADER))
+    after = (
+        None if fragment or live.stream_origin() is None else events.last_id(current_stageflow())
+    )
     found = promotions.get_promotion(current_stageflow(), promotion_id)
     restore = (  # a rollback's time to restore moves on without the promotion changing
         rollbacks.restore_of(current_stageflow(), promotion_id)
         if found.status == "rolled_back"
         else None
     )
-    fragment = bool(request.headers.get(FRAGMENT_HEADER))
     tag = _promotion_tag(found, restore) + ("-f" if fragment else "")
     if request.if_none_match.contains(tag):
         return Response(status=304, headers={"ETag": f'"{tag}"'})
@@ -325,6 +371,7 @@ def promotion(promotion_id: int) -> Any:
             live=found.status in LIVE,
             diff=_diff_lines(found.diff),
             restore=restore,
+            events=None if after is None else live.events_url(found.app, after=after),
         )
     )
     response.set_etag(tag)
