@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         "replicas, hooks, policies",
     )
     parser.add_argument(
+        "--policies",
+        choices=("seed", "off", "all"),
+        help="the base repository's manifest policies: the starter's (default), none, or every "
+        "kind (env BENCH_POLICIES)",
+    )
+    parser.add_argument(
         "--max-minutes", type=float, default=40.0, help="stop (and clean up) after this long"
     )
     parser.add_argument(

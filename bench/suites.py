@@ -207,8 +207,10 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
         return not only or part in only
 
     with StubPrometheus() as prometheus:
-        say("starting stageflow serve on the base repository (100 flags)")
-        server = StageflowServer(root / "base", RepoShape(), prometheus_url=prometheus.url)
+        say(f"starting stageflow serve on the base repository (100 flags, policies {cfg.policies})")
+        server = StageflowServer(
+            root / "base", RepoShape(policies=cfg.policies), prometheus_url=prometheus.url
+        )
         try:
             server.start()
             floor = Floor(server.remote, root / "base-floor")
