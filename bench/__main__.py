@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated parts of `make bench`: writes, reads, concurrency, scale, "
-        "replicas, hooks, policies",
+        "replicas, hooks, policies, streams",
     )
     parser.add_argument(
         "--policies",

@@ -63,6 +63,19 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "resources": ("row", "value", "reference", "ratio", "target", "verdict"),
     "peers": ("row", "ours", "Unleash", "ours/Unleash", "target", "verdict"),
     "policies": ("row", "n", "on median", "on p95", "off median", "on/off", "target", "verdict"),
+    "streams": (
+        "row",
+        "n",
+        "p50 without",
+        "p99 without",
+        "p50 with 1,000",
+        "p99 with 1,000",
+        "p50 change",
+        "p99 change",
+        "value",
+        "target",
+        "verdict",
+    ),
 }
 TITLES = {
     "writes": "Writes: request start until the 200 (the commit is on the remote)",
@@ -73,6 +86,7 @@ TITLES = {
     "resources": "Memory",
     "peers": "Against Unleash",
     "policies": "Manifest policies: the same write with every policy on, and with none",
+    "streams": "Event streams: 1,000 idle SSE connections held while the rows run",
 }
 
 

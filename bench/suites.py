@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, hooks, load, policies, visibility, writes
+from bench import concurrency, hooks, load, policies, streams, visibility, writes
 from bench.client import Client
 from bench.config import Config
 from bench.gitops import APP, STAGES, Floor, RepoShape, build_remote, flag_key
@@ -239,6 +239,10 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
         if wanted("policies"):
             say(f"policies: {cfg.reps} toggles and promotions, every policy on vs none, in turn")
             found, taken = policies.policy_rows(root, cfg.reps, prometheus.url)
+            rows += found
+            samples.update(taken)
+        if wanted("streams"):
+            found, taken = streams.stream_rows(root, cfg.reps, cfg.read_seconds, prometheus.url)
             rows += found
             samples.update(taken)
         rows += memory_rows("base repo, during the rows above", memory, helpers)
