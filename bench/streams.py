@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -217,6 +218,16 @@ def staging_token(server: StageflowServer) -> str:
     return str(created["token"])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (``/proc/<pid>/stat``), in seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def held_phase(
     server: StageflowServer, url: str, token: str, measure: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
@@ -229,7 +240,9 @@ def held_phase(
         time.sleep(1.0)
         held = connections(url)
         rss_open = status_kb(pid, "VmRSS")
+        cpu_before = cpu_seconds(pid)
         rows = measure()
+        cpu = cpu_seconds(pid) - cpu_before
         rss_after = status_kb(pid, "VmRSS")
     finally:
         closed = idle.close()
@@ -240,6 +253,7 @@ def held_phase(
         "opened": idle.opened,
         "closed": closed,
         "rss_kb": {"before": rss_before, "open": rss_open, "after": rss_after},
+        "stream_cpu_s": cpu,
     }
 
 
@@ -348,6 +362,7 @@ def _held_rows(label: str, held: list[dict[str, Any]]) -> list[Row]:
     by_server = sum(h["closed"].get("closed_by_server", 0) for h in held)
     notices = [h["closed"].get("notices", 0) / max(h["opened"].get("open", 0), 1) for h in held]
     first = held[0]["rss_kb"]
+    cpu = sum(h["stream_cpu_s"] for h in held)
     return [
         Row(
             "streams",
@@ -370,7 +385,7 @@ def _held_rows(label: str, held: list[dict[str, Any]]) -> list[Row]:
                 f"the server counted {min(counted):,}-{max(counted):,}; {min(still):,} open at "
                 f"the end; {by_server} closed by the server; "
                 + "/".join(f"{n:.0f}" for n in notices)
-                + " notices each"
+                + f" notices each; the stream process used {cpu:.1f} s of CPU meanwhile"
             ),
         ),
     ]
