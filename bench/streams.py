@@ -181,28 +181,47 @@ def _pct(new: float, old: float) -> float:
     return (new / old - 1.0) * 100.0 if old else float("nan")
 
 
-def _change_row(name: str, without: list[float], with_: list[float], unit_ms: bool) -> Row:
-    """p50/p99 without and with the idle connections (samples in ms), and the change in %."""
-    before = {q: percentile(without, q) for q in (50, 99)}
-    after = {q: percentile(with_, q) for q in (50, 99)}
+def _change_row(
+    name: str,
+    n: str,
+    before: dict[int, float],
+    after: dict[int, float],
+    *,
+    values: dict[str, Any],
+    errors: int = 0,
+    note: str = "",
+) -> Row:
+    """p50/p99 (ms) without and with the idle connections, and the change in %."""
     change = {q: _pct(after[q], before[q]) for q in (50, 99)}
-    ok = all(c <= GOAL_PCT for c in change.values())
-    show = ms if unit_ms else number
     return Row(
         "streams",
         name,
         cells={
-            "n": f"{len(without)} / {len(with_)}",
-            "p50 without": show(before[50]),
-            "p99 without": show(before[99]),
-            f"p50 with {IDLE:,}": show(after[50]),
-            f"p99 with {IDLE:,}": show(after[99]),
+            "n": n,
+            "p50 without": ms(before[50]),
+            "p99 without": ms(before[99]),
+            f"p50 with {IDLE:,}": ms(after[50]),
+            f"p99 with {IDLE:,}": ms(after[99]),
             "p50 change": f"{change[50]:+.1f} %",
             "p99 change": f"{change[99]:+.1f} %",
         },
-        values={"without": before, "with": after, "change_pct": change},
+        values={**values, "change_pct": change},
         target=f"≤ +{GOAL_PCT:.0f} %",
-        ok=ok,
+        ok=all(c <= GOAL_PCT for c in change.values()) and errors == 0,
+        note=note,
+    )
+
+
+def _toggle_row(name: str, without: list[float], with_: list[float]) -> Row:
+    """The toggle's p50/p99 over every sample of the phases (ms)."""
+    before = {q: percentile(without, q) for q in (50, 99)}
+    after = {q: percentile(with_, q) for q in (50, 99)}
+    return _change_row(
+        name,
+        f"{len(without)} / {len(with_)}",
+        before,
+        after,
+        values={"without": before, "with": after},
     )
 
 
@@ -329,25 +348,14 @@ def _mean(runs: list[dict[str, Any]], key: str) -> float:
 
 def _read_row(name: str, without: list[dict[str, Any]], with_: list[dict[str, Any]]) -> Row:
     """The bulk read's p50/p99 (each run's, from the load generator; the mean over the runs)."""
-    before = {q: _mean(without, f"p{q}_ms") for q in (50, 99)}
-    after = {q: _mean(with_, f"p{q}_ms") for q in (50, 99)}
-    change = {q: _pct(after[q], before[q]) for q in (50, 99)}
     errors = sum(r["errors"] for r in [*without, *with_])
-    return Row(
-        "streams",
+    return _change_row(
         name,
-        cells={
-            "n": f"{sum(r['requests'] for r in without):,} / {sum(r['requests'] for r in with_):,}",
-            "p50 without": ms(before[50]),
-            "p99 without": ms(before[99]),
-            f"p50 with {IDLE:,}": ms(after[50]),
-            f"p99 with {IDLE:,}": ms(after[99]),
-            "p50 change": f"{change[50]:+.1f} %",
-            "p99 change": f"{change[99]:+.1f} %",
-        },
-        values={"without": without, "with": with_, "change_pct": change},
-        target=f"≤ +{GOAL_PCT:.0f} %",
-        ok=all(c <= GOAL_PCT for c in change.values()) and errors == 0,
+        f"{sum(r['requests'] for r in without):,} / {sum(r['requests'] for r in with_):,}",
+        {q: _mean(without, f"p{q}_ms") for q in (50, 99)},
+        {q: _mean(with_, f"p{q}_ms") for q in (50, 99)},
+        values={"without": without, "with": with_},
+        errors=errors,
         note=f"{errors} errors; mean req/s {number(_mean(with_, 'rps'))} with, "
         f"{number(_mean(without, 'rps'))} without",
     )
@@ -397,11 +405,10 @@ def _rows(phases: dict[str, list[dict[str, Any]]]) -> list[Row]:
     for key, label in (("quiet", "on staging, never told"), ("told", "on development, told")):
         held = phases[key]
         rows.append(
-            _change_row(
+            _toggle_row(
                 f"flag toggle (PATCH …/flags/{{key}}), 1,000 {label}",
                 [ms_ for part in none for ms_ in _toggle_ms(part)],
                 [ms_ for part in held for ms_ in _toggle_ms(part)],
-                unit_ms=True,
             )
         )
         rows.append(
