@@ -31,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated parts of `make bench`: writes, reads, concurrency, scale, "
-        "replicas, hooks, policies, dashboard",
+        "replicas, hooks, policies, dashboard, streams",
+    )
+    parser.add_argument(
+        "--policies",
+        choices=("seed", "off", "all"),
+        help="the base repository's manifest policies: the starter's (default), none, or every "
+        "kind (env BENCH_POLICIES)",
     )
     parser.add_argument(
         "--max-minutes", type=float, default=40.0, help="stop (and clean up) after this long"

@@ -15,6 +15,9 @@ class Config:
     writers_per_client: int  # toggles per client in the concurrency row
     visibility_reps: int  # toggles per toggle-to-visible row
     quick: bool
+    # The base repository's manifest policies: the starter's ("seed"), none ("off", to compare
+    # the write rows with commits from before policies existed) or every kind ("all").
+    policies: str = "seed"
 
 
 def config(args: argparse.Namespace) -> Config:
@@ -29,4 +32,5 @@ def config(args: argparse.Namespace) -> Config:
         writers_per_client=3 if quick else 10,
         visibility_reps=max(3, reps // 2) if not quick else 5,
         quick=quick,
+        policies=getattr(args, "policies", None) or os.environ.get("BENCH_POLICIES") or "seed",
     )

@@ -71,6 +71,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "floor",
         "floor median",
         "vs floor",
+    "streams": (
+        "row",
+        "n",
+        "p50 without",
+        "p99 without",
+        "p50 with 1,000",
+        "p99 with 1,000",
+        "p50 change",
+        "p99 change",
+        "value",
         "target",
         "verdict",
     ),
@@ -85,6 +95,7 @@ TITLES = {
     "peers": "Against Unleash",
     "policies": "Manifest policies: the same write with every policy on, and with none",
     "dashboard": "Dashboard live pages: open pages on the event-stream server",
+    "streams": "Event streams: 1,000 idle SSE connections held while the rows run",
 }
 
 

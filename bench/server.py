@@ -18,6 +18,7 @@ from bench.gitops import APP, STAGES, RepoShape, build_remote
 from bench.processes import MemorySampler, children, command_line, free_port, stop_group
 
 STAGEFLOW = Path(sys.executable).parent / "stageflow"
+STREAMS = "stageflow.streams"  # the event-stream process's module, in its command line
 
 
 class StubPrometheus:
@@ -184,8 +185,19 @@ class StageflowServer:
         return [
             pid
             for pid in children(self.process.pid, recursive=False)
-            if "stageflow" in command_line(pid)
+            if "stageflow" in command_line(pid) and STREAMS not in command_line(pid)
         ]
+
+    def stream_pid(self) -> int | None:
+        """The OFREP event-stream process `stageflow serve` runs beside gunicorn (if any)."""
+        if self.process is None:
+            return None
+        found = [
+            pid
+            for pid in children(self.process.pid, recursive=False)
+            if STREAMS in command_line(pid)
+        ]
+        return found[0] if found else None
 
     def server_pids(self) -> list[int]:
         """The gunicorn master and its workers (not the git and kustomize helpers they run)."""

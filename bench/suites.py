@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, dashboard, hooks, load, policies, visibility, writes
+from bench import concurrency, dashboard, hooks, load, policies, streams, visibility, writes
 from bench.client import Client
 from bench.config import Config
 from bench.gitops import APP, STAGES, Floor, RepoShape, build_remote, flag_key
@@ -207,8 +207,10 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
         return not only or part in only
 
     with StubPrometheus() as prometheus:
-        say("starting stageflow serve on the base repository (100 flags)")
-        server = StageflowServer(root / "base", RepoShape(), prometheus_url=prometheus.url)
+        say(f"starting stageflow serve on the base repository (100 flags, policies {cfg.policies})")
+        server = StageflowServer(
+            root / "base", RepoShape(policies=cfg.policies), prometheus_url=prometheus.url
+        )
         try:
             server.start()
             floor = Floor(server.remote, root / "base-floor")
@@ -242,6 +244,10 @@ def run_bench(root: Path, cfg: Config, only: set[str]) -> tuple[list[Row], dict[
         if wanted("dashboard"):
             say(f"dashboard: {cfg.reps} toggles with {dashboard.PAGES} open pages, and without")
             found, taken = dashboard.dashboard_rows(root, cfg.reps, prometheus.url)
+            rows += found
+            samples.update(taken)
+        if wanted("streams"):
+            found, taken = streams.stream_rows(root, cfg.reps, cfg.read_seconds, prometheus.url)
             rows += found
             samples.update(taken)
         rows += memory_rows("base repo, during the rows above", memory, helpers)

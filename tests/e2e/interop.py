@@ -1,7 +1,8 @@
 """The JavaScript side of the interop tests (``tests/interop``): install it, run a script in it.
 
 Node and npm are the only things needed; the packages come from ``tests/interop/package-lock.json``
-into ``tests/interop/node_modules`` (gitignored) the first time. Scripts talk to 127.0.0.1 only
+into ``tests/interop/node_modules`` (gitignored) whenever one of package.json's is missing there
+(the first time, and after a package is added). Scripts talk to 127.0.0.1 only
 and are killed after ``timeout`` seconds.
 """
 
@@ -31,7 +32,8 @@ def node_harness() -> Path:
     if node is None or npm is None:
         pytest.skip("node and npm are needed for the OpenFeature JavaScript interop tests")
     with _install_lock:
-        if not (HARNESS / "node_modules" / "@openfeature" / "flagd-core").is_dir():
+        wanted = json.loads((HARNESS / "package.json").read_text())["dependencies"]
+        if not all((HARNESS / "node_modules" / name).is_dir() for name in wanted):
             done = subprocess.run(
                 [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                 cwd=HARNESS,
