@@ -71,6 +71,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "floor",
         "floor median",
         "vs floor",
+        "target",
+        "verdict",
+    ),
     "streams": (
         "row",
         "n",
