@@ -2,14 +2,16 @@
 
 One set of steps (``PromotionWrite``) reads both overlays, plans, writes the target overlay and
 renders it before and after; only the workspace differs. A commit runs it in the clone under the
-write locks (``GitRepo.change``); a dry run runs it against a ``ScratchWorkspace`` of the revision
-its snapshot read, which takes no lock and leaves the clone alone.
+write locks (``GitRepo.change``); a dry run and the policy and parity gates (``played``) run it
+against a ``ScratchWorkspace`` of the revision their snapshot read, which takes no lock and
+leaves the clone alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from stageflow.domain.errors import Conflict, Invalid
 from stageflow.domain.flags import FlagDocument
@@ -27,7 +29,7 @@ from stageflow.domain.promotions import (
 from stageflow.services.changes import Outcome
 from stageflow.services.context import Stageflow
 from stageflow.services.flags import write_flags
-from stageflow.services.policy_renders import render_text
+from stageflow.services.policy_renders import Recording, render_text
 from stageflow.services.ports import Change, KustomizationDoc, Workspace
 from stageflow.services.scratch import ScratchWorkspace
 from stageflow.services.state import (
@@ -36,6 +38,8 @@ from stageflow.services.state import (
     kustomization_path,
     pipeline_in,
 )
+
+T = TypeVar("T")
 
 
 class SourceChanged(Conflict):
@@ -165,13 +169,34 @@ class PromotionWrite:
                 trial_evaluate(doc, move.key)
 
 
+def played(
+    sf: Stageflow,
+    revision: str,
+    write: PromotionWrite,
+    inspect: Callable[[Recording, Planned], T],
+) -> T:
+    """Play ``write`` on ``revision`` in a ``ScratchWorkspace``; answer what ``inspect`` finds.
+
+    The one read-only run of a promotion, shared by the dry run and the policy and parity
+    gates: no write lock, no reset of the clone. ``inspect`` sees the workspace as the write
+    left it (before the scratch folder goes), recorded so that its renders are keyed by
+    content: the apply of the same promotion on the same revision renders the same inputs, and
+    finds them held (``policy_renders.render_text``).
+    """
+    with ScratchWorkspace(sf.repo, revision) as scratch:
+        ws = Recording(scratch)
+        return inspect(ws, write.write(ws))
+
+
 def preview(
     sf: Stageflow, revision: str, app: str, to: str, selection: Selection
 ) -> tuple[PromotionPlan, str]:
-    """Plan and render a promotion from ``revision`` without writing anything (a dry run)."""
+    """Plan and render a promotion from ``revision`` without writing anything (a dry run).
+
+    After the gates played the same promotion, its before and after renders are held already.
+    """
     write = PromotionWrite(sf, app, to, selection, rejected=active_rejections(sf, app))
-    with ScratchWorkspace(sf.repo, revision) as ws:
-        planned = write.write(ws)
+    planned = played(sf, revision, write, lambda _ws, done: done)
     return planned.plan, planned.diff
 
 
