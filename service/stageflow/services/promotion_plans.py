@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from stageflow.domain.errors import Conflict, Invalid
 from stageflow.domain.flags import FlagDocument
+from stageflow.domain.images import ImageRef
 from stageflow.domain.pipeline import App, Stage
 from stageflow.domain.promotions import (
     NothingToPromote,
@@ -36,6 +37,7 @@ from stageflow.services.state import (
     content_at,
     flags_in,
     kustomization_path,
+    parsed,
     pipeline_in,
 )
 
@@ -61,21 +63,21 @@ class Planned:
 class Overlays:
     """The source's and the target's overlay of one app, as a workspace has them."""
 
-    source_doc: KustomizationDoc
+    source_images: list[ImageRef]
     target_doc: KustomizationDoc
     source_flags: FlagDocument
     target_flags: FlagDocument
 
     @classmethod
     def read(cls, sf: Stageflow, ws: Workspace, app: App, source: str, target: str) -> Overlays:
-        source_doc = kustomization_in(sf, ws, app, source)
+        source_images = images_in(sf, ws, app, source)
         target_doc = kustomization_in(sf, ws, app, target)
         target_flags = flags_in(sf, ws, app, target)
-        return cls(source_doc, target_doc, flags_in(sf, ws, app, source), target_flags)
+        return cls(source_images, target_doc, flags_in(sf, ws, app, source), target_flags)
 
     def plan(self, target: Stage, selection: Selection) -> PromotionPlan:
         return plan_promotion(
-            source_images=self.source_doc.images(),
+            source_images=self.source_images,
             target_images=self.target_doc.images(),
             source_flags=self.source_flags,
             target_flags=self.target_flags,
@@ -227,6 +229,25 @@ def kustomization_in(sf: Stageflow, ws: Workspace, app: App, stage: str) -> Kust
     if text is None:
         raise Invalid(f"{path} is missing in the GitOps repo", code="overlay_missing")
     return sf.codecs.parse_kustomization(text, path)
+
+
+def images_in(sf: Stageflow, ws: Workspace, app: App, stage: str) -> list[ImageRef]:
+    """The stage's images as ``ws`` has them (422 when the overlay has no kustomization).
+
+    Only read, never written: a committed file is parsed once per blob and shared with the
+    reads (a round-trip parse costs a few milliseconds, and a promotion is played by its gates
+    before its apply plays it again).
+    """
+    path = kustomization_path(app, stage)
+    blob = ws.unwritten_blob(path)
+    if blob is None:
+        return kustomization_in(sf, ws, app, stage).images()
+    return parsed(
+        sf.cache.images,
+        blob,
+        lambda: sf.repo.read_blob(blob),
+        lambda data: sf.codecs.parse_kustomization(data.decode("utf-8"), path).images(),
+    )
 
 
 def active_rejections(sf: Stageflow, app: str) -> Sequence[Rejection]:
