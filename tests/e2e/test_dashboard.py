@@ -15,6 +15,7 @@ from stageflow.services.context import Stageflow
 from stageflow.web import session
 from tests.builders import remote_head
 from tests.e2e.conftest import ADMIN
+from tests.e2e.test_policies import deployment_patch, patch_deployment, with_policies
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 OPEN_PAGES = {"web.login", "web.logout", "web.static"}
@@ -220,3 +221,29 @@ def test_an_approver_approves_from_the_page_but_never_its_own(
     after = approver.get(page_url).text
     assert "approver at " in after and "“looks good”" in after
     assert "Approve</button>" not in after  # approvals count distinct people: once is enough
+
+
+def test_a_promotion_page_lists_every_parity_difference(
+    app: Flask, client: FlaskClient, gitops_remote: Any
+) -> None:
+    with_policies(
+        gitops_remote,
+        "  - builtin: namespace-isolation\n    action: warn\n",
+        parity="{with: staging, min_replica_ratio: 0.5, action: enforce}",
+    )
+    patch_deployment(gitops_remote, "production", deployment_patch("  replicas: 4\n"))
+    patch_deployment(gitops_remote, "staging", deployment_patch("  replicas: 1\n"))
+    opened = client.post("/api/v1/apps/demo/promotions", json={"to": "production"}).get_json()
+    assert opened["status"] == "blocked"
+    differences = next(g for g in opened["gates"] if g["kind"] == "parity")["evidence"]
+    page = signed_in(app).get(f"/promotions/{opened['id']}").text
+    section = page.split('<h2 id="parity">', 1)[1].split("</section>", 1)[0]
+    assert section.startswith("Parity: staging against production")
+    items = [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", section, re.S)]
+    # every difference, not only the five the gate's message names, each with its rule
+    assert len(items) == len(differences["differences"])
+    assert "fails replicas Deployment/demo: spec.replicas: 1 → 4" in items
+    assert "action is <b>enforce</b>" in section
+    # the gate's evidence cell points at the list instead of dumping it as JSON
+    assert f'<a href="#parity">{len(items)}, listed below</a>' in page
+    assert "&#34;difference&#34;" not in page and '"difference"' not in page

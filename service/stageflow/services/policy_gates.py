@@ -1,10 +1,12 @@
 """The promotion gates of manifest policies: ``policy`` and ``parity`` (issue #17).
 
-Both judge the target as the promotion would leave it, so the promotion is played once in a
-throwaway working tree (as a preview is) and rendered there; the render is cached by content,
-and the apply that follows finds it. ``policy`` fails on enforce violations the target does not
-have already (a promotion that does not make things worse passes and says so); ``parity`` fails
-on the differences its rules count, when its action is ``enforce``.
+Both judge the target as the promotion would leave it, so the promotion is played once, read-only,
+as its dry run is (``promotion_plans.played``: the same ``PromotionWrite`` in a
+``ScratchWorkspace``); its renders are held by content, and the apply that follows, writing the
+same bytes on the same revision, finds them (and the verdicts) held. ``policy`` fails on enforce
+violations the target does not have already (a promotion that does not make things worse passes
+and says so); ``parity`` fails on the differences its rules count, when its action is
+``enforce``.
 """
 
 from __future__ import annotations
@@ -13,43 +15,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stageflow.domain import actors
 from stageflow.domain.errors import StageflowError
-from stageflow.domain.flags import render_flag_document
 from stageflow.domain.gates import FAILED, PASSED, GateResult
-from stageflow.domain.pipeline import App, Pipeline, Stage
+from stageflow.domain.pipeline import App, Stage
 from stageflow.domain.policies import ENFORCE
 from stageflow.domain.policies.parity import Difference, Side, compare
-from stageflow.domain.promotions import PromotionPlan, Selection, carry_evaluators, plan_promotion
+from stageflow.domain.promotions import Selection
 from stageflow.services.context import Stageflow
 from stageflow.services.policies import Judgement, judge, tools
 from stageflow.services.policy_renders import Recording, committed, rendered
-from stageflow.services.ports import Change, Workspace
-from stageflow.services.state import (
-    Snapshot,
-    flags_in,
-    flags_path,
-    kustomization_path,
-    pipeline_in,
-)
+from stageflow.services.promotion_plans import Planned, PromotionWrite, played
+from stageflow.services.state import Snapshot, pipeline_in
 
 _SHOWN = 5  # differences and violations named in a gate's message; evidence has them all
 
 
 @dataclass(frozen=True)
 class _Played:
-    """What the throwaway promotion found: the policy judgement and the parity differences."""
+    """What the played promotion found: the policy judgement and the parity differences."""
 
     judgement: Judgement | None
     differences: tuple[Difference, ...] | None
-
-
-class _Done(Exception):
-    """Raised inside the throwaway write to carry its findings out and drop the tree."""
-
-    def __init__(self, played: _Played) -> None:
-        super().__init__("played")
-        self.played = played
 
 
 def policy_gates(
@@ -69,7 +55,7 @@ def policy_gates(
     if selection is None or (not specs and parity is None):
         return []
     try:
-        played = _play(sf, snap, app, source, target, selection)
+        found = _play(sf, snap, app, target, selection)
     except StageflowError as exc:
         kinds = (["policy"] if specs else []) + (["parity"] if parity else [])
         return [
@@ -79,85 +65,40 @@ def policy_gates(
             for kind in kinds
         ]
     gates = []
-    if played.judgement is not None:
-        gates.append(_policy_gate(target, played.judgement))
-    if played.differences is not None and parity is not None:
-        gates.append(_parity_gate(target, parity.with_stage, parity.action, played.differences))
+    if found.judgement is not None:
+        gates.append(_policy_gate(target, found.judgement))
+    if found.differences is not None and parity is not None:
+        gates.append(_parity_gate(target, parity.with_stage, parity.action, found.differences))
     return gates
 
 
-def _plan(
-    snap: Snapshot, app: App, source: Stage, target: Stage, selection: Selection
-) -> PromotionPlan:
-    return plan_promotion(
-        source_images=snap.images(app, source.name),
-        target_images=snap.images(app, target.name),
-        source_flags=snap.flags(app, source.name),
-        target_flags=snap.flags(app, target.name),
-        target=target,
-        selection=selection,
-    )
+def _play(sf: Stageflow, snap: Snapshot, app: App, target: Stage, selection: Selection) -> _Played:
+    """Play the promotion as its dry run does (``promotion_plans.played``) and judge the result.
+
+    Rejected images are the apply's to refuse (and the promotion's, before its gates); the
+    play only renders and judges.
+    """
+    write = PromotionWrite(sf, app.name, target.name, selection)
+    return played(sf, snap.revision, write, lambda ws, done: _findings(sf, ws, done))
 
 
-def _play(
-    sf: Stageflow, snap: Snapshot, app: App, source: Stage, target: Stage, selection: Selection
-) -> _Played:
-    plan = _plan(snap, app, source, target, selection)
-
-    def operation(ws: Workspace) -> Change[Any]:
-        recording = Recording(ws)
-        pipeline = pipeline_in(sf, ws)
-        mirror = _mirror(sf, recording, pipeline, app, target)
-        apply_plan(sf, recording, app, source, target, plan)
-        judgement = None
-        if pipeline.policies.for_stage(target.name):
-            judgement = judge(sf, recording, pipeline, app, target)
-        differences = None
-        if mirror is not None:
-            spec = pipeline.policies.parity[target.name]
-            reference = Side(
-                target.name, target.namespace, rendered(sf, recording, app, target.name, tools(sf))
-            )
-            moved = [move.after.name for move in plan.images]
-            differences = tuple(compare(spec, mirror, reference, moved))
-        raise _Done(_Played(judgement, differences))
-
-    try:
-        sf.repo.change(operation, actor=actors.PREVIEW, trailers={})
-    except _Done as done:
-        return done.played
-    raise AssertionError("the throwaway promotion always raises _Done")  # pragma: no cover
-
-
-def _mirror(
-    sf: Stageflow, ws: Recording, pipeline: Pipeline, app: App, target: Stage
-) -> Side | None:
+def _findings(sf: Stageflow, ws: Recording, done: Planned) -> _Played:
+    """Judge the target as the played promotion left it, and compare it with its mirror."""
+    pipeline = pipeline_in(sf, ws)
+    app, target = done.app, done.target
+    judgement = None
+    if pipeline.policies.for_stage(target.name):
+        judgement = judge(sf, ws, pipeline, app, target)
     spec = pipeline.policies.parity.get(target.name)
     if spec is None:
-        return None
+        return _Played(judgement, None)
     other = pipeline.stage(spec.with_stage)
-    return Side(other.name, other.namespace, committed(sf, ws, app, other.name, tools(sf)))
-
-
-def apply_plan(
-    sf: Stageflow, ws: Workspace, app: App, source: Stage, target: Stage, plan: PromotionPlan
-) -> None:
-    """Write what ``plan`` moves into the target's overlay, byte for byte as the apply does."""
-    path = kustomization_path(app, target.name)
-    text = ws.read(path)
-    if plan.images and text is not None:
-        doc = sf.codecs.parse_kustomization(text, path)
-        for move in plan.images:
-            doc.set_image(move.after, clear_other=True)
-        ws.write(path, doc.render())
-    if plan.flags:
-        keys = [move.key for move in plan.flags]
-        source_flags = flags_in(sf, ws, app, source.name)
-        moved = carry_evaluators(
-            plan.apply_flags(flags_in(sf, ws, app, target.name)), source_flags, keys
-        )
-        moved = moved.with_metadata(flagSetId=app.name, version=ws.revision)
-        ws.write(flags_path(app, target.name), render_flag_document(moved))
+    # the mirror as committed (the promotion writes only the target), the target as played:
+    # its render is the one the write just made and holds
+    mirror = Side(other.name, other.namespace, committed(sf, ws, app, other.name, tools(sf)))
+    reference = Side(target.name, target.namespace, rendered(sf, ws, app, target.name, tools(sf)))
+    moved = [move.after.name for move in done.plan.images]
+    return _Played(judgement, tuple(compare(spec, mirror, reference, moved)))
 
 
 def _listed(items: Sequence[str]) -> str:

@@ -1,10 +1,11 @@
 """What the policy step keeps between writes, in a bounded memo of its own per Stageflow.
 
-Renders (text and parsed objects), verdicts and compiled admission policies are held here, not
-in ``Stageflow.cache``: they are larger and shorter-lived than the parses the reads share, and a
-budget of their own keeps a burst of promotions from pushing the reads' parses out (and the
-other way round). Values are keyed by what they are computed from, so they never go stale; the
-bound only caps memory, least recently used first.
+Renders (text and parsed objects), verdicts, compiled admission policies and the kustomization
+edits of played promotions (``promotion_plans``: the apply writes what its gates' play wrote)
+are held here, not in ``Stageflow.cache``: they are larger and shorter-lived than the parses the
+reads share, and a budget of their own keeps a burst of promotions from pushing the reads'
+parses out (and the other way round). Values are keyed by what they are computed from, so they
+never go stale; the bound only caps memory, least recently used first.
 """
 
 from __future__ import annotations

@@ -86,13 +86,22 @@ def render_text(sf: Stageflow, ws: Workspace, app: App, stage: str) -> str:
     """Render ``stage`` as the working tree of a write has it (cached by content).
 
     Used by promotions for their before and after renders, with or without policies: the
-    after of one promotion is the before of the next, and a gate may have rendered it already.
+    after of one promotion is the before of the next, and the policy and parity gates, which
+    play the promotion in a ``ScratchWorkspace`` first, rendered its after already.
     """
-    directory = ws.directory(app.overlay_path(stage))
-    if not isinstance(ws, Recording):  # a preview: not a write, nothing to share
-        return sf.renderer.render(directory)
+    if not isinstance(ws, Recording):  # nothing recorded: no key to share the render by
+        return _render(sf, ws, app, stage)
     key = ("text", render_key(sf, ws, app, stage, live=True))
-    return memo(sf).get(key, lambda: sf.renderer.render(directory), len)
+    return memo(sf).get(key, lambda: _render(sf, ws, app, stage), len)
+
+
+def _render(sf: Stageflow, ws: Workspace, app: App, stage: str) -> str:
+    """Run kustomize on ``stage`` as ``ws`` has it.
+
+    Asked for the folder only on a miss: a ``ScratchWorkspace`` copies the overlay and its base
+    out of Git to give one, which a held render does not need.
+    """
+    return sf.renderer.render(ws.directory(app.overlay_path(stage)))
 
 
 def remember(sf: Stageflow, ws: Workspace, app: App, stage: str, text: str) -> None:
@@ -110,8 +119,7 @@ def rendered(
     found = held.peek(("objects", key))
     if found is not None:
         return found  # type: ignore[no-any-return]
-    directory = ws.directory(app.overlay_path(stage))
-    text = held.get(("text", key), lambda: sf.renderer.render(directory), len)
+    text = held.get(("text", key), lambda: _render(sf, ws, app, stage), len)
     objects: list[Manifest] = list(tools.parse_manifests(text))
     held.put(("objects", key), objects, PARSED_BYTES_PER_SOURCE_BYTE * len(text))
     return objects
