@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -104,7 +105,7 @@ def _channel(sf: Stageflow, request: Request) -> Channel:
 
 async def _events(
     hub: Hub, channel: Channel, queue: asyncio.Queue[Refetch], missed: list[Refetch]
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[bytes]:
     try:
         for notice in missed:
             yield _sse(notice)
@@ -114,10 +115,12 @@ async def _events(
         hub.unsubscribe(channel, queue)
 
 
-def _sse(notice: Refetch) -> ServerSentEvent:
+@functools.lru_cache(maxsize=256)
+def _sse(notice: Refetch) -> bytes:
+    """The notice's SSE frame, encoded once for every connection of its channel."""
     return ServerSentEvent(
         data=json.dumps(notice.data(), separators=(",", ":")), event="message", id=str(notice.id)
-    )
+    ).encode()
 
 
 def _address(request: Request) -> str | None:
