@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/stageflow serve
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov=stageflow --cov-report=term:skip-covered -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile --cov=stageflow --cov-report=term:skip-covered -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests bench migrations

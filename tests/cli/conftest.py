@@ -65,6 +65,7 @@ class Server:
             STAGEFLOW_HOST="127.0.0.1",
             STAGEFLOW_PORT=str(self.port),
             STAGEFLOW_WORKERS="1",
+            STAGEFLOW_STREAM_PORT="0",  # no event-stream process: the CLI does not use it
             STAGEFLOW_THREADS="4",
             STAGEFLOW_LOG_LEVEL="WARNING",
             STAGEFLOW_ADMIN_TOKEN=ADMIN,

@@ -102,6 +102,7 @@ class Replica:
             STAGEFLOW_PORT=str(port),
             STAGEFLOW_HOST="127.0.0.1",
             STAGEFLOW_WORKERS="2",
+            STAGEFLOW_STREAM_PORT="0",  # no event-stream process: these faults are the API's
             STAGEFLOW_LOG_LEVEL="WARNING",
             STAGEFLOW_SETTLE_INTERVAL="0.5",
             STAGEFLOW_REEVALUATE_INTERVAL="0",
