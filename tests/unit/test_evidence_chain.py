@@ -6,6 +6,8 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from stageflow.domain import events
 from stageflow.domain.evidence import GENESIS, canonical, link, trailers_of, verify
 from stageflow.domain.ledger import AuditEntry
@@ -90,3 +92,37 @@ def test_audit_entries_become_events():
         events.events_of(_entry("promotion.create", after={"status": "pending_approval"}))[0].kind
         == events.APPROVAL_REQUESTED
     )
+
+
+@pytest.mark.parametrize(
+    ("sent", "found"),
+    [("17", 17), ("0", 0), (None, None), ("", None), ("²", None), ("1" * 13, None), ("-1", None)],
+)
+def test_an_event_id_sent_back_is_a_small_number_or_nothing(sent, found):
+    assert events.event_id(sent) == found
+
+
+def test_a_promotion_audits_the_gates_that_failed_while_it_waits():
+    from stageflow.domain.gates import GateResult
+    from stageflow.domain.promotions import Promotion, Selection
+
+    gates = (
+        GateResult("check:smoke", "check", "failed", "smoke failed"),
+        GateResult("soak", "soak", "pending", "1m to go"),
+    )
+    blocked = Promotion(
+        app="demo",
+        source="development",
+        target="staging",
+        status="blocked",
+        requested_by="ci",
+        selection=Selection(),
+        plan=None,
+        plan_json={},
+        gates=gates,
+        diff="",
+        created_at=AT,
+        updated_at=AT,
+    )
+    assert blocked.audit_after() == {"status": "blocked", "failed_gates": ["check:smoke"]}
+    assert replace(blocked, status="applied").audit_after() == {"status": "applied"}

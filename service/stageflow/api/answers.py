@@ -61,13 +61,21 @@ class ReportedCheck:
     rollback: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class DryRun:
-    """A promotion's dry run: what would be promoted, never stored, and its gates' verdict.
+class _Shown:
+    """A promotion as an answer shows it: ``PromotionSchema`` reads the promotion's fields
+    through it (``__getattr__``), and a subclass adds or overrides some."""
 
-    ``PromotionSchema`` reads the promotion's fields through it (``__getattr__``); the dry run
-    has its own ``status``, ``dry_run`` and ``verdict``.
-    """
+    promotion: Promotion
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends ask before ``promotion`` is set
+            raise AttributeError(name)
+        return getattr(self.promotion, name)
+
+
+@dataclass(frozen=True)
+class DryRun(_Shown):
+    """A promotion's dry run: what would be promoted, never stored, and its gates' verdict."""
 
     promotion: Promotion
     status: str = "dry_run"
@@ -77,23 +85,10 @@ class DryRun:
     def verdict(self) -> str:
         return verdict(self.promotion.gates)
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # copy, pickle and friends ask before ``promotion`` is set
-            raise AttributeError(name)
-        return getattr(self.promotion, name)
-
 
 @dataclass(frozen=True)
-class RolledBack:
-    """A rolled-back promotion with its rollback's time to restore (``restore``, when recorded).
-
-    ``PromotionSchema`` reads the promotion's fields through it, as it does for ``DryRun``.
-    """
+class RolledBack(_Shown):
+    """A rolled-back promotion with its rollback's time to restore (``restore``, when recorded)."""
 
     promotion: Promotion
     restore: Restore | None
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.promotion, name)

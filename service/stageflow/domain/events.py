@@ -8,16 +8,13 @@ one number (the last id it handled) and resumes there after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from stageflow.domain.identity import Scope
 from stageflow.domain.ledger import AuditEntry
-
-if TYPE_CHECKING:  # gates -> pipeline -> notify -> events: the type only
-    from stageflow.domain.gates import GateResult
 
 # The kinds, as `notify: on:` names them.
 PROMOTION_OPENED: Final = "promotion_opened"
@@ -118,14 +115,13 @@ class Event:
         }
 
 
-def status_after(status: str, gates: Sequence[GateResult]) -> dict[str, Any]:
-    """A promotion's audit entry ``after``: its status, and the gates that failed (not merely
-    pending) while it waits, which become ``gate_failed`` events."""
-    after: dict[str, Any] = {"status": str(status)}
-    failed = [gate.name for gate in gates if gate.status == "failed"]
-    if failed and status in ("blocked", "pending_approval"):
-        after["failed_gates"] = failed
-    return after
+_EVENT_ID = re.compile(r"[0-9]{1,12}")
+
+
+def event_id(text: str | None) -> int | None:
+    """An event id a client sent back (``Last-Event-ID``, ``after``), or None for anything else
+    (``str.isdigit`` takes "²" and a thousand digits, which no query can use)."""
+    return int(text) if text is not None and _EVENT_ID.fullmatch(text) else None
 
 
 def events_of(entry: AuditEntry) -> list[Event]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from stageflow.domain import actors
 from stageflow.domain.promotions import Promotion
 
 GENESIS: Final = "0" * 64
@@ -102,7 +101,7 @@ def record_of(
         "to": promotion.target,
         "status": promotion.status,
         "requested_by": promotion.requested_by,
-        "automatic": promotion.requested_by == actors.AUTOMATION,
+        "automatic": promotion.automatic,
         "reason": promotion.reason,
         "opened_at": promotion.created_at.isoformat(),
         "settled_at": promotion.updated_at.isoformat(),

@@ -387,6 +387,15 @@ class Promotion:
     def waiting(self) -> bool:
         return self.status in WAITING
 
+    def audit_after(self) -> dict[str, Any]:
+        """What its audit entry records: the status, and the gates that failed (not merely
+        pending) while it waits, which become ``gate_failed`` events (domain.events)."""
+        after: dict[str, Any] = {"status": str(self.status)}
+        failed = [gate.name for gate in self.gates if gate.status == "failed"]
+        if failed and self.waiting:
+            after["failed_gates"] = failed
+        return after
+
     @property
     def automatic(self) -> bool:
         """True for a promotion Stageflow opened by itself (``auto_promote``), not a person."""

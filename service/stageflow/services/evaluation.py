@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -185,7 +186,7 @@ def flag_set(
     """
     token.require(READ_ROLE)
     revision = sf.repo.head()
-    if config_etag is not None and config_etag.strip('"') != revision:
+    if config_etag is not None and _refresh_for(config_etag.strip('"'), revision):
         # An event stream named a newer configuration than this process's cached head: look
         # at the remote now rather than answer with what the client was told is replaced.
         revision = sf.repo.head(fresh=True)
@@ -229,6 +230,28 @@ def event_streams(sf: Stageflow, app: str, stage: str) -> tuple[Mapping[str, Any
             "inactivityDelaySec": INACTIVITY_SECONDS,
         },
     )
+
+
+# A client chooses ``flagConfigEtag``: one whose re-fetches named other revisions each time could
+# make every read ask the remote. Every client told of one change re-fetches within moments, so
+# one fresh look a second per process serves them all.
+_FRESH_EVERY: Final = 1.0
+_last_fresh = [0.0]
+
+
+def _refresh_for(etag: str, revision: str) -> bool:
+    """Whether an event stream's ``etag`` calls for a fresh look at the remote's head."""
+    if etag == revision or len(etag) != len(revision) or not _is_hex(etag):
+        return False
+    now = time.monotonic()
+    if now - _last_fresh[0] < _FRESH_EVERY:
+        return False
+    _last_fresh[0] = now
+    return True
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def _evaluator(sf: Stageflow, revision: str, app: App, stage: str) -> FlagEvaluator:

@@ -33,7 +33,7 @@ from stageflow.domain.notify import (
 )
 from stageflow.services import replicas
 from stageflow.services.context import Stageflow
-from stageflow.services.ports import NotificationSender
+from stageflow.services.ports import NotificationSender, UnitOfWork
 from stageflow.services.state import snapshot
 
 log = logging.getLogger(__name__)
@@ -79,26 +79,44 @@ class Notifier:
         return done
 
     def _enqueue(self, targets: list[NotifyTarget]) -> int:
-        sf = self.sf
-        with sf.uow() as uow:
-            uow.serialize(_LOCK)
-            cursor = uow.notifications.cursor(CURSOR)
-            # PostgreSQL may commit a lower event id after a higher one was read: look back a
-            # little each round; the deliveries made already say what is not new.
-            events = uow.events.after(max(0, cursor - LOOK_BACK), limit=self.options.batch)
-            if not events:
+        """Write a delivery for each new (event, target) pair and move the cursor past them.
+
+        Read first, without the lock: the usual round finds nothing new and writes nothing.
+        """
+        with self.sf.uow() as uow:
+            if not self._unsent(uow, targets)[1]:
                 return 0
-            made = uow.notifications.made([e.id for e in events if e.id is not None])
-            now = sf.clock()
-            added = 0
-            for event in events:
-                for target in targets:
-                    if target.wants(event) and (event.id, target.name) not in made:
-                        uow.notifications.add(_pending(event, target, now))
-                        added += 1
-            uow.notifications.move_cursor(CURSOR, max(cursor, events[-1].id or cursor))
+        with self.sf.uow() as uow:
+            uow.serialize(_LOCK)
+            pairs, cursor = self._unsent(uow, targets)
+            now = self.sf.clock()
+            for event, target in pairs:
+                uow.notifications.add(_pending(event, target, now))
+            if cursor:  # another process may have done it meanwhile
+                uow.notifications.move_cursor(CURSOR, cursor)
             uow.commit()
-        return added
+        return len(pairs)
+
+    def _unsent(
+        self, uow: UnitOfWork, targets: list[NotifyTarget]
+    ) -> tuple[list[tuple[Event, NotifyTarget]], int]:
+        """The (event, target) pairs with no delivery yet, and where the cursor goes next (0
+        when it stays: nothing to do).
+
+        PostgreSQL may commit a lower event id after a higher one was read: the last
+        ``LOOK_BACK`` ids are read again each round, and the deliveries made say what is new.
+        """
+        cursor = uow.notifications.cursor(CURSOR)
+        events = uow.events.after(max(0, cursor - LOOK_BACK), limit=self.options.batch)
+        made = uow.notifications.made([e.id for e in events if e.id is not None])
+        pairs = [
+            (event, target)
+            for event in events
+            for target in targets
+            if target.wants(event) and (event.id, target.name) not in made
+        ]
+        newest = max([cursor, *(e.id or 0 for e in events)])
+        return pairs, (newest if pairs or newest > cursor else 0)
 
     def _deliver(self, targets: dict[str, NotifyTarget], done: Round) -> bool:
         """Send each target's next due delivery; True when any arrived (there may be more)."""

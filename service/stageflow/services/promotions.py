@@ -13,7 +13,6 @@ from typing import Any, TypedDict, Unpack
 
 from stageflow.domain import actors
 from stageflow.domain.errors import Conflict, Forbidden, NotFound, StageflowError, Unavailable
-from stageflow.domain.events import status_after
 from stageflow.domain.gates import Verdict, verdict
 from stageflow.domain.identity import Scope
 from stageflow.domain.ledger import AuditEntry
@@ -84,7 +83,7 @@ def _audit(
             stage=promotion.target,
             target=str(promotion.id),
             before=extra.get("before"),
-            after=extra.get("after", status_after(promotion.status, promotion.gates)),
+            after=extra.get("after", promotion.audit_after()),
             revision=promotion.revision,
             at=sf.clock(),
         )

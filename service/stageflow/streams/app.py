@@ -21,7 +21,7 @@ from starlette.routing import Route
 from stageflow.api.errors import STATUS
 from stageflow.domain.errors import StageflowError
 from stageflow.domain.evaluation import EvaluationRequestError
-from stageflow.domain.events import Refetch
+from stageflow.domain.events import Refetch, event_id
 from stageflow.services import evaluation, tokens
 from stageflow.services.context import Stageflow
 from stageflow.streams.dashboard import DashboardStream
@@ -62,9 +62,8 @@ def create_streams_app(
         except StageflowError as exc:
             status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
             return _error(status, exc.code, exc.message)
-        after = request.headers.get("last-event-id", "")
-        resumable = after.isdigit() and len(after) <= 12  # an event id; anything else: none
-        missed = await run_in_threadpool(replay, sf, channel, int(after)) if resumable else []
+        after = event_id(request.headers.get("last-event-id"))
+        missed = await run_in_threadpool(replay, sf, channel, after) if after is not None else []
         queue = hub.subscribe(channel)
         return EventSourceResponse(
             _events(hub, channel, queue, missed),

@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from stageflow.api.errors import status_of
 from stageflow.domain.errors import Forbidden, StageflowError
-from stageflow.domain.events import Event, Watch, page_notice
+from stageflow.domain.events import Event, Watch, event_id, page_notice
 from stageflow.domain.identity import ApiToken
 from stageflow.services import tokens
 from stageflow.services.context import Stageflow
@@ -182,8 +182,9 @@ def _signed_in(sf: Stageflow, secret: str | None, client: str | None) -> ApiToke
 
 def _resume_point(request: Request) -> int | None:
     for sent in (request.headers.get("last-event-id"), request.query_params.get("after")):
-        if sent and sent.isdigit():
-            return int(sent)
+        found = event_id(sent)
+        if found is not None:
+            return found
     return None
 
 
