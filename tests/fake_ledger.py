@@ -37,6 +37,7 @@ from stageflow.services.ports import (
     Rejections,
     Replicas,
     Restores,
+    ServerKeys,
     TokenStore,
 )
 from tests.fake_events import FakeEvents, FakeEvidence, FakeNotifications, FakeRestores
@@ -56,6 +57,7 @@ class FakeLedger:
     holds: list[Hold] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     replicas: dict[str, datetime] = field(default_factory=dict)
+    server_keys: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     notifications: list[Delivery] = field(default_factory=list)
@@ -192,6 +194,14 @@ class FakeReplicas:
         for name in old:
             del self.ledger.replicas[name]
         return len(old)
+
+
+class FakeServerKeys:
+    def __init__(self, ledger: FakeLedger) -> None:
+        self.ledger = ledger
+
+    def claim(self, name: str, secret: str, at: datetime) -> str:
+        return self.ledger.server_keys.setdefault(name, secret)
 
 
 class FakePromotions:
@@ -383,6 +393,7 @@ class FakeUnitOfWork:
         self.holds: Holds = FakeHolds(ledger)
         self.rejections: Rejections = FakeRejections(ledger)
         self.replicas: Replicas = FakeReplicas(ledger)
+        self.server_keys: ServerKeys = FakeServerKeys(ledger)
         self.events: EventLog = FakeEvents(ledger)
         self.evidence: EvidenceChain = FakeEvidence(ledger)
         self.notifications: Notifications = FakeNotifications(ledger)

@@ -188,3 +188,89 @@ def test_streams_authenticate_like_ofrep(client, anonymous, streams):
     assert refused.json()["error"]["code"] == "out_of_scope"
     viewer = make_token(client, "viewer", ["viewer"])
     assert httpx.get(url, headers=bearer(viewer), timeout=5).status_code == 403
+
+
+def test_the_answer_s_url_is_the_credential_a_browser_s_event_source_needs(
+    client, anonymous, streams
+):
+    """A browser's EventSource sends no header: the URL's ticket opens the stream alone."""
+    dev = make_token(client, "app-dev", ["client"], apps=["demo"], stages=["development"])
+    url = _url(anonymous, dev, streams)
+    assert dev not in url and "ticket=" in url  # a ticket, never the token itself
+    assert url == _url(anonymous, dev, streams)  # one URL per token and stage: kept open
+    other = make_token(client, "app-dev-2", ["client"], apps=["demo"], stages=["development"])
+    assert _url(anonymous, other, streams) != url  # each token its own ticket
+
+    listener = Listener(url, {"Origin": "http://localhost:3000"})
+    try:
+        assert listener.status == 200
+        assert listener.response.headers["Access-Control-Allow-Origin"] == "*"
+        time.sleep(0.2)
+        revision, _ = _toggle(client, False)
+        _, data, _ = listener.next()
+        assert data["type"] == "refetchEvaluation" and data["etag"] == revision
+    finally:
+        listener.close()
+    preflight = httpx.options(
+        url,
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization,last-event-id",
+        },
+        timeout=5,
+    )
+    assert preflight.status_code == 204
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+def test_a_ticket_opens_its_own_stage_only_and_only_while_its_token_is_active(
+    client, anonymous, settings
+):
+    sf, _ = bootstrap.build(settings)
+    streams = StreamServer(sf, recheck=0)  # an open stream asks about its token at each notice
+    try:
+        created = client.post(
+            "/api/v1/tokens",
+            json={
+                "name": "app-dev",
+                "owner": "app-dev",
+                "roles": ["client"],
+                "scope": {"apps": ["demo"], "stages": ["development"]},
+            },
+        ).get_json()
+        url = _url(anonymous, created["token"], streams)
+        ticket = url.split("ticket=", 1)[1]
+
+        def refused(changed: str) -> dict[str, Any]:
+            answer = httpx.get(changed, timeout=5)
+            assert answer.status_code == 401, (changed, answer.text)
+            assert answer.headers["Access-Control-Allow-Origin"] == "*"
+            return dict(answer.json()["error"])
+
+        # another stage, another app, a changed or cut ticket, no app: all refused, and say so
+        assert refused(url.replace("stage=development", "stage=production"))["code"] == (
+            "ticket_invalid"
+        )
+        assert refused(url.replace("app=demo", "app=other"))["code"] == "ticket_invalid"
+        flipped = ticket[:-1] + ("A" if ticket[-1] != "A" else "B")
+        assert refused(url.replace(ticket, flipped))["code"] == "ticket_invalid"
+        assert refused(url.replace(ticket, ticket[:20]))["code"] == "ticket_invalid"
+        error = refused(url.replace("app=demo&", ""))
+        assert "eventStreams" in error["message"]
+
+        listener = Listener(url, {})
+        try:
+            assert listener.status == 200
+            time.sleep(0.2)
+            assert client.delete(f"/api/v1/tokens/{created['id']}").status_code == 200
+            _toggle(client, False)
+            with pytest.raises(queue.Empty):  # the revoked token's stream hears nothing more
+                listener.next(timeout=1.0)
+        finally:
+            listener.close()
+        time.sleep(0.6)  # the token cache's second (tokens.CACHE_TTL)
+        assert refused(url)["code"] == "token_inactive"
+    finally:
+        streams.stop()
+        sf.close()

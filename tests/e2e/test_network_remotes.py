@@ -55,13 +55,16 @@ def _settings(tmp_path: Path, url: str, **more: object) -> Settings:
 class Process:
     """One Stageflow process (composed as `stageflow serve` composes each worker)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ofrep: dict[str, str] | None = None) -> None:
         bootstrap.prepare(settings)
         self.sf, readiness = bootstrap.build(settings)
         app = create_app(settings, self.sf, readiness)
         app.config["TESTING"] = True
         self.client = app.test_client()
         self.client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN}"
+        if ofrep is not None:  # the client of an earlier process (its answers name its ticket)
+            self.ofrep = ofrep
+            return
         created = self.client.post(
             "/api/v1/tokens",
             json={
@@ -143,7 +146,7 @@ def test_a_process_started_while_the_git_host_is_down_serves_its_clone(
 
     logs = _capture_logs()
     try:
-        second = Process(settings)
+        second = Process(settings, ofrep=first.ofrep)
     finally:
         text = _release_logs(logs)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from werkzeug.serving import make_server
 from stageflow.api import create_app
 from stageflow.config import Settings
 from stageflow.services import tokens
-from tests.builders import read_remote, remote_head, third_party_commit
+from tests.builders import make_token, read_remote, remote_head, third_party_commit
 from tests.e2e.conftest import ADMIN
 
 DEV = "apps/demo/overlays/development"
@@ -401,10 +402,12 @@ def test_bulk_answers_every_flag_like_single_requests_with_an_etag(
     assert body["metadata"]["flagSetId"] == "demo"
     (stream,) = body["eventStreams"]  # where its clients hear of changes (ADR-0008)
     assert stream["type"] == "sse" and stream["inactivityDelaySec"] == 120
-    assert stream["endpoint"] == {
-        "origin": "http://127.0.0.1:8081",
-        "requestUri": "/ofrep/v1/event-stream?app=demo&stage=development",
-    }
+    assert stream["endpoint"]["origin"] == "http://127.0.0.1:8081"
+    # the token's ticket (services.stream_tickets): what a browser's EventSource can carry
+    path, _, query = stream["endpoint"]["requestUri"].partition("?")
+    assert path == "/ofrep/v1/event-stream"
+    assert urllib.parse.parse_qs(query).keys() == {"app", "stage", "ticket"}
+    assert query.startswith("app=demo&stage=development&ticket=") and dev_token not in query
     assert [item["key"] for item in body["flags"]] == [*KINDS]
     for item in body["flags"]:
         single = anonymous.post(f"{SINGLE}/{item['key']}", json=context, headers=headers)
@@ -469,6 +472,12 @@ def test_bulk_if_none_match_is_304_until_the_answer_changes(
     other_answer = anonymous.post(SINGLE, json=pro, headers={**headers, "If-None-Match": etag})
     assert other_answer.status_code == 200
     assert other_answer.headers["ETag"] != etag
+    # ... and so does another token: its answer names its own event-stream ticket
+    twin = make_token(client, "app-dev-twin", ["client"], apps=["demo"], stages=["development"])
+    theirs = anonymous.post(SINGLE, json=context, headers={**_bearer(twin), "If-None-Match": etag})
+    assert theirs.status_code == 200
+    assert theirs.get_json()["flags"] == first.get_json()["flags"]
+    assert theirs.get_json()["eventStreams"] != first.get_json()["eventStreams"]
 
     client.patch("/api/v1/apps/demo/stages/development/flags/new_ui", json={"enabled": False})
     changed = anonymous.post(SINGLE, json=context, headers={**headers, "If-None-Match": etag})

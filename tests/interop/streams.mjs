@@ -3,9 +3,8 @@
 // node streams.mjs <job.json>   job: {url, token, flag}
 // @openfeature/ofrep-web-provider connects to the `eventStreams` of its bulk answer with the
 // global EventSource (changeDetection 'sse', its default). Node 20 has none: the `eventsource`
-// package stands in. Neither a browser's EventSource nor the provider sends the bulk request's
-// headers on the stream, and Stageflow's stream wants the client token as a bearer: here the
-// polyfill's fetch adds it (what a Node app can do; a browser cannot).
+// package stands in, as is. Like a browser's, it sends no headers: the stream URL's ticket,
+// which Stageflow's bulk answer carries, is the credential.
 // Prints one JSON line once the stream is open ({ready, value}), then, after the flag changes
 // on the server, a second one ({value, flagsChanged, refetches: the bulk URLs asked since}).
 import { readFileSync } from 'node:fs';
@@ -30,11 +29,7 @@ function announce() {
 
 globalThis.EventSource = class extends Polyfill {
   constructor(url, init) {
-    super(url, {
-      ...init,
-      fetch: (input, options) =>
-        fetch(input, { ...options, headers: { ...options?.headers, Authorization: auth } }),
-    });
+    super(url, init);
     streams.push(String(url));
     this.addEventListener('error', (event) =>
       console.error(`stream error: ${event.code ?? ''} ${event.message ?? ''}`),

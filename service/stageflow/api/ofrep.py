@@ -32,6 +32,7 @@ from stageflow.domain.evaluation import (
     EvaluationRequestError,
     read_request,
 )
+from stageflow.domain.identity import ApiToken
 from stageflow.services import evaluation
 from stageflow.services.context import Stageflow
 from stageflow.services.evaluation import APP_HEADER, STAGE_HEADER, FlagSet
@@ -325,14 +326,16 @@ def bulk_answer(read: Read) -> Answer | None:
     # would take a second one there (in ``_rate_limit``).
     if read.app.extensions[LIMITER].acquire(read.token.id):
         return None
-    return _bulk(sf, flags, context)
+    return _bulk(sf, read.token, flags, context)
 
 
-def _bulk(sf: Stageflow, flags: FlagSet, context: EvaluationRequest) -> Answer:
-    """Every flag of the set evaluated, with the CORS, cache and staleness headers."""
+def _bulk(sf: Stageflow, token: ApiToken, flags: FlagSet, context: EvaluationRequest) -> Answer:
+    """Every flag of the set evaluated, with the token's event streams and the CORS, cache and
+    staleness headers."""
     answer = evaluation.evaluate_flags(flags, context)
+    etag, body = answer.with_streams(evaluation.event_streams(sf, token, flags))
     stale = stale_headers(evaluation.flag_set_notes(sf, flags))
-    return Answer(answer.etag, lambda: answer.body, [*_BULK_HEADERS, *stale])
+    return Answer(etag, body, [*_BULK_HEADERS, *stale])
 
 
 @blp.route("/evaluate/flags", methods=["POST"])
@@ -395,7 +398,7 @@ def evaluate_flags() -> ResponseReturnValue:
     """Evaluate every flag for a context (OFREP bulk evaluation)."""
     sf: Stageflow = current_app.extensions["stageflow"]
     flags = _flag_set()
-    return conditional_response(_bulk(sf, flags, read_request(request.get_data())))
+    return conditional_response(_bulk(sf, current_token(), flags, read_request(request.get_data())))
 
 
 def _mark_stale(response: Response, flags: FlagSet) -> None:

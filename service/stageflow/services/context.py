@@ -29,7 +29,7 @@ from stageflow.services.ports import (
 )
 
 if TYPE_CHECKING:  # the modules that use these memos import this one
-    from stageflow.services.evaluation import FlagSet
+    from stageflow.services.evaluation import FlagSet, StreamEntries
     from stageflow.services.state import FileProblem
 
 __all__ = [
@@ -110,6 +110,10 @@ class ParseCache(MemoBudget):
         # Flag evaluation (services.evaluation): per head revision, and evaluators per blob.
         self.ofrep_pipelines: Memo[Revision, Pipeline] = Memo("ofrep-pipeline", self)
         self.flag_sets: Memo[tuple[Revision, str, str], FlagSet] = Memo("ofrep-flag-set", self)
+        # A token's `eventStreams` in an app stage: (token id, app, stage).
+        self.stream_entries: Memo[tuple[str, str, str], StreamEntries] = Memo(
+            "ofrep-event-streams", self
+        )
         self.evaluators: Memo[BlobId, FlagEvaluator] = Memo("flagd", self)
         self.empty_evaluators: Memo[str, FlagEvaluator] = Memo("flagd-empty", self)
 
@@ -213,6 +217,9 @@ class Stageflow:
     # Where OFREP clients open event streams (the origin of the streams server); None: off,
     # and bulk answers carry no `eventStreams`.
     event_streams: str | None = None
+    # Secrets every process shares, by name, as read from the ledger (``ServerKeys``): read
+    # once per process (services.stream_tickets).
+    server_keys: dict[str, str] = field(default_factory=dict)
     # Tells the stages' Argo CD / Flux of each pushed commit (services.hooks); None: nobody.
     controller_hooks: ControllerNotifier | None = None
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Final
@@ -29,6 +29,7 @@ from stageflow.domain.evaluation import (
 from stageflow.domain.flags import render_flag_document
 from stageflow.domain.identity import ApiToken
 from stageflow.domain.pipeline import App
+from stageflow.services import stream_tickets
 from stageflow.services.context import Stageflow
 from stageflow.services.ports import FlagEvaluator
 from stageflow.services.state import (
@@ -45,6 +46,7 @@ __all__ = [
     "STAGE_HEADER",
     "BulkEvaluation",
     "FlagSet",
+    "StreamEntries",
     "evaluate_flag",
     "evaluate_flags",
     "flag_set",
@@ -68,8 +70,6 @@ class FlagSet:
     evaluator: FlagEvaluator
     # files this flag set reads as their last valid version (a function of the revision)
     file_notes: list[str] = field(default_factory=list)
-    # the bulk answer's `eventStreams` (OFREP ADR-0008): where its clients hear of changes
-    event_streams: tuple[Mapping[str, Any], ...] = ()
 
     @cached_property
     def static_answers(self) -> Mapping[str, Evaluation]:
@@ -90,11 +90,7 @@ class FlagSet:
         keys = self.evaluator.flag_keys()
         if len(self.static_answers) != len(keys):
             return None
-        return BulkEvaluation(
-            [self.static_answers[key] for key in keys],
-            self.evaluator.metadata(),
-            self.event_streams,
-        )
+        return BulkEvaluation([self.static_answers[key] for key in keys], self.evaluator.metadata())
 
 
 @dataclass(frozen=True)
@@ -103,21 +99,17 @@ class BulkEvaluation:
 
     flags: Sequence[Evaluation]
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    event_streams: Sequence[Mapping[str, Any]] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """Return the OFREP ``bulkEvaluationSuccess`` object."""
-        answer: dict[str, Any] = {
+        """Return the OFREP ``bulkEvaluationSuccess`` object (without ``eventStreams``)."""
+        return {
             "flags": [answer.to_json() for answer in self.flags],
             "metadata": dict(self.metadata),
         }
-        if self.event_streams:
-            answer["eventStreams"] = [dict(stream) for stream in self.event_streams]
-        return answer
 
     @cached_property
     def body(self) -> bytes:
-        """Return the answer as compact JSON, the bytes a response sends."""
+        """Return the answer as compact JSON (``with_streams`` adds a token's streams)."""
         return json.dumps(self.to_json(), separators=(",", ":")).encode("utf-8")
 
     @cached_property
@@ -131,6 +123,35 @@ class BulkEvaluation:
         bytes.
         """
         return '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
+
+    def with_streams(self, streams: StreamEntries | None) -> tuple[str, Callable[[], bytes]]:
+        """The ETag and (made when sent) body of the answer a token receives.
+
+        Its ``eventStreams`` carry the token's ticket, so they are not part of the cached body
+        that every token of the app stage shares: they are spliced in as the last member, and
+        the ETag takes a tag of them (one token's 304 never hands it another's URL).
+        """
+        if streams is None:
+            return self.etag, lambda: self.body
+        body = self.body
+
+        def spliced() -> bytes:
+            return b"".join((body[:-1], b',"eventStreams":', streams.json, b"}"))
+
+        return f'{self.etag[:-1]}.{streams.tag}"', spliced
+
+
+@dataclass(frozen=True)
+class StreamEntries:
+    """A token's ``eventStreams`` for one app stage: their JSON, and a tag of it for ETags."""
+
+    json: bytes
+    tag: str
+
+    @classmethod
+    def of(cls, entries: Sequence[Mapping[str, Any]]) -> StreamEntries:
+        data = json.dumps(list(entries), separators=(",", ":")).encode("utf-8")
+        return cls(data, hashlib.sha256(data).hexdigest()[:12])
 
 
 def _choose(
@@ -207,7 +228,6 @@ def flag_set(
             flags_path(chosen, stage_name),
             _evaluator(sf, revision, chosen, stage_name),
             file_notes(sf, revision, app_name, stage_name),
-            event_streams(sf, app_name, stage_name),
         ),
     )
 
@@ -218,18 +238,32 @@ STREAM_PATH: Final = "/ofrep/v1/event-stream"
 INACTIVITY_SECONDS: Final = 120
 
 
-def event_streams(sf: Stageflow, app: str, stage: str) -> tuple[Mapping[str, Any], ...]:
-    """An app stage's `eventStreams`: one SSE endpoint, or none when streams are off."""
-    if sf.event_streams is None:
-        return ()
-    query = urllib.parse.urlencode({"app": app, "stage": stage})
-    return (
-        {
-            "type": "sse",
-            "endpoint": {"origin": sf.event_streams, "requestUri": f"{STREAM_PATH}?{query}"},
-            "inactivityDelaySec": INACTIVITY_SECONDS,
-        },
+def event_streams(sf: Stageflow, token: ApiToken, flags: FlagSet) -> StreamEntries | None:
+    """The ``eventStreams`` a token's bulk answer names: its app stage's SSE endpoint, with a
+    ticket (``services.stream_tickets``: what a browser's EventSource can carry), or None when
+    streams are off (or, for now, when the ticket key cannot be read: clients poll meanwhile)."""
+    origin = sf.event_streams
+    if origin is None:
+        return None
+    key = (token.id, flags.app, flags.stage)
+    found = sf.cache.stream_entries.peek(key)
+    if found is not None:
+        return found
+    ticket = stream_tickets.issue(sf, token.id, flags.app, flags.stage)
+    if ticket is None:
+        return None
+    query = urllib.parse.urlencode({"app": flags.app, "stage": flags.stage, "ticket": ticket})
+    entries = StreamEntries.of(
+        [
+            {
+                "type": "sse",
+                "endpoint": {"origin": origin, "requestUri": f"{STREAM_PATH}?{query}"},
+                "inactivityDelaySec": INACTIVITY_SECONDS,
+            }
+        ]
     )
+    sf.cache.stream_entries.put(key, entries)
+    return entries
 
 
 # A client chooses ``flagConfigEtag``: one whose re-fetches named other revisions each time could
@@ -320,5 +354,4 @@ def evaluate_flags(flags: FlagSet, request: EvaluationRequest) -> BulkEvaluation
             for key in flags.evaluator.flag_keys()
         ],
         flags.evaluator.metadata(),
-        flags.event_streams,
     )

@@ -473,6 +473,10 @@ class ControllerNotifier(Protocol):
     def pushed(self, revision: str, at: datetime) -> None: ...
 
 
+class ServerKeys(Protocol):
+    def claim(self, name: str, secret: str, at: datetime) -> str: ...
+
+
 class UnitOfWork(Protocol):
     audit: AuditLog
     tokens: TokenStore
@@ -484,6 +488,7 @@ class UnitOfWork(Protocol):
     holds: Holds
     rejections: Rejections
     replicas: Replicas
+    server_keys: ServerKeys
     events: EventLog
     evidence: EvidenceChain
     notifications: Notifications

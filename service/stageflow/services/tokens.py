@@ -112,7 +112,7 @@ def authenticate(sf: Stageflow, secret: str | None, *, client: str | None = None
     else:
         token = _verify(sf, digest, hit, client=client, now_mono=now_mono)
     if not token.active(sf.clock()):
-        _failed(sf, client)
+        note_failure(sf, client)
         raise Unauthenticated(
             f"token {token.name!r} is "
             f"{'revoked' if token.revoked_at else 'expired'}; ask an admin for a new one",
@@ -130,9 +130,8 @@ def _verify(
     now_mono: float,
 ) -> ApiToken:
     """Find the token for ``digest`` when the cache (``hit``, if any) is too old to answer."""
-    limiter = sf.auth_failures
-    if hit is None and limiter is not None and client and (wait := limiter.wait(client)):
-        raise _too_many(wait)
+    if hit is None:
+        refuse_while_limited(sf, client)
     # The ledger is the truth while it is up; when it is down, a token verified not long ago
     # goes on working (flag reads and OFREP come from Git), and a revocation made meanwhile
     # applies once it is back.
@@ -146,7 +145,7 @@ def _verify(
             raise
         return fallback[1]
     if found is None:
-        _failed(sf, client)
+        note_failure(sf, client)
         raise Unauthenticated(
             "the token is not known; check for a typo or ask an admin for a new one",
             code="token_invalid",
@@ -211,9 +210,17 @@ def refresh_outage_cache(sf: Stageflow) -> int:
     return len(fresh)
 
 
-def _failed(sf: Stageflow, client: str | None) -> None:
+def note_failure(sf: Stageflow, client: str | None) -> None:
+    """Count a failed attempt of ``client`` (tokens, event-stream tickets) towards its limit."""
     if sf.auth_failures is not None and client:
         sf.auth_failures.acquire(client)
+
+
+def refuse_while_limited(sf: Stageflow, client: str | None) -> None:
+    """Raise TooManyRequests while ``client`` is past its limit of failed attempts."""
+    limiter = sf.auth_failures
+    if limiter is not None and client and (wait := limiter.wait(client)):
+        raise _too_many(wait)
 
 
 def _too_many(wait: int) -> TooManyRequests:

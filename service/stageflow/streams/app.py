@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stageflow.api.errors import STATUS
-from stageflow.domain.errors import StageflowError
+from stageflow.api.errors import status_of
+from stageflow.domain.errors import StageflowError, Unauthenticated, Unavailable
 from stageflow.domain.evaluation import EvaluationRequestError
 from stageflow.domain.events import Refetch, event_id
-from stageflow.services import evaluation, tokens
+from stageflow.services import evaluation, stream_tickets, tokens
 from stageflow.services.context import Stageflow
 from stageflow.streams.dashboard import DashboardStream
 from stageflow.streams.hub import Channel, Hub, replay
@@ -54,21 +55,25 @@ def create_streams_app(
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=5)  # cancels it past that
 
+    access = _Access(sf, recheck=recheck)
+
     async def stream(request: Request) -> Response:
+        if request.method == "OPTIONS":  # a preflight: a fetch-based client sends a header
+            return Response(status_code=204, headers={**_CORS, **_PREFLIGHT})
         try:
-            channel = await run_in_threadpool(_channel, sf, request)
+            token_id, channel = await run_in_threadpool(_channel, sf, request)
         except EvaluationRequestError as exc:  # as the OFREP bulk answer says it: 400
             return _error(400, exc.error_code, exc.message)
         except StageflowError as exc:
-            status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
-            return _error(status, exc.code, exc.message)
+            return _error(status_of(exc), exc.code, exc.message)
         after = event_id(request.headers.get("last-event-id"))
         missed = await run_in_threadpool(replay, sf, channel, after) if after is not None else []
         queue = hub.subscribe(channel)
+        access.seen(token_id)
         return EventSourceResponse(
-            _events(hub, channel, queue, missed),
+            _events(hub, access, token_id, channel, queue, missed),
             ping=keepalive,
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            headers={**_CORS, "Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
     async def health(request: Request) -> Response:
@@ -81,35 +86,87 @@ def create_streams_app(
             }
         )
 
-    routes = [Route(PATH, stream), dashboard.route(), Route("/healthz", health)]
+    routes = [
+        Route(PATH, stream, methods=["GET", "OPTIONS"]),
+        dashboard.route(),
+        Route("/healthz", health),
+    ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub
     return app
 
 
-def _channel(sf: Stageflow, request: Request) -> Channel:
-    """Authenticate as OFREP does and pick the app and stage the same way (scope, query, header)."""
+def _channel(sf: Stageflow, request: Request) -> tuple[str, Channel]:
+    """Authenticate as OFREP does, or by the ``ticket`` the bulk answer's URL carries, and pick
+    the app and stage the same way (scope, query, header): the token's id and the channel."""
+    query = request.query_params
+    app = query.get("app") or request.headers.get(evaluation.APP_HEADER)
+    stage = query.get("stage") or request.headers.get(evaluation.STAGE_HEADER)
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-    token = tokens.authenticate(
-        sf, secret.strip() if scheme.lower() == "bearer" else "", client=_address(request)
-    )
-    chosen = evaluation.flag_set(
-        sf,
-        token,
-        app=request.query_params.get("app") or request.headers.get(evaluation.APP_HEADER),
-        stage=request.query_params.get("stage") or request.headers.get(evaluation.STAGE_HEADER),
-    )
-    return chosen.app, chosen.stage
+    secret = secret.strip() if scheme.lower() == "bearer" else ""
+    ticket = query.get("ticket")
+    if secret or not ticket:
+        if not secret:
+            raise Unauthenticated(
+                "this stream needs a credential: open the URL the bulk answer's eventStreams "
+                "name (POST /ofrep/v1/evaluate/flags; it carries a ticket), or send "
+                "`Authorization: Bearer <token>`",
+                code="token_missing",
+            )
+        token = tokens.authenticate(sf, secret, client=_address(request))
+    else:
+        token = stream_tickets.redeem(sf, ticket, app, stage, client=_address(request))
+    chosen = evaluation.flag_set(sf, token, app=app, stage=stage)
+    return token.id, (chosen.app, chosen.stage)
+
+
+class _Access:
+    """Whether the tokens of open streams are still active: asked of the ledger at most every
+    ``recheck`` seconds per token (one stream asks; the token's other streams go on meanwhile),
+    so a revoked or expired token's streams hear of nothing within two intervals."""
+
+    def __init__(self, sf: Stageflow, *, recheck: float) -> None:
+        self.sf = sf
+        self.recheck = recheck
+        self.checked: dict[str, float] = {}
+
+    def seen(self, token_id: str) -> None:
+        """The token was found active just now (its stream opened)."""
+        self.checked[token_id] = time.monotonic()
+
+    async def still_active(self, token_id: str) -> bool:
+        now = time.monotonic()
+        if now - self.checked.get(token_id, float("-inf")) < self.recheck:
+            return True
+        self.checked = {k: at for k, at in self.checked.items() if now - at < self.recheck}
+        self.checked[token_id] = now
+        try:
+            token = await run_in_threadpool(tokens.find_token, self.sf, token_id)
+        except Unavailable:  # the ledger is down: streams go on, as OFREP reads do meanwhile
+            return True
+        if token is None or not token.active(self.sf.clock()):
+            self.checked.pop(token_id, None)
+            return False
+        return True
 
 
 async def _events(
-    hub: Hub, channel: Channel, queue: asyncio.Queue[Refetch], missed: list[Refetch]
+    hub: Hub,
+    access: _Access,
+    token_id: str,
+    channel: Channel,
+    queue: asyncio.Queue[Refetch],
+    missed: list[Refetch],
 ) -> AsyncIterator[bytes]:
     try:
         for notice in missed:
             yield _sse(notice)
         while True:
-            yield _sse(await queue.get())
+            notice = await queue.get()
+            # A revoked token's stream ends; the client reconnects and hears 401.
+            if not await access.still_active(token_id):
+                return
+            yield _sse(notice)
     finally:
         hub.unsubscribe(channel, queue)
 
@@ -126,6 +183,19 @@ def _address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+# Any page may open the stream: its credential is in the URL or a header, never a cookie, so
+# CORS guards nothing here (as for the OFREP answers themselves).
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "GET, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        f"Authorization, Last-Event-ID, Cache-Control, {evaluation.APP_HEADER}, "
+        f"{evaluation.STAGE_HEADER}"
+    ),
+    "Access-Control-Max-Age": "600",
+}
+
+
 def _error(status: int, code: str, message: str) -> Response:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=_CORS)

@@ -243,6 +243,21 @@ class ReplicaRecord(Base):
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ServerKeyRecord(Base):
+    """A secret the processes of one Stageflow share, made by whichever needed it first.
+
+    Every replica reads the same database, so a key kept here is the same for all of them
+    without a setting to distribute: event-stream tickets (``services.stream_tickets``) are
+    signed with one.
+    """
+
+    __tablename__ = "server_keys"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class EventRecord(Base):
     """The outbox: one row per event, written in the transaction of the change it describes."""
 

@@ -15,6 +15,7 @@ from stageflow.adapters.database.records import (
     AuditRecord,
     IdempotencyRecord,
     ReplicaRecord,
+    ServerKeyRecord,
     TokenRecord,
 )
 from stageflow.domain.events import events_of
@@ -288,6 +289,33 @@ class SqlIdempotencyStore:
 
     def count(self) -> int:
         return int(self.session.scalar(select(func.count()).select_from(IdempotencyRecord)) or 0)
+
+
+class SqlServerKeys:
+    """Secrets shared by every process (``ServerKeyRecord``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def claim(self, name: str, secret: str, at: datetime) -> str:
+        """The key called ``name``: the stored one, or ``secret`` when there was none."""
+        found = self._get(name)
+        if found is not None:
+            return found
+        try:
+            with self.session.begin_nested():
+                self.session.add(ServerKeyRecord(name=name, secret=secret, created_at=at))
+        except IntegrityError:  # another process made it first: theirs is the key
+            pass
+        found = self._get(name)
+        if found is None:  # neither ours nor theirs: the database lost a committed row
+            raise RuntimeError(f"server key {name!r} was neither stored nor found")
+        return found
+
+    def _get(self, name: str) -> str | None:
+        return self.session.scalar(
+            select(ServerKeyRecord.secret).where(ServerKeyRecord.name == name)
+        )
 
 
 class SqlReplicas:

@@ -22,6 +22,7 @@ from stageflow.adapters.database.repositories import (
     SqlAuditLog,
     SqlIdempotencyStore,
     SqlReplicas,
+    SqlServerKeys,
     SqlTokenStore,
 )
 from stageflow.adapters.database.restores import SqlRestores
@@ -135,6 +136,7 @@ class SqlUnitOfWork:
         self.holds = SqlHolds(self.session)
         self.rejections = SqlRejections(self.session)
         self.replicas = SqlReplicas(self.session)
+        self.server_keys = SqlServerKeys(self.session)
         self.events = SqlEvents(self.session)
         self.evidence = SqlEvidence(self.session)
         self.notifications = SqlNotifications(self.session)
