@@ -272,3 +272,40 @@ def test_with_the_stream_open_the_pipeline_asks_for_nothing_until_an_event(
     assert 1 <= len(parts.sent) <= 2, parts.sent  # the event's ask (and a deferred one at most)
     expect(status).to_have_text("")
     context.close()
+
+
+def test_when_the_stream_server_comes_back_the_pipeline_stops_polling(
+    browser: Any, live_server_without_streams: LiveServer
+) -> None:
+    from playwright.sync_api import expect
+
+    server = live_server_without_streams
+    assert server.start_streams is not None
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    parts = PartRequests(page)
+    sign_in(page, server.base, ADMIN)
+    holder, status = page.locator("#live"), page.locator("#live-updates")
+    expect(status).to_have_text(PAUSED)
+    pipeline = f"{server.base}/"
+    parts.wait_for(page, pipeline, 304)  # polling
+    page.evaluate("window.notReloaded = true")
+    server.start_streams()
+    # The browser's EventSource tries again by itself (every few seconds) and gets through.
+    expect(holder).to_have_attribute("data-stream", "open", timeout=WAIT_MS)
+    expect(status).to_have_text("")
+    asked = len(parts.sent)
+    page.wait_for_timeout(1.5 * POLL_SECONDS * 1000)  # longer than a period: no ask came
+    assert len(parts.sent) == asked, parts.sent
+    # What changes now comes over the stream.
+    staging = page.get_by_role("region", name="demo").get_by_role("article", name="staging")
+    head = remote_head(server.remote)
+    server.api(
+        "POST",
+        "/api/v1/apps/demo/stages/staging/deployments",
+        {"revision": head, "health": "degraded"},
+    )
+    expect(staging).to_contain_text("degraded")
+    assert page.evaluate("window.notReloaded === true")
+    context.close()
