@@ -357,8 +357,8 @@ def promotion(promotion_id: int) -> Any:
 
     Its page's script asks again with ``If-None-Match`` whenever the event stream tells of an
     event of its app (polling instead while the stream is out of reach: each second while it
-    waits, as the other live pages do once it settled) and swaps in the new part when the tag
-    changed (304 otherwise).
+    waits, every ``live.POLL_SECONDS`` like the other live pages once it settled) and swaps in
+    the new part when the tag changed (304 otherwise).
     """
     fragment = bool(request.headers.get(FRAGMENT_HEADER))
     after = (
