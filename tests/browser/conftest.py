@@ -12,7 +12,7 @@ import shutil
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ class LiveServer:
     remote: Path
     metrics: bool  # a real Prometheus answers the charts' range queries
     streams: str | None = None  # the event-stream server's origin, when one runs
+    # Starts the event-stream server on the port the pages name, when none runs yet.
+    start_streams: Callable[[], None] | None = None
 
     def api(self, method: str, path: str, body: Any = None, token: str = ADMIN) -> Any:
         """Call the HTTP API as a client (CI, the cluster's reporter) would."""
@@ -91,24 +93,32 @@ def _serve(
     bootstrap.prepare(settings)
     # The event-stream server as `stageflow serve` runs it: its own Stageflow, the same ledger.
     stream_sf, _ = bootstrap.build(settings)
-    stream_server = StreamServer(stream_sf) if streams else None
-    port = int(stream_server.base.rsplit(":", 1)[1]) if stream_server else _closed_port()
+    started = [StreamServer(stream_sf)] if streams else []
+    port = int(started[0].base.rsplit(":", 1)[1]) if started else _closed_port()
     settings = dataclasses.replace(settings, stream_port=port)
     sf, readiness = bootstrap.build(settings)
     server = make_server("127.0.0.1", 0, create_app(settings, sf, readiness), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    live = LiveServer(
+        f"http://127.0.0.1:{server.server_port}",
+        gitops_remote,
+        metrics_url is not None,
+        started[0].base if started else None,
+    )
+    if not started:
+
+        def start_streams() -> None:  # the server comes back where the pages look for it
+            started.append(StreamServer(stream_sf, port=port))
+            live.streams = started[0].base
+
+        live.start_streams = start_streams
     try:
-        yield LiveServer(
-            f"http://127.0.0.1:{server.server_port}",
-            gitops_remote,
-            metrics_url is not None,
-            stream_server.base if stream_server else None,
-        )
+        yield live
     finally:
         server.shutdown()
         thread.join(timeout=10)
-        if stream_server is not None:
+        for stream_server in started:
             stream_server.stop()
         sf.close()
         stream_sf.close()

@@ -177,7 +177,7 @@ def test_promotion_pages_open_wait_and_poll_with_an_etag(
     assert cancelled.status_code == 303
     after = browser.get(page_url, headers={"X-Fragment": "1", "If-None-Match": etag})
     assert after.status_code == 200 and ">cancelled<" in after.text
-    assert "data-live" not in after.text  # settled: the page stops asking
+    assert "data-live" not in after.text  # settled: no more asking each second
     listed = browser.get("/promotions?status=cancelled").text
     assert page_url in listed
     assert page_url not in browser.get("/promotions?status=applied").text

@@ -5,6 +5,7 @@ Last-Event-ID resuming; the pages that name it and the fragments they ask for on
 from __future__ import annotations
 
 import dataclasses
+import html
 import queue
 import re
 import time
@@ -19,7 +20,7 @@ from flask.testing import FlaskClient
 
 from stageflow import bootstrap
 from stageflow.config import Settings
-from stageflow.web.live import STREAM_PATH
+from stageflow.web.live import POLL_SECONDS, STREAM_PATH, WAITING_POLL_SECONDS
 from stageflow.web.session import SESSION_COOKIE
 from tests.builders import make_token, remote_head
 from tests.e2e.test_dashboard import csrf_of, signed_in
@@ -233,6 +234,39 @@ def test_live_pages_name_their_stream_and_answer_their_part(
     assert client.post("/api/v1/apps/demo/stages/staging/hold", json={"reason": "db move"})
     changed = browser.get("/", headers={"X-Fragment": "1", "If-None-Match": part.headers["ETag"]})
     assert changed.status_code == 200 and "db move" in changed.text
+
+
+def test_live_pages_carry_their_part_tag_poll_period_and_a_quiet_status(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The script's first ask (an event, or a poll without the stream) is a 304 when nothing
+    moved since the page was rendered; the period to poll at and an empty status region (the
+    script fills it only while the stream is out of reach) come with the page."""
+    browser = signed_in(app)
+    token = csrf_of(browser.get("/").text)
+    opened = browser.post("/apps/demo/stages/staging/promote", data={"csrf_token": token})
+    promotion = opened.headers["Location"]
+    tags: dict[str, str] = {}
+    for url, holder in (
+        ("/", "live"),
+        ("/apps/demo/stages/staging?hours=1", "live"),
+        (promotion, "promotion"),
+    ):
+        page = browser.get(url).text
+        tag = re.search(rf'id="{holder}"[^>]* data-etag="([^"]+)"', page)
+        assert tag is not None, url
+        assert f'data-poll="{POLL_SECONDS}"' in page and f'data-status="{holder}-updates"' in page
+        assert f'<p id="{holder}-updates" class="live-updates small" role="status"></p>' in page
+        tags[url] = html.unescape(tag[1])
+        same = browser.get(url, headers={"X-Fragment": "1", "If-None-Match": tags[url]})
+        assert same.status_code == 304, url
+    # A waiting promotion's part asks to be polled faster than the page; settled, it does not.
+    assert f'data-live data-poll="{WAITING_POLL_SECONDS}"' in browser.get(promotion).text
+    assert client.post("/api/v1/apps/demo/stages/staging/hold", json={"reason": "db move"})
+    changed = browser.get("/", headers={"X-Fragment": "1", "If-None-Match": tags["/"]})
+    assert changed.status_code == 200 and "db move" in changed.text
+    browser.post(promotion + "/cancel", data={"csrf_token": token})
+    assert "data-live" not in browser.get(promotion).text
 
 
 def test_with_streams_off_pages_poll_as_before(app: Flask, settings: Settings) -> None:

@@ -24,9 +24,9 @@ BULK = "/ofrep/v1/evaluate/flags"
 
 
 class StreamServer:
-    def __init__(self, sf: Any, **options: Any) -> None:
+    def __init__(self, sf: Any, *, port: int = 0, **options: Any) -> None:
         self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
+        self.socket.bind(("127.0.0.1", port))  # 0: any; a port: the one the pages already name
         self.base = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         app = create_streams_app(sf, **{"poll": 0.02, "keepalive": 1, **options})
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

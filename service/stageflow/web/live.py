@@ -10,6 +10,9 @@ sites to a browser, and a ``SameSite=Lax`` cookie crosses no site), unless
 
 The URL carries ``after``: the last event id when the page was rendered, so the stream first
 replays what happened between the render and the connection.
+
+While the stream is out of reach (off, down, or closed for good) the page's script asks for its
+part by itself every ``data-poll`` seconds instead, and says so; see ``POLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,16 @@ from stageflow.api.auth import current_stageflow
 from stageflow.services import events
 
 STREAM_PATH = "/dashboard/v1/event-stream"
+# Without the stream a live page asks for its part this often (its ``data-poll``). Each ask is an
+# access check and a render of the part on a gunicorn thread (the pipeline's is the whole
+# overview; a stage's queries Prometheus for its charts), answered 304 when nothing changed.
+# Every 5 s keeps tens of open tabs at a few renders a second while the stream is down, and
+# shows a person watching a deployment or a promotion the change within 5 s; a degraded mode,
+# not the usual one, so it need not be as quick as the stream.
+POLL_SECONDS = 5
+# A waiting promotion's part asks to be polled each second (its ``[data-live]`` carries the
+# period): the reader is waiting on exactly that answer, and it settles soon.
+WAITING_POLL_SECONDS = 1
 _PORT = re.compile(r":\d+$")
 
 

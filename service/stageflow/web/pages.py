@@ -54,8 +54,9 @@ blp = Blueprint(
     static_url_path="/assets",
 )
 
-# A promotion page polls while its promotion is in one of these and its event stream is out of
-# reach; with the stream, every page that changes by itself follows it (web/live.py).
+# A promotion page polls each second while its promotion is in one of these and its event
+# stream is out of reach (every live.POLL_SECONDS otherwise, like the other live pages); with
+# the stream, every page that changes by itself follows it (web/live.py).
 LIVE = (*WAITING, "applying")
 CHART_HOURS = (1, 6, 24)
 FRAGMENT_HEADER = "X-Fragment"  # the page's script asks for the part it replaces, not the page
@@ -83,6 +84,8 @@ def _helpers() -> dict[str, Any]:
         "short": lambda sha: (sha or "")[:7],
         "signed_in": lambda: g.get("token") if request.blueprint == "web" else None,
         "app_names": _app_names,
+        "poll_seconds": live.POLL_SECONDS,
+        "waiting_poll_seconds": live.WAITING_POLL_SECONDS,
     }
 
 
@@ -116,12 +119,18 @@ def _policy() -> str:
 def _live_page(template: str, part: str, follow: str | None, **context: Any) -> Any:
     """A page that follows the event stream: the whole page, or (``X-Fragment``) the part its
     script swaps in on an event, tagged by its content so that an unchanged part is a 304 and
-    the page keeps what the reader opened or scrolled to."""
-    if not request.headers.get(FRAGMENT_HEADER):
-        refresh = request.full_path.rstrip("?")
-        return render_template(template, events=follow, refresh=refresh, **context)
+    the page keeps what the reader opened or scrolled to.
+
+    The whole page embeds the part rendered once and carries its tag (``data-etag``), so even
+    the script's first ask (an event, or a poll without the stream) is a 304 when nothing moved.
+    """
     body = render_template(part, **context)
     tag = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()[:16] + "-f"
+    if not request.headers.get(FRAGMENT_HEADER):
+        refresh = request.full_path.rstrip("?")
+        return render_template(
+            template, events=follow, refresh=refresh, part=Markup(body), etag=f'"{tag}"', **context
+        )
     if request.if_none_match.contains(tag):
         return Response(status=304, headers={"ETag": f'"{tag}"'})
     response = make_response(body)
@@ -347,8 +356,9 @@ def promotion(promotion_id: int) -> Any:
     """A promotion: status, plan, diff, gates with evidence, approvals, commit and actions.
 
     Its page's script asks again with ``If-None-Match`` whenever the event stream tells of an
-    event of its app (polling each second instead while it waits and the stream is out of
-    reach) and swaps in the new part when the tag changed (304 otherwise).
+    event of its app (polling instead while the stream is out of reach: each second while it
+    waits, every ``live.POLL_SECONDS`` like the other live pages once it settled) and swaps in
+    the new part when the tag changed (304 otherwise).
     """
     fragment = bool(request.headers.get(FRAGMENT_HEADER))
     after = (
@@ -360,7 +370,9 @@ def promotion(promotion_id: int) -> Any:
         if found.status == "rolled_back"
         else None
     )
-    tag = _promotion_tag(found, restore) + ("-f" if fragment else "")
+    tag = _promotion_tag(found, restore)
+    part_tag = f'"{tag}-f"'  # the part's, for the page's first ask (see _live_page)
+    tag += "-f" if fragment else ""
     if request.if_none_match.contains(tag):
         return Response(status=304, headers={"ETag": f'"{tag}"'})
     template = "_promotion.html" if fragment else "promotion.html"
@@ -372,6 +384,7 @@ def promotion(promotion_id: int) -> Any:
             diff=_diff_lines(found.diff),
             restore=restore,
             events=None if after is None else live.events_url(found.app, after=after),
+            etag=part_tag,
         )
     )
     response.set_etag(tag)

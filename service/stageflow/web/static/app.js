@@ -4,8 +4,11 @@
 // 2. Pages that change by themselves ([data-refresh]: a promotion, the pipeline, a stage) follow
 //    the dashboard's event stream ([data-events]: SSE from the event-stream server, signed in by
 //    the session cookie). Each event is a notice: the page asks for its part again
-//    (If-None-Match) and swaps it in when it changed. While the stream is out of reach, a
-//    waiting promotion ([data-poll]) asks each second instead, until it settles.
+//    (If-None-Match, starting from the tag the page came with: [data-etag]) and swaps it in when
+//    it changed. While the stream is out of reach (none named, no EventSource, or it errs or
+//    closes) the page asks by itself every [data-poll] seconds instead (a part may ask for its
+//    own period: a waiting promotion's is a second), not while the page is hidden, and says so
+//    in its [data-status] element; once the stream opens again it stops asking.
 (function () {
   "use strict";
   var FRAGMENT = { "X-Fragment": "1" };
@@ -54,12 +57,10 @@
   // Follow one part of the page: ask for it again and swap it in when it changed.
   function follow(holder) {
     var url = holder.getAttribute("data-refresh");
-    var etag = null;
+    var etag = holder.getAttribute("data-etag"); // the part as the page was rendered with it
     var busy = false; // a request in flight
     var again = false; // an event arrived meanwhile: ask once more when it is back
     var deferred = false; // waiting for the reader to leave a field of the part
-    var polling = null; // the fallback's timer
-    var delay = 1000;
 
     function typing() {
       var active = document.activeElement;
@@ -107,39 +108,75 @@
         .catch(function () { finish(false); });
     }
 
-    // The fallback, as before the stream: a waiting promotion asks each second until it settles.
-    function waiting() {
-      return holder.hasAttribute("data-poll") && holder.querySelector("[data-live]") !== null;
+    // The fallback while the stream is out of reach: ask every period, longer after failures.
+    var status = document.getElementById(holder.getAttribute("data-status") || "");
+    var fallback = false; // the stream is out of reach
+    var timer = null; // the next ask
+    var failures = 0; // asks in a row that got no part
+
+    function period() { // seconds; a part's own [data-poll] before the page's; 0: never
+      var own = holder.querySelector("[data-poll]");
+      return Number((own || holder).getAttribute("data-poll")) || 0;
+    }
+    function tell(seconds) { // say it only when degraded; a status region speaks on change only
+      var text = "";
+      if (fallback) {
+        text = "Live updates paused — " + (!seconds ? "reload the page to see changes"
+          : "refreshing " + (seconds === 1 ? "each second" : "every " + seconds + " s"));
+      }
+      if (status && status.textContent !== text) status.textContent = text;
+    }
+    function schedule() {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      var seconds = period();
+      tell(seconds);
+      if (!fallback || !seconds || document.visibilityState === "hidden") return;
+      // A dashboard that does not answer is asked less often: twice the wait after each
+      // failure, up to 15 s (or the period, when longer).
+      var wait = seconds * 1000 * Math.pow(2, failures);
+      timer = setTimeout(tick, Math.min(wait, Math.max(15000, seconds * 1000)));
     }
     function tick() {
+      timer = null;
       refresh(function (ok) {
-        delay = ok ? 1000 : Math.min(delay * 2, 15000);
-        polling = polling !== null && waiting() ? setTimeout(tick, delay) : null;
+        failures = ok ? 0 : Math.min(failures + 1, 5);
+        schedule();
       });
     }
-    function poll() {
-      if (polling === null && waiting()) polling = setTimeout(tick, delay);
+    function degrade() { // idempotent: a retrying EventSource errs again on every attempt
+      if (fallback) return;
+      fallback = true;
+      schedule();
     }
-    function stopPolling() {
-      if (polling !== null) clearTimeout(polling);
-      polling = null;
+    function recover() { // the stream replays what was missed (after=, Last-Event-ID)
+      fallback = false;
+      failures = 0;
+      schedule();
     }
+    document.addEventListener("visibilitychange", function () {
+      if (!fallback) return;
+      // Hidden: no asks (schedule() clears the timer). Back in sight: what changed meanwhile
+      // at once, then every period again.
+      if (document.visibilityState === "hidden") schedule();
+      else tick();
+    });
 
     var stream = holder.getAttribute("data-events");
     if (!stream || !window.EventSource) {
-      poll();
+      degrade();
       return;
     }
     var source = new EventSource(stream, { withCredentials: true });
     holder.setAttribute("data-stream", "connecting");
     source.onopen = function () {
       holder.setAttribute("data-stream", "open");
-      stopPolling();
+      recover();
     };
     source.onmessage = function () { refresh(); }; // a notice: what changed is asked for
     source.onerror = function () { // out of reach: the browser tries again (Last-Event-ID)
       holder.setAttribute("data-stream", source.readyState === EventSource.CLOSED ? "closed" : "retrying");
-      poll();
+      degrade();
     };
   }
 
