@@ -174,7 +174,11 @@ def test_live_mode_waits_for_the_deployment_report(client, streams, gitops_remot
         )
         with pytest.raises(queue.Empty):
             listener.next(timeout=0.5)
-        assert listener.comments >= 1  # keep-alive comments (every second here) on an idle stream
+        # a stream idle for a second (the keep-alive period here) gets a keep-alive comment
+        deadline = time.monotonic() + 5
+        while listener.comments < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert listener.comments >= 1
     finally:
         listener.close()
 
@@ -274,3 +278,23 @@ def test_a_ticket_opens_its_own_stage_only_and_only_while_its_token_is_active(
     finally:
         streams.stop()
         sf.close()
+
+
+def test_a_client_that_goes_frees_its_connection(client, anonymous, streams):
+    dev = make_token(client, "app-dev", ["client"], apps=["demo"], stages=["development"])
+    url = _url(anonymous, dev, streams)
+
+    def open_now() -> int:
+        return int(httpx.get(streams.base + "/healthz", timeout=5).json()["connections"])
+
+    listeners = [Listener(url, {}) for _ in range(3)]
+    try:
+        assert [listener.status for listener in listeners] == [200, 200, 200]
+        assert open_now() == 3
+    finally:
+        for listener in listeners:
+            listener.close()
+    deadline = time.monotonic() + 5
+    while open_now() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_now() == 0  # the server noticed each disconnect and unsubscribed it

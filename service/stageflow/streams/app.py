@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,6 +27,7 @@ from stageflow.services import evaluation, stream_tickets, tokens
 from stageflow.services.context import Stageflow
 from stageflow.streams.dashboard import DashboardStream
 from stageflow.streams.hub import Channel, Hub, replay
+from stageflow.streams.sse import END, EventStream
 
 PATH = "/ofrep/v1/event-stream"
 
@@ -70,10 +71,18 @@ def create_streams_app(
         missed = await run_in_threadpool(replay, sf, channel, after) if after is not None else []
         queue = hub.subscribe(channel)
         access.seen(token_id)
-        return EventSourceResponse(
-            _events(hub, access, token_id, channel, queue, missed),
-            ping=keepalive,
+
+        async def frame(notice: Refetch) -> bytes:
+            # A revoked token's stream ends; the client reconnects and hears 401.
+            return _sse(notice) if await access.still_active(token_id) else END
+
+        return EventStream(
+            queue,
+            frame,
+            keepalive=keepalive,
             headers={**_CORS, "Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            first=[_sse(notice) for notice in missed],
+            closed=lambda: hub.unsubscribe(channel, queue),
         )
 
     async def health(request: Request) -> Response:
@@ -148,27 +157,6 @@ class _Access:
             self.checked.pop(token_id, None)
             return False
         return True
-
-
-async def _events(
-    hub: Hub,
-    access: _Access,
-    token_id: str,
-    channel: Channel,
-    queue: asyncio.Queue[Refetch],
-    missed: list[Refetch],
-) -> AsyncIterator[bytes]:
-    try:
-        for notice in missed:
-            yield _sse(notice)
-        while True:
-            notice = await queue.get()
-            # A revoked token's stream ends; the client reconnects and hears 401.
-            if not await access.still_active(token_id):
-                return
-            yield _sse(notice)
-    finally:
-        hub.unsubscribe(channel, queue)
 
 
 @functools.lru_cache(maxsize=256)

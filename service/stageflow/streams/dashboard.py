@@ -22,14 +22,12 @@ host name (such a page receives the cookie on every request anyway: cookies igno
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,6 +40,7 @@ from stageflow.domain.identity import ApiToken
 from stageflow.services import tokens
 from stageflow.services.context import Stageflow
 from stageflow.streams.hub import Hub, replay_watch
+from stageflow.streams.sse import END, EventStream
 from stageflow.web.live import STREAM_PATH
 from stageflow.web.session import SESSION_COOKIE
 
@@ -127,11 +126,15 @@ class DashboardStream:
             self.hub.unwatch(queue)
             raise
         self.verified[secret or ""] = time.monotonic()
-        follow = _Follow(self, secret or "", _address(request), queue)
-        return EventSourceResponse(
-            follow.events(missed, floor=max([after or 0, *(e.id or 0 for e in missed)])),
-            ping=self.keepalive,
+        floor = max([after or 0, *(e.id or 0 for e in missed)])
+        follow = _Follow(self, secret or "", _address(request), floor)
+        return EventStream(
+            queue,
+            follow.frame,
+            keepalive=self.keepalive,
             headers={**cors, "Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            first=[self.frame(event) for event in missed],
+            closed=lambda: self.hub.unwatch(queue),
         )
 
     def allows(self, origin: str, host: str | None) -> bool:
@@ -143,31 +146,22 @@ class DashboardStream:
 
 
 class _Follow:
-    """One open page: the events of its queue, while its token stays signed in."""
+    """One open page: the frame of each event of its queue, while its token stays signed in."""
 
-    def __init__(
-        self, owner: DashboardStream, secret: str, client: str | None, queue: asyncio.Queue[Event]
-    ) -> None:
+    def __init__(self, owner: DashboardStream, secret: str, client: str | None, floor: int) -> None:
         self.owner = owner
         self.secret = secret
         self.client = client
-        self.queue = queue
+        self.floor = floor  # events up to this id were replayed already
 
-    async def events(self, missed: list[Event], *, floor: int) -> AsyncIterator[bytes]:
-        try:
-            for event in missed:
-                yield self.owner.frame(event)
-            while True:
-                event = await self.queue.get()
-                if (event.id or 0) <= floor:  # replayed already
-                    continue
-                # A revoked or expired token hears of nothing after `recheck` seconds; the
-                # browser reconnects and hears 401.
-                if not await self.owner.still_signed_in(self.secret, self.client):
-                    return
-                yield self.owner.frame(event)
-        finally:
-            self.owner.hub.unwatch(self.queue)
+    async def frame(self, event: Event) -> bytes | None:
+        if (event.id or 0) <= self.floor:
+            return None
+        # A revoked or expired token hears of nothing after `recheck` seconds; the browser
+        # reconnects and hears 401.
+        if not await self.owner.still_signed_in(self.secret, self.client):
+            return END
+        return self.owner.frame(event)
 
 
 def _signed_in(sf: Stageflow, secret: str | None, client: str | None) -> ApiToken:

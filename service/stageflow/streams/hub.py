@@ -58,26 +58,26 @@ class Hub:
         self.last_id = 0
         self.floor = 0  # events up to this id were there before the hub started
         self.seen: dict[int, None] = {}  # the ids near the end already handled, oldest first
-        self.subscribers: dict[Channel, set[asyncio.Queue[Refetch]]] = defaultdict(set)
-        self.watchers: dict[asyncio.Queue[Event], Watch] = {}  # the dashboard's open pages
+        self.subscribers: dict[Channel, set[asyncio.Queue[Refetch | None]]] = defaultdict(set)
+        self.watchers: dict[asyncio.Queue[Event | None], Watch] = {}  # the dashboard's open pages
         self.stopped = False
 
-    def subscribe(self, channel: Channel) -> asyncio.Queue[Refetch]:
-        queue: asyncio.Queue[Refetch] = asyncio.Queue(maxsize=100)
+    def subscribe(self, channel: Channel) -> asyncio.Queue[Refetch | None]:
+        queue: asyncio.Queue[Refetch | None] = asyncio.Queue(maxsize=100)
         self.subscribers[channel].add(queue)
         return queue
 
-    def unsubscribe(self, channel: Channel, queue: asyncio.Queue[Refetch]) -> None:
+    def unsubscribe(self, channel: Channel, queue: asyncio.Queue[Refetch | None]) -> None:
         self.subscribers[channel].discard(queue)
         if not self.subscribers[channel]:
             del self.subscribers[channel]
 
-    def watch(self, watch: Watch) -> asyncio.Queue[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)
+    def watch(self, watch: Watch) -> asyncio.Queue[Event | None]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=100)
         self.watchers[queue] = watch
         return queue
 
-    def unwatch(self, queue: asyncio.Queue[Event]) -> None:
+    def unwatch(self, queue: asyncio.Queue[Event | None]) -> None:
         self.watchers.pop(queue, None)
 
     @property
