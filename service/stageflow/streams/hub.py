@@ -51,6 +51,22 @@ def replay_watch(sf: Stageflow, watch: Watch, after: int, *, limit: int = 1000) 
     return [event for event in events if watch.sees(event)]
 
 
+def newest_per_channel(found: Sequence[Refetch]) -> list[Refetch]:
+    """One notice per channel of those read together: the newest.
+
+    Each notice is a write to every connection of its channel, and a client told to re-fetch
+    reads the head whatever the etag, so older notices of the same read add work and nothing
+    else (toggles in a burst make one notice a poll, not one each). The ids stay increasing on
+    each connection; a reconnect's replay (``replay``) still lists every notice it missed.
+    """
+    newest: dict[Channel, Refetch] = {}
+    for notice in found:
+        channel = (notice.app, notice.stage)
+        if channel not in newest or notice.id > newest[channel].id:
+            newest[channel] = notice
+    return list(newest.values())
+
+
 class Hub:
     def __init__(self, sf: Stageflow, *, poll: float = 0.05) -> None:
         self.sf = sf
@@ -102,7 +118,7 @@ class Hub:
 
     async def step(self) -> int:
         events, found = await run_in_threadpool(self._read)
-        for notice in found:
+        for notice in newest_per_channel(found):
             for queue in list(self.subscribers.get((notice.app, notice.stage), ())):
                 if queue.full():  # a client that does not read: it re-fetches on reconnect
                     continue
