@@ -3,10 +3,10 @@
 Why not sse-starlette's ``EventSourceResponse``: a notice goes to every connection of its
 channel at once, so what one send costs is multiplied by the connections told. sse-starlette
 wraps each send in an anyio cancel scope (for its send timeout), logs each chunk at debug level
-and pulls frames through an async generator; measured with 1,000 connections told 100 notices
-each (uvicorn with uvloop and httptools), that took 27 µs of the server's CPU per connection
-told, and this response 17-19 µs (docs/benchmarks.md). Here a connection is its queue and two
-coroutines:
+and pulls frames through an async generator; with 1,000 connections told 100 notices each
+(uvicorn on uvloop and httptools; ``python -m bench.sse_fanout``) that took 26-27 µs of the
+server's CPU per connection told, and this response 19-20 µs (docs/benchmarks.md). Here a
+connection is its queue and two coroutines:
 
 - the response's own, which takes each item from the queue, asks ``frame`` for its bytes (None:
   nothing to send for it; ``END``: the stream is over) and sends them;
