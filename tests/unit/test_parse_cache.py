@@ -108,6 +108,14 @@ def test_peek_does_not_count_as_a_use():
     assert memo.peek("a") is None and memo.peek("b") == "B"
 
 
+def test_a_builder_that_declines_leaves_nothing_held():
+    memo = one_memo(size=2)
+    assert memo.get_if_built("a", lambda: None) is None
+    assert memo.peek("a") is None  # built again next time: the key may be readable then
+    assert memo.get_if_built("a", lambda: "made") == "made"
+    assert memo.get_if_built("a", lambda: "not asked") == "made"
+
+
 def test_the_type_checker_sees_each_callers_key_and_value(tmp_path: Path):
     # What the memos are for: a key or value of the wrong family is an error before it runs.
     caller = tmp_path / "caller.py"

@@ -245,15 +245,20 @@ def event_streams(sf: Stageflow, token: ApiToken, flags: FlagSet) -> StreamEntri
     origin = sf.event_streams
     if origin is None:
         return None
-    key = (token.id, flags.app, flags.stage)
-    found = sf.cache.stream_entries.peek(key)
-    if found is not None:
-        return found
-    ticket = stream_tickets.issue(sf, token.id, flags.app, flags.stage)
+    return sf.cache.stream_entries.get_if_built(
+        (token.id, flags.app, flags.stage),
+        lambda: _stream_entries(sf, origin, token.id, flags.app, flags.stage),
+    )
+
+
+def _stream_entries(
+    sf: Stageflow, origin: str, token_id: str, app: str, stage: str
+) -> StreamEntries | None:
+    ticket = stream_tickets.issue(sf, token_id, app, stage)
     if ticket is None:
         return None
-    query = urllib.parse.urlencode({"app": flags.app, "stage": flags.stage, "ticket": ticket})
-    entries = StreamEntries.of(
+    query = urllib.parse.urlencode({"app": app, "stage": stage, "ticket": ticket})
+    return StreamEntries.of(
         [
             {
                 "type": "sse",
@@ -262,8 +267,6 @@ def event_streams(sf: Stageflow, token: ApiToken, flags: FlagSet) -> StreamEntri
             }
         ]
     )
-    sf.cache.stream_entries.put(key, entries)
-    return entries
 
 
 # A client chooses ``flagConfigEtag``: one whose re-fetches named other revisions each time could

@@ -156,6 +156,17 @@ class Memo(Generic[K, V]):
         self.budget._store(self, key, value, SMALL_ENTRY)
         return value
 
+    def get_if_built(self, key: K, build: Callable[[], V | None]) -> V | None:
+        """Like ``get``, but ``build`` may decline (None): nothing is held then, and the next
+        call builds again (a value that depends on something unavailable for now)."""
+        entry = self._hit(key)
+        if entry is not None:
+            return entry.value
+        value = build()
+        if value is not None:
+            self.budget._store(self, key, value, SMALL_ENTRY)
+        return value
+
     def get_weighed(self, key: K, build: Callable[[], tuple[V, int]]) -> V:
         """Return the value under ``key``; ``build`` returns a missing value and its weight."""
         entry = self._hit(key)

@@ -69,7 +69,7 @@ def redeem(
         or stage is None
         or len(ticket) > _MAX_LENGTH
         or len(mac) != _MAC_LENGTH
-        or not hmac.compare_digest(mac, _mac(key, token_id, app, stage))
+        or not hmac.compare_digest(mac.encode(), _mac(key, token_id, app, stage).encode())
     ):
         tokens.note_failure(sf, client)
         raise Unauthenticated(

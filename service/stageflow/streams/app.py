@@ -20,7 +20,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from stageflow.api.errors import status_of
-from stageflow.domain.errors import StageflowError, Unauthenticated, Unavailable
+from stageflow.domain.errors import (
+    StageflowError,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 from stageflow.domain.evaluation import EvaluationRequestError
 from stageflow.domain.events import Refetch, event_id
 from stageflow.services import evaluation, stream_tickets, tokens
@@ -66,7 +71,8 @@ def create_streams_app(
         except EvaluationRequestError as exc:  # as the OFREP bulk answer says it: 400
             return _error(400, exc.error_code, exc.message)
         except StageflowError as exc:
-            return _error(status_of(exc), exc.code, exc.message)
+            wait = exc.retry_after if isinstance(exc, TooManyRequests) else None
+            return _error(status_of(exc), exc.code, exc.message, retry_after=wait)
         after = event_id(request.headers.get("last-event-id"))
         missed = await run_in_threadpool(replay, sf, channel, after) if after is not None else []
         queue = hub.subscribe(channel)
@@ -114,17 +120,17 @@ def _channel(sf: Stageflow, request: Request) -> tuple[str, Channel]:
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     secret = secret.strip() if scheme.lower() == "bearer" else ""
     ticket = query.get("ticket")
-    if secret or not ticket:
-        if not secret:
-            raise Unauthenticated(
-                "this stream needs a credential: open the URL the bulk answer's eventStreams "
-                "name (POST /ofrep/v1/evaluate/flags; it carries a ticket), or send "
-                "`Authorization: Bearer <token>`",
-                code="token_missing",
-            )
+    if secret:
         token = tokens.authenticate(sf, secret, client=_address(request))
-    else:
+    elif ticket:
         token = stream_tickets.redeem(sf, ticket, app, stage, client=_address(request))
+    else:
+        raise Unauthenticated(
+            "this stream needs a credential: open the URL the bulk answer's eventStreams name "
+            "(POST /ofrep/v1/evaluate/flags; it carries a ticket), or send "
+            "`Authorization: Bearer <token>`",
+            code="token_missing",
+        )
     chosen = evaluation.flag_set(sf, token, app=app, stage=stage)
     return token.id, (chosen.app, chosen.stage)
 
@@ -184,6 +190,7 @@ _PREFLIGHT = {
 }
 
 
-def _error(status: int, code: str, message: str) -> Response:
+def _error(status: int, code: str, message: str, *, retry_after: int | None = None) -> Response:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    return JSONResponse(body, status_code=status, headers=_CORS)
+    headers = _CORS if retry_after is None else {**_CORS, "Retry-After": str(retry_after)}
+    return JSONResponse(body, status_code=status, headers=headers)
