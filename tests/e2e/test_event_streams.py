@@ -298,3 +298,48 @@ def test_a_client_that_goes_frees_its_connection(client, anonymous, streams):
     while open_now() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_now() == 0  # the server noticed each disconnect and unsubscribed it
+
+
+OFREP = "/ofrep/v1/event-stream"
+DASHBOARD = "/dashboard/v1/event-stream"
+ODD = [
+    "",
+    "x" * 5000,
+    "é☃\u0000",
+    "%00",
+    "../../etc/passwd",
+    "1" * 400,
+    "-1",
+    "²",
+    " demo ",
+]
+
+
+def test_no_request_a_client_can_send_to_the_streams_is_a_500(client, anonymous, streams):
+    """Odd query values, headers and credentials on both stream endpoints: each a 4xx (or a
+    stream), never a 5xx, and each 4xx names the problem."""
+    dev = make_token(client, "app-dev", ["client"], apps=["demo"], stages=["development"])
+    good = _url(anonymous, dev, streams)
+    ticket = good.split("ticket=", 1)[1]
+    asked = 0
+    with httpx.Client(timeout=httpx.Timeout(5, read=2)) as http:
+        for odd in ODD:
+            text = odd.encode("utf-8").hex() or "0"  # what a header can carry of it
+            for path, params, headers in [
+                (OFREP, {"app": odd, "stage": "development", "ticket": ticket}, {}),
+                (OFREP, {"app": "demo", "stage": odd, "ticket": ticket}, {}),
+                (OFREP, {"app": "demo", "stage": "development", "ticket": odd}, {}),
+                (OFREP, {"app": odd}, {"Authorization": f"Bearer {text}"}),
+                (OFREP, {}, {"Authorization": text}),
+                (OFREP, {}, {**bearer(dev), "Last-Event-ID": text}),
+                (OFREP, {}, {**bearer(dev), "X-Stageflow-App": text}),
+                (DASHBOARD, {"app": odd, "stage": odd, "after": odd}, {}),
+                (DASHBOARD, {}, {"Origin": text, "Last-Event-ID": text}),
+            ]:
+                with http.stream("GET", streams.base + path, params=params, headers=headers) as got:
+                    asked += 1
+                    assert got.status_code < 500, (path, params, headers, got.status_code)
+                    if got.status_code >= 400:
+                        message = json.loads(got.read())["error"]["message"]
+                        assert len(message) > 20, (path, params, message)
+    assert asked == len(ODD) * 9
