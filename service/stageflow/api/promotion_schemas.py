@@ -1,8 +1,8 @@
 """Request and response bodies of promotions and the reports that gate them (marshmallow).
 
 Responses are dumped from the domain's objects (``Promotion``, ``GateResult``, ``Approval``,
-``Freeze``) and the typed answers of ``answers.py``; ``attribute=`` says where a field that is
-named otherwise in the API comes from.
+``Freeze``, ``Hold``, ``Rejection``) and the typed answers of ``answers.py``; ``attribute=``
+says where a field that is named otherwise in the API comes from.
 """
 
 from __future__ import annotations
@@ -220,6 +220,57 @@ class FreezeSchema(Schema):
     by = fields.String()
     until = fields.DateTime(allow_none=True)
     at = fields.DateTime(allow_none=True)
+
+
+class HeldSchema(Schema):
+    """Dumps the ``Hold`` a stage was put on."""
+
+    app = fields.String()
+    stage = fields.String()
+    reason = fields.String()
+    by = fields.String(metadata={"description": "who put it on hold"})
+
+
+class HoldReleasedSchema(Schema):
+    app = fields.String()
+    stage = fields.String()
+    released = Boolean()
+
+
+class FrozenSchema(Schema):
+    """Dumps the ``Freeze`` a stage was put under."""
+
+    stage = fields.String()
+    reason = fields.String()
+    by = fields.String(metadata={"description": "who froze it"})
+    until = fields.DateTime(allow_none=True, metadata={"description": "null: until thawed"})
+
+
+class ThawedSchema(Schema):
+    stage = fields.String()
+    frozen = Boolean()
+
+
+class RejectionSchema(Schema):
+    """Dumps a domain ``Rejection``: an image version rolled back, refused by promotions."""
+
+    id = fields.Integer()
+    app = fields.String()
+    image = fields.String()
+    tag = fields.String(allow_none=True)
+    digest = fields.String(allow_none=True)
+    reason = fields.String()
+    by = fields.String()
+    at = fields.DateTime()
+    promotion = fields.Integer(
+        attribute="promotion_id",
+        allow_none=True,
+        metadata={"description": "the promotion rolled back"},
+    )
+
+
+class RejectionReleasedSchema(Schema):
+    released = fields.Integer(metadata={"description": "the released rejection's id"})
 
 
 class RollbackSchema(StrictSchema):

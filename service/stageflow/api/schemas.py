@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 
 from stageflow.domain import events as event_kinds
 from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
@@ -59,86 +59,35 @@ class PolicyWarningSchema(Schema):
     )
 
 
+class OmittedWhenEmpty:
+    """Leaves the field out of the answer when its value is empty (or None), as the flagd file
+    leaves out a flag's empty ``targeting``; mixed into a field class."""
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
+        value = super().get_value(obj, attr, accessor, default)  # type: ignore[misc]
+        return value if value else missing
+
+
+class OmittedWhenEmptyList(OmittedWhenEmpty, fields.List):
+    """A list left out of the answer when it is empty."""
+
+
+class OmittedWhenEmptyDict(OmittedWhenEmpty, fields.Dict):
+    """An object left out of the answer when it is empty."""
+
+
 def _warnings() -> fields.List:
-    return fields.List(
+    return OmittedWhenEmptyList(
         fields.Nested(PolicyWarningSchema),
         metadata={"description": "policy violations reported but not refused (absent: none)"},
     )
 
 
 class RevisionSchema(Schema):
+    """Dumps a ``Written`` (answers.py) whose answer is its revision alone."""
+
     revision = fields.String(required=True, metadata={"description": "the pushed commit SHA"})
     warnings = _warnings()
-
-
-# -- pipeline ---------------------------------------------------------------------------------
-
-
-class MetricGateSchema(Schema):
-    name = fields.String()
-    query = fields.String()
-    min = fields.Float(allow_none=True)
-    max = fields.Float(allow_none=True)
-
-
-class GatesSchema(Schema):
-    checks = fields.List(fields.String())
-    metrics = fields.List(fields.Nested(MetricGateSchema))
-    soak = fields.String(allow_none=True)
-
-
-class StageSchema(Schema):
-    name = fields.String()
-    namespace = fields.String()
-    flags = fields.Dict(metadata={"description": "{allow: [lifecycles that may be ON]}"})
-    gates = fields.Nested(GatesSchema)
-    approvals = fields.Integer()
-    auto_rollback = Boolean()
-    auto_promote = Boolean(
-        metadata={"description": "promoted into by itself when the stage before runs a new state"}
-    )
-
-
-class RepositorySchema(Schema):
-    url = fields.String(metadata={"description": "the remote URL, without credentials"})
-    branch = fields.String()
-
-
-class AppSummarySchema(Schema):
-    name = fields.String()
-    path = fields.String()
-    stages = fields.List(fields.String())
-
-
-class FileProblemSchema(Schema):
-    file = fields.String(metadata={"description": "path in the GitOps repo"})
-    revision = fields.String(metadata={"description": "the head where the file is invalid"})
-    line = fields.Integer(allow_none=True)
-    problem = fields.String(metadata={"description": "what is wrong and how to fix it"})
-    serving_revision = fields.String(
-        allow_none=True,
-        metadata={"description": "the revision whose version of the file reads answer from"},
-    )
-    app = fields.String(allow_none=True)
-    stage = fields.String(allow_none=True)
-
-
-class PipelineSchema(Schema):
-    revision = fields.String()
-    stale_since = fields.String(
-        allow_none=True,
-        metadata={
-            "description": "while the Git remote is unreachable: since when (the revision is "
-            "the last head seen)"
-        },
-    )
-    problems = fields.List(
-        fields.Nested(FileProblemSchema),
-        metadata={"description": "files at the head that reads answer from an earlier version of"},
-    )
-    repository = fields.Nested(RepositorySchema)
-    stages = fields.List(fields.Nested(StageSchema))
-    apps = fields.List(fields.Nested(AppSummarySchema))
 
 
 # -- app state --------------------------------------------------------------------------------
@@ -188,12 +137,15 @@ flag_key = fields.String(
 
 
 class FlagSchema(Schema):
+    """Dumps a domain ``Flag`` as the flagd file holds it, keyed (no empty targeting or
+    metadata)."""
+
     key = fields.String()
     state = fields.String()
     variants = fields.Dict()
-    defaultVariant = fields.String(allow_none=True)
-    targeting = fields.Dict()
-    metadata = fields.Dict()
+    defaultVariant = fields.String(attribute="default_variant", allow_none=True)
+    targeting = OmittedWhenEmptyDict(metadata={"description": "absent: none"})
+    metadata = OmittedWhenEmptyDict(metadata={"description": "absent: none"})
 
 
 class FlagCreateSchema(StrictSchema):
@@ -208,8 +160,10 @@ class FlagCreateSchema(StrictSchema):
 
 
 class FlagCreatedSchema(Schema):
-    revision = fields.String()
-    flag = fields.Nested(FlagSchema)
+    """Dumps a ``Written`` (answers.py) that made a flag."""
+
+    revision = fields.String(metadata={"description": "the pushed commit SHA"})
+    flag = fields.Nested(FlagSchema, attribute="made")
     warnings = _warnings()
 
 
@@ -268,8 +222,10 @@ class ImageSetSchema(StrictSchema):
 
 
 class ImageSetResultSchema(Schema):
-    revision = fields.String()
-    image = fields.Nested(ImageSchema)
+    """Dumps a ``Written`` (answers.py) that set an image."""
+
+    revision = fields.String(metadata={"description": "the pushed commit SHA"})
+    image = fields.Nested(ImageSchema, attribute="made")
     warnings = _warnings()
 
 
@@ -340,25 +296,38 @@ class TokenCreateSchema(StrictSchema):
     expires_at = fields.AwareDateTime(default_timezone=None)
 
 
+class TokenScopeSchema(Schema):
+    apps = fields.List(fields.String(), metadata={"description": "empty: every app"})
+    stages = fields.List(fields.String(), metadata={"description": "empty: every stage"})
+
+
 class TokenSchema(Schema):
-    id = fields.String()
-    name = fields.String()
-    owner = fields.String()
-    roles = fields.List(fields.String())
-    scope = fields.Dict()
-    created_at = fields.DateTime()
-    created_by = fields.String(allow_none=True)
-    expires_at = fields.DateTime(allow_none=True)
-    revoked_at = fields.DateTime(allow_none=True)
+    """Dumps a ``ShownToken`` (answers.py): the token's own fields come from ``token``."""
+
+    id = fields.String(attribute="token.id")
+    name = fields.String(attribute="token.name")
+    owner = fields.String(attribute="token.owner")
+    roles = fields.Function(
+        lambda shown: sorted(shown.token.roles),
+        metadata={"type": "array", "items": {"type": "string", "enum": list(ROLES)}},
+    )
+    scope = fields.Nested(TokenScopeSchema, attribute="token.scope")
+    created_at = fields.DateTime(attribute="token.created_at")
+    created_by = fields.String(attribute="token.created_by", allow_none=True)
+    expires_at = fields.DateTime(attribute="token.expires_at", allow_none=True)
+    revoked_at = fields.DateTime(attribute="token.revoked_at", allow_none=True)
     last_used_at = fields.DateTime(
+        attribute="token.last_used_at",
         allow_none=True,
         metadata={"description": "when the token last authenticated (to the minute)"},
     )
-    active = Boolean()
+    active = Boolean(metadata={"description": "neither revoked nor expired at the answer's time"})
 
 
 class TokenCreatedSchema(TokenSchema):
-    token = fields.String(metadata={"description": "the secret; shown only in this answer"})
+    token = fields.String(
+        attribute="secret", metadata={"description": "the secret; shown only in this answer"}
+    )
 
 
 # -- events, evidence, DORA ------------------------------------------------------------------
