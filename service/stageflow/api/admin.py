@@ -76,7 +76,7 @@ class Audit(MethodView):
         limit = query["limit"]
         entries = audit.list_audit(
             current_stageflow(),
-            audit.AuditQuery(
+            audit.AuditPageRequest(
                 app=query.get("app"),
                 stage=query.get("stage"),
                 actor=query.get("actor"),
