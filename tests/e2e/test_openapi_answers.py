@@ -1,5 +1,5 @@
-"""The OpenAPI document describes the fields of the write, pipeline, token and hold answers, and
-the answers carry no field it leaves out (they are dumped by the schemas it is built from)."""
+"""The OpenAPI document describes the fields of the write, pipeline, token, hold and event
+answers, and the answers carry no field it leaves out (the schemas it is built from dump them)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,16 @@ def test_the_document_describes_what_the_answers_nest(spec):
     assert fields(spec, pipeline, "stages", "gates") == {"checks", "metrics", "soak"}
     assert fields(spec, pipeline, "stages", "flags") == {"allow"}
     assert fields(spec, pipeline, "problems") >= {"file", "revision", "problem", "serving_revision"}
+    events = answer(spec, "get", "/api/v1/events", "200")
+    assert fields(spec, events, "items") == {
+        *("id", "kind", "at", "actor", "app", "stage", "subject", "revision", "data")
+    }
+    chain = answer(spec, "get", "/api/v1/evidence", "200")
+    assert fields(spec, chain, "items") == {
+        *("id", "promotion_id", "at", "record", "record_json", "digest", "previous_digest")
+    }
+    notifications = answer(spec, "get", "/api/v1/notifications", "200")
+    assert fields(spec, notifications, "items") >= {"status", "attempts", "next_at", "last_error"}
 
 
 def documented(spec: dict[str, Any], body: Any, schema: dict[str, Any]) -> None:
@@ -161,3 +171,5 @@ def test_the_answers_carry_only_documented_fields(client, spec):
     }
     deleted = client.delete("/api/v1/apps/demo/stages/development/flags/tidy")
     check(deleted, "delete", stage_flag, "200")
+    listed = check(client.get("/api/v1/events?limit=1000"), "get", "/api/v1/events", "200")
+    assert {"state_changed", "stage_held", "stage_frozen"} <= {e["kind"] for e in listed["items"]}

@@ -8,22 +8,13 @@ says where a field that is named otherwise in the API comes from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from stageflow.api.schemas import Boolean, StrictSchema, page_before, query_name
+from stageflow.api.schemas import Boolean, StrictSchema, Timestamp, page_before, query_name
 from stageflow.domain.flags import FLAG_KEY_RE
 from stageflow.domain.promotions import STATUSES
-
-
-class Timestamp(fields.String):
-    """A time as ISO 8601 text, documented as the plain string it has always been."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return value.isoformat() if isinstance(value, datetime) else value
-
 
 # -- promotions -------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
@@ -11,6 +13,7 @@ from stageflow.domain import events as event_kinds
 from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
 from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES, STATES
 from stageflow.domain.identity import ROLES
+from stageflow.domain.notify import PENDING
 
 
 class StrictSchema(Schema):
@@ -33,6 +36,13 @@ class Boolean(fields.Boolean):
         if value is True or value is False:
             return value
         raise self.make_error("invalid")
+
+
+class Timestamp(fields.String):
+    """A time as ISO 8601 text, documented as the plain string it has always been."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return value.isoformat() if isinstance(value, datetime) else value
 
 
 # Page cursors are row ids: an INTEGER column holds up to 2**31 - 1.
@@ -345,9 +355,11 @@ class EventQuerySchema(StrictSchema):
 
 
 class EventSchema(Schema):
+    """Dumps a domain ``Event``."""
+
     id = fields.Integer()
     kind = fields.String()
-    at = fields.String()
+    at = Timestamp()
     actor = fields.String()
     app = fields.String(allow_none=True)
     stage = fields.String(allow_none=True)
@@ -357,17 +369,25 @@ class EventSchema(Schema):
 
 
 class EventPageSchema(Schema):
+    """Dumps a ``services.events.Page``."""
+
     items = fields.List(fields.Nested(EventSchema))
     next = fields.Integer(allow_none=True, metadata={"description": "pass as `after` for more"})
 
 
 class EvidenceSchema(Schema):
+    """Dumps a domain ``Evidence``: its stored text as it is and parsed."""
+
     id = fields.Integer()
     promotion_id = fields.Integer()
-    at = fields.String()
-    record = fields.Dict(metadata={"description": "what the promotion was based on"})
+    at = Timestamp()
+    record = fields.Function(
+        lambda found: json.loads(found.record),
+        metadata={"type": "object", "description": "what the promotion was based on"},
+    )
     record_json = fields.String(
-        metadata={"description": "the record's exact stored text, which the digest covers"}
+        attribute="record",
+        metadata={"description": "the record's exact stored text, which the digest covers"},
     )
     digest = fields.String(
         metadata={"description": 'sha256(previous_digest + "\\n" + record_json)'}
@@ -381,6 +401,8 @@ class EvidenceQuerySchema(StrictSchema):
 
 
 class EvidencePageSchema(Schema):
+    """Dumps an ``answers.Page`` of ``Evidence``."""
+
     items = fields.List(fields.Nested(EvidenceSchema))
     next = fields.Integer(allow_none=True, metadata={"description": "pass as `after` for more"})
 
@@ -410,6 +432,8 @@ class NotificationQuerySchema(StrictSchema):
 
 
 class NotificationSchema(Schema):
+    """Dumps a domain ``Delivery``; ``next_at`` only while it is pending."""
+
     id = fields.Integer()
     event_id = fields.Integer()
     target = fields.String()
@@ -418,12 +442,17 @@ class NotificationSchema(Schema):
     stage = fields.String(allow_none=True)
     status = fields.String(metadata={"description": "pending | delivered | failed"})
     attempts = fields.Integer()
-    created_at = fields.String()
-    next_at = fields.String(allow_none=True)
-    delivered_at = fields.String(allow_none=True)
+    created_at = Timestamp()
+    next_at = fields.Function(
+        lambda delivery: delivery.next_at.isoformat() if delivery.status == PENDING else None,
+        metadata={"type": "string", "nullable": True, "description": "the next try (pending)"},
+    )
+    delivered_at = Timestamp(allow_none=True)
     last_error = fields.String(allow_none=True)
 
 
 class NotificationPageSchema(Schema):
+    """Dumps an ``answers.Page`` of ``Delivery``."""
+
     items = fields.List(fields.Nested(NotificationSchema))
     next = fields.Integer(allow_none=True, metadata={"description": "pass as `before` for more"})
