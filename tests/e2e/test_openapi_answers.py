@@ -39,6 +39,7 @@ ANSWERS = {
     ("delete", "/api/v1/apps/{app}/stages/{stage}/hold", "200"): {"app", "stage", "released"},
     ("post", "/api/v1/stages/{stage}/freeze", "201"): {"stage", "reason", "by", "until"},
     ("delete", "/api/v1/stages/{stage}/freeze", "200"): {"stage", "frozen"},
+    ("get", "/api/v1/freezes", "200"): {"stage", "reason", "by", "until", "at"},
     ("get", "/api/v1/apps/{app}/rejections", "200"): {
         "id",
         "app",
@@ -164,6 +165,8 @@ def test_the_answers_carry_only_documented_fields(client, spec):
     check(released, "delete", "/api/v1/apps/{app}/stages/{stage}/hold", "200")
     frozen = client.post("/api/v1/stages/staging/freeze", json={"reason": "tidy"})
     assert check(frozen, "post", "/api/v1/stages/{stage}/freeze", "201")["until"] is None
+    (listed,) = check(client.get("/api/v1/freezes"), "get", "/api/v1/freezes", "200")
+    assert listed["stage"] == "staging" and listed["at"]
     thawed = client.delete("/api/v1/stages/staging/freeze")
     assert check(thawed, "delete", "/api/v1/stages/{stage}/freeze", "200") == {
         "stage": "staging",

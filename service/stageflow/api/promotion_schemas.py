@@ -205,11 +205,18 @@ class FreezeCreateSchema(StrictSchema):
     until = fields.AwareDateTime()
 
 
-class FreezeSchema(Schema):
+class FrozenSchema(Schema):
+    """Dumps the ``Freeze`` a stage was just put under (the answer to freezing it)."""
+
     stage = fields.String()
     reason = fields.String()
-    by = fields.String()
-    until = fields.DateTime(allow_none=True)
+    by = fields.String(metadata={"description": "who froze it"})
+    until = fields.DateTime(allow_none=True, metadata={"description": "null: until thawed"})
+
+
+class FreezeSchema(FrozenSchema):
+    """Dumps a ``Freeze`` in force, with when it began."""
+
     at = fields.DateTime(allow_none=True)
 
 
@@ -226,15 +233,6 @@ class HoldReleasedSchema(Schema):
     app = fields.String()
     stage = fields.String()
     released = Boolean()
-
-
-class FrozenSchema(Schema):
-    """Dumps the ``Freeze`` a stage was put under."""
-
-    stage = fields.String()
-    reason = fields.String()
-    by = fields.String(metadata={"description": "who froze it"})
-    until = fields.DateTime(allow_none=True, metadata={"description": "null: until thawed"})
 
 
 class ThawedSchema(Schema):
