@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from stageflow.api import access
-from stageflow.api.answers import Page
+from stageflow.api.answers import Page, ShownToken
 from stageflow.api.auth import current_stageflow, current_token, requires
 from stageflow.api.schemas import (
     AuditPageSchema,
@@ -30,7 +30,7 @@ class Tokens(MethodView):
     @blp.response(201, TokenCreatedSchema)
     @blp.alt_response(403, response="DEFAULT_ERROR")
     @blp.alt_response(422, response="DEFAULT_ERROR")
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> ShownToken:
         """Create a token; its secret is in this answer only."""
         sf = current_stageflow()
         scope = body.get("scope") or {}
@@ -43,15 +43,15 @@ class Tokens(MethodView):
             expires_at=body.get("expires_at"),
         )
         token, secret = tokens.create_token(sf, new, created_by=current_token().owner)
-        return {**token.to_json(sf.clock()), "token": secret}
+        return ShownToken.at(token, sf.clock(), secret)
 
     @requires("admin")
     @blp.response(200, TokenSchema(many=True))
-    def get(self) -> list[dict[str, Any]]:
+    def get(self) -> list[ShownToken]:
         """List tokens (never their secrets)."""
         sf = current_stageflow()
         now = sf.clock()
-        return [t.to_json(now) for t in tokens.list_tokens(sf, current_token())]
+        return [ShownToken.at(t, now) for t in tokens.list_tokens(sf, current_token())]
 
 
 @blp.route("/tokens/<token_id>")
@@ -59,11 +59,11 @@ class TokenById(MethodView):
     @requires("admin", touches=access.existing_token)
     @blp.response(200, TokenSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
-    def delete(self, token_id: str) -> dict[str, Any]:
+    def delete(self, token_id: str) -> ShownToken:
         """Revoke a token."""
         sf = current_stageflow()
         token = tokens.revoke_token(sf, token_id, actor=current_token().owner)
-        return token.to_json(sf.clock()) | {"revoked_at": sf.clock(), "active": False}
+        return ShownToken.revoked(token, sf.clock())
 
 
 @blp.route("/audit")
@@ -76,7 +76,7 @@ class Audit(MethodView):
         limit = query["limit"]
         entries = audit.list_audit(
             current_stageflow(),
-            audit.AuditQuery(
+            audit.AuditPageRequest(
                 app=query.get("app"),
                 stage=query.get("stage"),
                 actor=query.get("actor"),

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from stageflow.api import access
+from stageflow.api.answers import Written
 from stageflow.api.auth import current_actor, current_stageflow, requires
 from stageflow.api.idempotency import idempotent
 from stageflow.api.schemas import (
@@ -19,11 +20,10 @@ from stageflow.api.schemas import (
     RevisionSchema,
     StageFlagPatchSchema,
 )
+from stageflow.domain.flags import Flag
 from stageflow.domain.images import ImageRef
 from stageflow.services import flags, images
-from stageflow.services.changes import Outcome
-from stageflow.services.flags import UNSET, flag_json
-from stageflow.services.ports import Committed
+from stageflow.services.flags import UNSET
 
 blp = Blueprint(
     "changes",
@@ -41,14 +41,6 @@ IDEMPOTENCY_HEADER = {
 }
 
 
-def _answer(done: Committed[Outcome], **fields: Any) -> dict[str, Any]:
-    """The answer to a write: its revision, what it returns, and any policy warnings."""
-    answer = {"revision": done.revision, **fields}
-    if done.result.warnings:
-        answer["warnings"] = [dict(warning) for warning in done.result.warnings]
-    return answer
-
-
 @blp.route("/apps/<app>/flags")
 class Flags(MethodView):
     @requires("editor", touches=access.first_stage)
@@ -59,7 +51,7 @@ class Flags(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.alt_response(422, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def post(self, body: dict[str, Any], app: str) -> dict[str, Any]:
+    def post(self, body: dict[str, Any], app: str) -> Written[Flag]:
         """Create a flag in the first stage (OFF unless defaultVariant says otherwise)."""
         spec = flags.NewFlag(
             body["key"],
@@ -69,7 +61,7 @@ class Flags(MethodView):
             default_variant=body.get("defaultVariant"),
         )
         done = flags.create_flag(current_stageflow(), app, spec, actor=current_actor())
-        return _answer(done, flag=flag_json(done.result.value))
+        return Written.of(done, done.result.value)
 
 
 @blp.route("/apps/<app>/flags/<key>")
@@ -81,7 +73,7 @@ class FlagByKey(MethodView):
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def patch(self, body: dict[str, Any], app: str, key: str) -> dict[str, Any]:
+    def patch(self, body: dict[str, Any], app: str, key: str) -> Written[None]:
         """Change a flag's lifecycle or description in every stage that has it."""
         done = flags.edit_flag(
             current_stageflow(),
@@ -91,7 +83,7 @@ class FlagByKey(MethodView):
             lifecycle=body.get("lifecycle"),
             description=body.get("description", UNSET),
         )
-        return _answer(done)
+        return Written.of(done, None)
 
 
 @blp.route("/apps/<app>/stages/<stage>/flags/<key>")
@@ -104,7 +96,7 @@ class StageFlag(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR", description="flag_not_allowed")
     @blp.alt_response(422, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def patch(self, body: dict[str, Any], app: str, stage: str, key: str) -> dict[str, Any]:
+    def patch(self, body: dict[str, Any], app: str, stage: str, key: str) -> Written[Flag]:
         """Toggle or change a flag in one stage (ON obeys flags.allow; OFF always works)."""
         change = flags.StageFlagChange(
             enabled=body.get("enabled"),
@@ -115,17 +107,17 @@ class StageFlag(MethodView):
         done = flags.update_stage_flag(
             current_stageflow(), app, stage, key, change, actor=current_actor()
         )
-        return _answer(done, flag=flag_json(done.result.value))
+        return Written.of(done, done.result.value)
 
     @requires("editor")
     @idempotent
     @blp.response(200, RevisionSchema)
     @blp.alt_response(404, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def delete(self, app: str, stage: str, key: str) -> dict[str, Any]:
+    def delete(self, app: str, stage: str, key: str) -> Written[None]:
         """Remove a flag's definition from one stage."""
         done = flags.delete_stage_flag(current_stageflow(), app, stage, key, actor=current_actor())
-        return _answer(done)
+        return Written.of(done, None)
 
 
 @blp.route("/apps/<app>/stages/<stage>/images")
@@ -138,7 +130,7 @@ class StageImages(MethodView):
     @blp.alt_response(409, response="DEFAULT_ERROR", description="stage_skipped")
     @blp.alt_response(422, response="DEFAULT_ERROR")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
-    def put(self, body: dict[str, Any], app: str, stage: str) -> dict[str, Any]:
+    def put(self, body: dict[str, Any], app: str, stage: str) -> Written[ImageRef]:
         """Set an image tag or digest in the first stage (later stages get it by promotion)."""
         done = images.set_image(
             current_stageflow(),
@@ -147,4 +139,4 @@ class StageImages(MethodView):
             ImageRef(body["name"], tag=body.get("tag"), digest=body.get("digest")),
             actor=current_actor(),
         )
-        return _answer(done, image=done.result.after)
+        return Written.of(done, done.result.value)

@@ -1,29 +1,20 @@
 """Request and response bodies of promotions and the reports that gate them (marshmallow).
 
 Responses are dumped from the domain's objects (``Promotion``, ``GateResult``, ``Approval``,
-``Freeze``) and the typed answers of ``answers.py``; ``attribute=`` says where a field that is
-named otherwise in the API comes from.
+``Freeze``, ``Hold``, ``Rejection``) and the typed answers of ``answers.py``; ``attribute=``
+says where a field that is named otherwise in the API comes from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from stageflow.api.schemas import Boolean, StrictSchema, page_before, query_name
+from stageflow.api.schemas import Boolean, StrictSchema, Timestamp, page_before, query_name
 from stageflow.domain.flags import FLAG_KEY_RE
 from stageflow.domain.promotions import STATUSES
-
-
-class Timestamp(fields.String):
-    """A time as ISO 8601 text, documented as the plain string it has always been."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return value.isoformat() if isinstance(value, datetime) else value
-
 
 # -- promotions -------------------------------------------------------------------------------
 
@@ -214,12 +205,61 @@ class FreezeCreateSchema(StrictSchema):
     until = fields.AwareDateTime()
 
 
-class FreezeSchema(Schema):
+class FrozenSchema(Schema):
+    """Dumps the ``Freeze`` a stage was just put under (the answer to freezing it)."""
+
     stage = fields.String()
     reason = fields.String()
-    by = fields.String()
-    until = fields.DateTime(allow_none=True)
+    by = fields.String(metadata={"description": "who froze it"})
+    until = fields.DateTime(allow_none=True, metadata={"description": "null: until thawed"})
+
+
+class FreezeSchema(FrozenSchema):
+    """Dumps a ``Freeze`` in force, with when it began."""
+
     at = fields.DateTime(allow_none=True)
+
+
+class HeldSchema(Schema):
+    """Dumps the ``Hold`` a stage was put on."""
+
+    app = fields.String()
+    stage = fields.String()
+    reason = fields.String()
+    by = fields.String(metadata={"description": "who put it on hold"})
+
+
+class HoldReleasedSchema(Schema):
+    app = fields.String()
+    stage = fields.String()
+    released = Boolean()
+
+
+class ThawedSchema(Schema):
+    stage = fields.String()
+    frozen = Boolean()
+
+
+class RejectionSchema(Schema):
+    """Dumps a domain ``Rejection``: an image version rolled back, refused by promotions."""
+
+    id = fields.Integer()
+    app = fields.String()
+    image = fields.String()
+    tag = fields.String(allow_none=True)
+    digest = fields.String(allow_none=True)
+    reason = fields.String()
+    by = fields.String()
+    at = fields.DateTime()
+    promotion = fields.Integer(
+        attribute="promotion_id",
+        allow_none=True,
+        metadata={"description": "the promotion rolled back"},
+    )
+
+
+class RejectionReleasedSchema(Schema):
+    released = fields.Integer(metadata={"description": "the released rejection's id"})
 
 
 class RollbackSchema(StrictSchema):

@@ -10,7 +10,16 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from stageflow.api import access
-from stageflow.api.answers import DryRun, Page, ReportedCheck, RolledBack, StageDeployment
+from stageflow.api.answers import (
+    DryRun,
+    HoldReleased,
+    Page,
+    RejectionReleased,
+    ReportedCheck,
+    RolledBack,
+    StageDeployment,
+    StageThawed,
+)
 from stageflow.api.auth import current_actor, current_stageflow, current_token, requires
 from stageflow.api.changes import IDEMPOTENCY_HEADER
 from stageflow.api.idempotency import idempotent
@@ -23,15 +32,21 @@ from stageflow.api.promotion_schemas import (
     DeploymentSchema,
     FreezeCreateSchema,
     FreezeSchema,
+    FrozenSchema,
+    HeldSchema,
     HoldCreateSchema,
+    HoldReleasedSchema,
     PromotionCreateSchema,
     PromotionPageSchema,
     PromotionQuerySchema,
     PromotionSchema,
+    RejectionReleasedSchema,
+    RejectionSchema,
     RollbackSchema,
+    ThawedSchema,
 )
-from stageflow.domain.gates import Freeze
-from stageflow.domain.promotions import Promotion, Selection
+from stageflow.domain.gates import Freeze, Hold
+from stageflow.domain.promotions import Promotion, Rejection, Selection
 from stageflow.services import holds, promotions, reports, rollbacks
 
 blp = Blueprint(
@@ -232,49 +247,42 @@ class StageDeployments(MethodView):
 class StageHold(MethodView):
     @requires("admin")
     @blp.arguments(HoldCreateSchema)
-    @blp.response(201, description="held")
-    def post(self, body: dict[str, Any], app: str, stage: str) -> dict[str, Any]:
+    @blp.response(201, HeldSchema, description="held")
+    def post(self, body: dict[str, Any], app: str, stage: str) -> Hold:
         """Put an app's stage on hold: no promotion into it until released."""
-        item = holds.hold(
+        return holds.hold(
             current_stageflow(), app, stage, reason=body["reason"], actor=current_token().owner
         )
-        return {"app": app, "stage": stage, "reason": item.reason, "by": item.by}
 
     @requires("admin")
-    @blp.response(200, description="released")
-    def delete(self, app: str, stage: str) -> dict[str, Any]:
+    @blp.response(200, HoldReleasedSchema, description="released")
+    def delete(self, app: str, stage: str) -> HoldReleased:
         """Release the hold."""
         holds.release(current_stageflow(), app, stage, actor=current_token().owner)
-        return {"app": app, "stage": stage, "released": True}
+        return HoldReleased(app, stage)
 
 
 @blp.route("/stages/<stage>/freeze")
 class StageFreeze(MethodView):
     @requires("admin", touches=access.every_app)
     @blp.arguments(FreezeCreateSchema)
-    @blp.response(201, description="frozen")
-    def post(self, body: dict[str, Any], stage: str) -> dict[str, Any]:
+    @blp.response(201, FrozenSchema, description="frozen")
+    def post(self, body: dict[str, Any], stage: str) -> Freeze:
         """Freeze a stage for every app (no promotion into it)."""
-        item = holds.freeze(
+        return holds.freeze(
             current_stageflow(),
             stage,
             reason=body["reason"],
             until=body.get("until"),
             actor=current_token().owner,
         )
-        return {
-            "stage": stage,
-            "reason": item.reason,
-            "by": item.by,
-            "until": item.until.isoformat() if item.until else None,
-        }
 
     @requires("admin", touches=access.every_app)
-    @blp.response(200, description="thawed")
-    def delete(self, stage: str) -> dict[str, Any]:
+    @blp.response(200, ThawedSchema, description="thawed")
+    def delete(self, stage: str) -> StageThawed:
         """Thaw a frozen stage."""
         holds.thaw(current_stageflow(), stage, actor=current_token().owner)
-        return {"stage": stage, "frozen": False}
+        return StageThawed(stage)
 
 
 @blp.route("/freezes")
@@ -311,20 +319,22 @@ class PromotionRollback(MethodView):
 @blp.route("/apps/<app>/rejections")
 class AppRejections(MethodView):
     @requires("viewer")
-    @blp.response(200, description="image versions that may not be promoted")
-    def get(self, app: str) -> list[dict[str, Any]]:
+    @blp.response(
+        200, RejectionSchema(many=True), description="image versions that may not be promoted"
+    )
+    def get(self, app: str) -> Sequence[Rejection]:
         """List the rejected (rolled-back) image versions of an app."""
-        return [r.to_json() for r in rollbacks.rejections(current_stageflow(), app)]
+        return rollbacks.rejections(current_stageflow(), app)
 
 
 @blp.route("/apps/<app>/rejections/<int:rejection_id>")
 class AppRejection(MethodView):
     @requires("promoter", touches=access.every_stage)
-    @blp.response(200, description="released")
+    @blp.response(200, RejectionReleasedSchema, description="released")
     @blp.alt_response(404, response="DEFAULT_ERROR")
-    def delete(self, app: str, rejection_id: int) -> dict[str, int]:
+    def delete(self, app: str, rejection_id: int) -> RejectionReleased:
         """Allow a rejected image version to be promoted again."""
         rollbacks.release_rejection(
             current_stageflow(), app, rejection_id, actor=current_token().owner
         )
-        return {"released": rejection_id}
+        return RejectionReleased(rejection_id)

@@ -11,7 +11,8 @@ from flask_smorest import Blueprint
 
 from stageflow.api.auth import current_stageflow, current_token, requires
 from stageflow.api.fastpath import Answer, Headers, Read, conditional_response, fast_read
-from stageflow.api.schemas import AppStateSchema, AppSummarySchema, PipelineSchema
+from stageflow.api.pipeline_schemas import AppSummarySchema, PipelineSchema
+from stageflow.api.schemas import AppStateSchema
 from stageflow.services import state
 from stageflow.services.context import Stageflow
 from stageflow.services.memos import Memo
@@ -26,7 +27,7 @@ class PipelineView(MethodView):
     @requires("viewer")
     @blp.response(200, PipelineSchema)
     @blp.alt_response(401, response="DEFAULT_ERROR")
-    def get(self) -> dict[str, Any]:
+    def get(self) -> state.PipelineOverview:
         """Show the pipeline: stages in order with their policy, the apps and the repository."""
         return state.pipeline_view(current_stageflow(), current_token().scope)
 

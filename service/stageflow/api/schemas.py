@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 
 from stageflow.domain import events as event_kinds
 from stageflow.domain.actors import SYSTEM_ACTORS, is_system_actor
 from stageflow.domain.flags import FLAG_KEY_RE, LIFECYCLES, STATES
 from stageflow.domain.identity import ROLES
+from stageflow.domain.notify import PENDING
 
 
 class StrictSchema(Schema):
@@ -33,6 +36,13 @@ class Boolean(fields.Boolean):
         if value is True or value is False:
             return value
         raise self.make_error("invalid")
+
+
+class Timestamp(fields.String):
+    """A time as ISO 8601 text, documented as the plain string it has always been."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return value.isoformat() if isinstance(value, datetime) else value
 
 
 # Page cursors are row ids: an INTEGER column holds up to 2**31 - 1.
@@ -59,86 +69,35 @@ class PolicyWarningSchema(Schema):
     )
 
 
+class OmittedWhenEmpty:
+    """Leaves the field out of the answer when its value is empty (or None), as the flagd file
+    leaves out a flag's empty ``targeting``; mixed into a field class."""
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
+        value = super().get_value(obj, attr, accessor, default)  # type: ignore[misc]
+        return value if value else missing
+
+
+class OmittedWhenEmptyList(OmittedWhenEmpty, fields.List):
+    """A list left out of the answer when it is empty."""
+
+
+class OmittedWhenEmptyDict(OmittedWhenEmpty, fields.Dict):
+    """An object left out of the answer when it is empty."""
+
+
 def _warnings() -> fields.List:
-    return fields.List(
+    return OmittedWhenEmptyList(
         fields.Nested(PolicyWarningSchema),
         metadata={"description": "policy violations reported but not refused (absent: none)"},
     )
 
 
 class RevisionSchema(Schema):
+    """Dumps a ``Written`` (answers.py) whose answer is its revision alone."""
+
     revision = fields.String(required=True, metadata={"description": "the pushed commit SHA"})
     warnings = _warnings()
-
-
-# -- pipeline ---------------------------------------------------------------------------------
-
-
-class MetricGateSchema(Schema):
-    name = fields.String()
-    query = fields.String()
-    min = fields.Float(allow_none=True)
-    max = fields.Float(allow_none=True)
-
-
-class GatesSchema(Schema):
-    checks = fields.List(fields.String())
-    metrics = fields.List(fields.Nested(MetricGateSchema))
-    soak = fields.String(allow_none=True)
-
-
-class StageSchema(Schema):
-    name = fields.String()
-    namespace = fields.String()
-    flags = fields.Dict(metadata={"description": "{allow: [lifecycles that may be ON]}"})
-    gates = fields.Nested(GatesSchema)
-    approvals = fields.Integer()
-    auto_rollback = Boolean()
-    auto_promote = Boolean(
-        metadata={"description": "promoted into by itself when the stage before runs a new state"}
-    )
-
-
-class RepositorySchema(Schema):
-    url = fields.String(metadata={"description": "the remote URL, without credentials"})
-    branch = fields.String()
-
-
-class AppSummarySchema(Schema):
-    name = fields.String()
-    path = fields.String()
-    stages = fields.List(fields.String())
-
-
-class FileProblemSchema(Schema):
-    file = fields.String(metadata={"description": "path in the GitOps repo"})
-    revision = fields.String(metadata={"description": "the head where the file is invalid"})
-    line = fields.Integer(allow_none=True)
-    problem = fields.String(metadata={"description": "what is wrong and how to fix it"})
-    serving_revision = fields.String(
-        allow_none=True,
-        metadata={"description": "the revision whose version of the file reads answer from"},
-    )
-    app = fields.String(allow_none=True)
-    stage = fields.String(allow_none=True)
-
-
-class PipelineSchema(Schema):
-    revision = fields.String()
-    stale_since = fields.String(
-        allow_none=True,
-        metadata={
-            "description": "while the Git remote is unreachable: since when (the revision is "
-            "the last head seen)"
-        },
-    )
-    problems = fields.List(
-        fields.Nested(FileProblemSchema),
-        metadata={"description": "files at the head that reads answer from an earlier version of"},
-    )
-    repository = fields.Nested(RepositorySchema)
-    stages = fields.List(fields.Nested(StageSchema))
-    apps = fields.List(fields.Nested(AppSummarySchema))
 
 
 # -- app state --------------------------------------------------------------------------------
@@ -188,12 +147,15 @@ flag_key = fields.String(
 
 
 class FlagSchema(Schema):
+    """Dumps a domain ``Flag`` as the flagd file holds it, keyed (no empty targeting or
+    metadata)."""
+
     key = fields.String()
     state = fields.String()
     variants = fields.Dict()
-    defaultVariant = fields.String(allow_none=True)
-    targeting = fields.Dict()
-    metadata = fields.Dict()
+    defaultVariant = fields.String(attribute="default_variant", allow_none=True)
+    targeting = OmittedWhenEmptyDict(metadata={"description": "absent: none"})
+    metadata = OmittedWhenEmptyDict(metadata={"description": "absent: none"})
 
 
 class FlagCreateSchema(StrictSchema):
@@ -208,8 +170,10 @@ class FlagCreateSchema(StrictSchema):
 
 
 class FlagCreatedSchema(Schema):
-    revision = fields.String()
-    flag = fields.Nested(FlagSchema)
+    """Dumps a ``Written`` (answers.py) that made a flag."""
+
+    revision = fields.String(metadata={"description": "the pushed commit SHA"})
+    flag = fields.Nested(FlagSchema, attribute="made")
     warnings = _warnings()
 
 
@@ -268,8 +232,10 @@ class ImageSetSchema(StrictSchema):
 
 
 class ImageSetResultSchema(Schema):
-    revision = fields.String()
-    image = fields.Nested(ImageSchema)
+    """Dumps a ``Written`` (answers.py) that set an image."""
+
+    revision = fields.String(metadata={"description": "the pushed commit SHA"})
+    image = fields.Nested(ImageSchema, attribute="made")
     warnings = _warnings()
 
 
@@ -340,25 +306,38 @@ class TokenCreateSchema(StrictSchema):
     expires_at = fields.AwareDateTime(default_timezone=None)
 
 
+class TokenScopeSchema(Schema):
+    apps = fields.List(fields.String(), metadata={"description": "empty: every app"})
+    stages = fields.List(fields.String(), metadata={"description": "empty: every stage"})
+
+
 class TokenSchema(Schema):
-    id = fields.String()
-    name = fields.String()
-    owner = fields.String()
-    roles = fields.List(fields.String())
-    scope = fields.Dict()
-    created_at = fields.DateTime()
-    created_by = fields.String(allow_none=True)
-    expires_at = fields.DateTime(allow_none=True)
-    revoked_at = fields.DateTime(allow_none=True)
+    """Dumps a ``ShownToken`` (answers.py): the token's own fields come from ``token``."""
+
+    id = fields.String(attribute="token.id")
+    name = fields.String(attribute="token.name")
+    owner = fields.String(attribute="token.owner")
+    roles = fields.Function(
+        lambda shown: sorted(shown.token.roles),
+        metadata={"type": "array", "items": {"type": "string", "enum": list(ROLES)}},
+    )
+    scope = fields.Nested(TokenScopeSchema, attribute="token.scope")
+    created_at = fields.DateTime(attribute="token.created_at")
+    created_by = fields.String(attribute="token.created_by", allow_none=True)
+    expires_at = fields.DateTime(attribute="token.expires_at", allow_none=True)
+    revoked_at = fields.DateTime(attribute="token.revoked_at", allow_none=True)
     last_used_at = fields.DateTime(
+        attribute="token.last_used_at",
         allow_none=True,
         metadata={"description": "when the token last authenticated (to the minute)"},
     )
-    active = Boolean()
+    active = Boolean(metadata={"description": "neither revoked nor expired at the answer's time"})
 
 
 class TokenCreatedSchema(TokenSchema):
-    token = fields.String(metadata={"description": "the secret; shown only in this answer"})
+    token = fields.String(
+        attribute="secret", metadata={"description": "the secret; shown only in this answer"}
+    )
 
 
 # -- events, evidence, DORA ------------------------------------------------------------------
@@ -376,9 +355,11 @@ class EventQuerySchema(StrictSchema):
 
 
 class EventSchema(Schema):
+    """Dumps a domain ``Event``."""
+
     id = fields.Integer()
     kind = fields.String()
-    at = fields.String()
+    at = Timestamp()
     actor = fields.String()
     app = fields.String(allow_none=True)
     stage = fields.String(allow_none=True)
@@ -388,17 +369,25 @@ class EventSchema(Schema):
 
 
 class EventPageSchema(Schema):
+    """Dumps a ``services.events.Page``."""
+
     items = fields.List(fields.Nested(EventSchema))
     next = fields.Integer(allow_none=True, metadata={"description": "pass as `after` for more"})
 
 
 class EvidenceSchema(Schema):
+    """Dumps a domain ``Evidence``: its stored text as it is and parsed."""
+
     id = fields.Integer()
     promotion_id = fields.Integer()
-    at = fields.String()
-    record = fields.Dict(metadata={"description": "what the promotion was based on"})
+    at = Timestamp()
+    record = fields.Function(
+        lambda found: json.loads(found.record),
+        metadata={"type": "object", "description": "what the promotion was based on"},
+    )
     record_json = fields.String(
-        metadata={"description": "the record's exact stored text, which the digest covers"}
+        attribute="record",
+        metadata={"description": "the record's exact stored text, which the digest covers"},
     )
     digest = fields.String(
         metadata={"description": 'sha256(previous_digest + "\\n" + record_json)'}
@@ -412,6 +401,8 @@ class EvidenceQuerySchema(StrictSchema):
 
 
 class EvidencePageSchema(Schema):
+    """Dumps an ``answers.Page`` of ``Evidence``."""
+
     items = fields.List(fields.Nested(EvidenceSchema))
     next = fields.Integer(allow_none=True, metadata={"description": "pass as `after` for more"})
 
@@ -441,6 +432,8 @@ class NotificationQuerySchema(StrictSchema):
 
 
 class NotificationSchema(Schema):
+    """Dumps a domain ``Delivery``; ``next_at`` only while it is pending."""
+
     id = fields.Integer()
     event_id = fields.Integer()
     target = fields.String()
@@ -449,12 +442,17 @@ class NotificationSchema(Schema):
     stage = fields.String(allow_none=True)
     status = fields.String(metadata={"description": "pending | delivered | failed"})
     attempts = fields.Integer()
-    created_at = fields.String()
-    next_at = fields.String(allow_none=True)
-    delivered_at = fields.String(allow_none=True)
+    created_at = Timestamp()
+    next_at = fields.Function(
+        lambda delivery: delivery.next_at.isoformat() if delivery.status == PENDING else None,
+        metadata={"type": "string", "nullable": True, "description": "the next try (pending)"},
+    )
+    delivered_at = Timestamp(allow_none=True)
     last_error = fields.String(allow_none=True)
 
 
 class NotificationPageSchema(Schema):
+    """Dumps an ``answers.Page`` of ``Delivery``."""
+
     items = fields.List(fields.Nested(NotificationSchema))
     next = fields.Integer(allow_none=True, metadata={"description": "pass as `before` for more"})

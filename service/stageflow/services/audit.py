@@ -11,8 +11,10 @@ from stageflow.services.context import Stageflow
 
 
 @dataclass(frozen=True)
-class AuditQuery:
-    """Which audit entries to list: filters (None: any), and a page of ``limit`` before an id."""
+class AuditPageRequest:
+    """A reader's request for one page of the audit log: filters (None: any), and ``limit``
+    entries before an id. The ledger port's ``AuditFilter`` is what ``list_audit`` turns it
+    into, with the reader's scope added."""
 
     app: str | None = None
     stage: str | None = None
@@ -22,20 +24,20 @@ class AuditQuery:
 
 
 def list_audit(
-    sf: Stageflow, query: AuditQuery | None = None, *, reader: ApiToken | None = None
+    sf: Stageflow, wanted: AuditPageRequest | None = None, *, reader: ApiToken | None = None
 ) -> Sequence[AuditEntry]:
-    """List audit entries, newest first; page with ``query.before_id`` (the last id seen).
+    """List audit entries, newest first; page with ``wanted.before_id`` (the last id seen).
 
     A ``reader`` with a limited scope sees the entries about its apps and stages, and its own.
     """
-    query = query or AuditQuery()
+    wanted = wanted or AuditPageRequest()
     with sf.uow() as uow:
         return uow.audit.list(
-            app=query.app,
-            stage=query.stage,
-            actor=query.actor,
-            before_id=query.before_id,
-            limit=query.limit,
+            app=wanted.app,
+            stage=wanted.stage,
+            actor=wanted.actor,
+            before_id=wanted.before_id,
+            limit=wanted.limit,
             scope=reader.scope if reader else None,
             own_actor=reader.owner if reader else None,
         )

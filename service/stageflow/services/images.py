@@ -62,7 +62,13 @@ def set_image(
         return Change(
             f"{app.name}/{stage.name}: image {ref.name} {_version(before)} -> {_version(after)}",
             Outcome(
-                "image.set", app.name, stage.name, ref.name, image_view(before), image_view(after)
+                "image.set",
+                app.name,
+                stage.name,
+                ref.name,
+                image_view(before),
+                image_view(after),
+                after,
             ),
         )
 

@@ -456,7 +456,7 @@ def history() -> Any:
     chosen = {k: (request.args.get(k) or "").strip() or None for k in ("app", "stage", "actor")}
     entries = audit.list_audit(
         current_stageflow(),
-        audit.AuditQuery(
+        audit.AuditPageRequest(
             app=chosen["app"], stage=chosen["stage"], actor=chosen["actor"], limit=200
         ),
         reader=current_token(),

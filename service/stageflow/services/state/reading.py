@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from stageflow.domain.errors import FlagDocumentError, Invalid, PipelineError
 from stageflow.domain.flags import FlagDocument, parse_flag_document
@@ -77,17 +77,6 @@ class FileProblem:
     serving: str | None  # the last revision where the file was valid (None: none was found)
     app: str | None = None
     stage: str | None = None
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "revision": self.revision,
-            "line": self.line,
-            "problem": self.problem,
-            "serving_revision": self.serving,
-            "app": self.app,
-            "stage": self.stage,
-        }
 
     def note(self) -> str:
         where = f" line {self.line}" if self.line else ""

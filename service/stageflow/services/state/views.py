@@ -8,73 +8,88 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from stageflow.domain.errors import Invalid, NotFound
 from stageflow.domain.feedback import argocd_report, flux_report, stage_of
-from stageflow.domain.flags import LIFECYCLES
 from stageflow.domain.identity import Scope
 from stageflow.domain.images import ImageRef
-from stageflow.domain.pipeline import App, Stage, format_duration
+from stageflow.domain.pipeline import App, Stage
 from stageflow.services.context import SMALL_ENTRY, AppDesired, Stageflow
 from stageflow.services.ports import UnitOfWork
-from stageflow.services.state.reading import Snapshot, flags_path, snapshot
+from stageflow.services.state.reading import FileProblem, Snapshot, flags_path, snapshot
 
 
 def image_view(ref: ImageRef) -> dict[str, Any]:
     return {"name": ref.name, "tag": ref.tag, "digest": ref.digest}
 
 
-def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Repository:
+    """Where the desired state lives: the remote's URL (without credentials) and branch."""
+
+    url: str
+    branch: str
+
+
+@dataclass(frozen=True)
+class AppSummary:
+    """An app of the pipeline: where its overlays are and the stages it moves through."""
+
+    name: str
+    path: str
+    stages: Sequence[str]
+
+
+@dataclass(frozen=True)
+class PipelineOverview:
+    """The pipeline as the API and the pipeline page show it.
+
+    ``stale_since``: while the Git remote is unreachable, since when (ISO 8601; the revision is
+    the last head seen). ``problems``: the files at the head that reads answer from an earlier
+    version of, and the policy folders that do not compile.
+    """
+
+    revision: str
+    stale_since: str | None
+    problems: Sequence[FileProblem]
+    repository: Repository
+    stages: Sequence[Stage]
+    apps: Sequence[AppSummary]
+
+
+def pipeline_view(sf: Stageflow, scope: Scope | None = None) -> PipelineOverview:
     """The pipeline: every stage, and the apps ``scope`` covers (default: every app)."""
     snap = snapshot(sf)
     outage = sf.repo.outage()
-    return {
-        "revision": snap.revision,
-        "stale_since": None
+    problems = [
+        problem
+        for problem in sf.cache.head_problems.get(snap.revision, snap.file_problems)
+        if scope is None or problem.app is None or scope.covers(problem.app)
+    ]
+    return PipelineOverview(
+        revision=snap.revision,
+        stale_since=None
         if outage is None
         else datetime.fromtimestamp(outage.since, UTC).isoformat(timespec="seconds"),
-        "problems": [
-            problem.view()
-            for problem in sf.cache.head_problems.get(snap.revision, snap.file_problems)
-            if scope is None or problem.app is None or scope.covers(problem.app)
-        ]
-        + _policy_problems(sf, snap),
-        "repository": {"url": sf.repo.display_url, "branch": sf.repo.branch},
-        "stages": [stage_view(stage) for stage in snap.pipeline.stages],
-        "apps": [
-            {"name": app.name, "path": app.path, "stages": list(snap.pipeline.stage_names)}
+        problems=problems + _policy_problems(sf, snap),
+        repository=Repository(sf.repo.display_url, sf.repo.branch),
+        stages=snap.pipeline.stages,
+        apps=[
+            AppSummary(app.name, app.path, snap.pipeline.stage_names)
             for app in snap.pipeline.apps.values()
             if scope is None or scope.covers(app.name)
         ],
-    }
+    )
 
 
-def _policy_problems(sf: Stageflow, snap: Snapshot) -> list[dict[str, Any]]:
+def _policy_problems(sf: Stageflow, snap: Snapshot) -> list[FileProblem]:
     # services.policies reads the state through this package, hence imported here
     from stageflow.services.policies import policy_problems
 
-    return [problem.view() for problem in policy_problems(sf, snap)]
-
-
-def stage_view(stage: Stage) -> dict[str, Any]:
-    return {
-        "name": stage.name,
-        "namespace": stage.namespace,
-        "flags": {"allow": [lc for lc in LIFECYCLES if stage.allows(lc)]},
-        "gates": {
-            "checks": list(stage.gates.checks),
-            "metrics": [
-                {"name": m.name, "query": m.query, "min": m.min, "max": m.max}
-                for m in stage.gates.metrics
-            ],
-            "soak": format_duration(stage.gates.soak) if stage.gates.soak else None,
-        },
-        "approvals": stage.approvals,
-        "auto_rollback": stage.auto_rollback,
-        "auto_promote": stage.auto_promote,
-    }
+    return policy_problems(sf, snap)
 
 
 def apps_view(sf: Stageflow, scope: Scope | None = None) -> list[dict[str, Any]]:
