@@ -280,6 +280,29 @@ def test_kubernetes_schema_catches_typos_and_types_and_lists_unknown_kinds():
     assert unknown == ["Widget (example.com/v1)"]
 
 
+def test_kubernetes_schema_findings_are_held_by_each_objects_contents():
+    tools = KubernetesPolicyTools()
+    good, service = deployment(), {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+    good["spec"]["selector"] = {"matchLabels": {"app": "demo"}}
+    assert tools.schema_findings([good, service], "1.33", True) == ([], [])
+    assert tools.validated == 2
+
+    # the same contents (another dict) are not validated again, whatever their place
+    assert tools.schema_findings([copy.deepcopy(service), good], "1.33", True) == ([], [])
+    assert tools.validated == 2
+
+    # a changed object is validated again, and its findings are its own
+    changed = copy.deepcopy(good)
+    changed["spec"]["replicas"] = "3"  # the text of the number: not the same contents
+    found, _ = tools.schema_findings([service, changed], "1.33", True)
+    assert found == [(1, "spec.replicas: '3' is not of type 'integer', 'null'")]
+    assert tools.validated == 3
+    # another version or strictness is another check
+    tools.schema_findings([service], "1.32", True)
+    tools.schema_findings([service], "1.33", False)
+    assert tools.validated == 5
+
+
 # -- ValidatingAdmissionPolicy ------------------------------------------------------------------
 
 VAP: dict[str, Any] = {

@@ -23,7 +23,10 @@ built here once per (version, apiVersion, kind) and reused.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -67,7 +70,10 @@ def compile_cel(expression: str) -> Program:
         raise ValueError(str(exc).strip()) from None
 
 
+@lru_cache(maxsize=64)
 def _schema_dir(version: str, strict: bool) -> str:
+    """The schema folder of ``version`` (once per version: listing the shipped versions reads
+    the package's folders, ~1 ms a check)."""
     wanted = kv.major_minor(version)
     if wanted > kv.latest_version():
         raise kv.VersionNotSupportedError(version=wanted)
@@ -100,10 +106,21 @@ def _where(path: Sequence[Any]) -> str:
 
 
 class KubernetesPolicyTools:
-    """The ``PolicyTools`` port: manifests, schemas and CEL for the policy step."""
+    """The ``PolicyTools`` port: manifests, schemas and CEL for the policy step.
+
+    Schema findings are held per object, by its contents: a promotion changes one object of a
+    render (the Deployment's image), so the others (the flags' ConfigMap, Services, policies)
+    are not validated again; the changed one is, as any object no check has seen.
+    """
 
     parse_manifests = staticmethod(parse_manifests)
     compile_cel = staticmethod(compile_cel)
+
+    def __init__(self, held: int = 1024) -> None:
+        self.held = held
+        self.validated = 0  # objects validated against a schema (tests see the reuse by it)
+        self._findings: OrderedDict[bytes, _Findings] = OrderedDict()
+        self._lock = threading.Lock()
 
     def schema_findings(
         self, objects: Sequence[Mapping[str, Any]], version: str, strict: bool
@@ -120,11 +137,42 @@ class KubernetesPolicyTools:
                 code="invalid_policy",
             ) from None
         for index, obj in enumerate(objects):
-            api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
-            validator = _validator(version, strict, api_version, kind)
-            if validator is None:
-                unknown.append(f"{kind} ({api_version})")
-                continue
-            for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.path))[:5]:
-                found.append((index, f"{_where(error.path)}: {error.message}"))
+            problems, kind = self._object_findings(obj, version, strict)
+            found += [(index, problem) for problem in problems]
+            if kind is not None:
+                unknown.append(kind)
         return found, sorted(set(unknown))
+
+    def _object_findings(self, obj: Mapping[str, Any], version: str, strict: bool) -> _Findings:
+        """One object's findings, held by its contents, the version and the strictness.
+
+        Keyed by a digest of ``repr``: it tells ``1`` from ``"1"``, ``1.0`` and ``True`` (and a
+        date from its text), as the schemas do; the same mapping in another key order is only
+        validated again.
+        """
+        key = hashlib.blake2b(repr((version, strict, obj)).encode(), digest_size=20).digest()
+        with self._lock:
+            held = self._findings.get(key)
+            if held is not None:
+                self._findings.move_to_end(key)
+                return held
+        found = _validate(obj, version, strict)
+        with self._lock:
+            self.validated += 1
+            self._findings[key] = found
+            while len(self._findings) > self.held:
+                self._findings.popitem(last=False)
+        return found
+
+
+# An object's schema problems, and its kind when the schemas do not know it.
+_Findings = tuple[tuple[str, ...], str | None]
+
+
+def _validate(obj: Mapping[str, Any], version: str, strict: bool) -> _Findings:
+    api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+    validator = _validator(version, strict, api_version, kind)
+    if validator is None:
+        return (), f"{kind} ({api_version})"
+    errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))[:5]
+    return tuple(f"{_where(error.path)}: {error.message}" for error in errors), None
