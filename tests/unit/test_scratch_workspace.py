@@ -153,6 +153,8 @@ def test_a_kept_folder_copies_only_what_changed_and_holds_what_a_fresh_copy_does
     assert third == _fresh_copy(repo, newer)
     assert folder.puts == copied + 2  # the changed file and the added one, nothing else
     assert folder.removals == 2  # the base's extra folder, the missing patch
+    shelf.close()
+    assert not folder.root.exists()
 
 
 def test_a_kept_folder_puts_back_what_a_workspace_wrote(repo: FakeGitRepo):
@@ -168,6 +170,7 @@ def test_a_kept_folder_puts_back_what_a_workspace_wrote(repo: FakeGitRepo):
 
     _, after = _play(repo, head, shelf)
     assert after == _fresh_copy(repo, head)  # the committed files again, the added one gone
+    shelf.close()
 
 
 def test_a_shelf_lends_a_folder_to_one_workspace_at_a_time(repo: FakeGitRepo):

@@ -20,8 +20,10 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from stageflow.services.ports import GitRepo
 
@@ -155,14 +157,25 @@ _SHELVES: weakref.WeakKeyDictionary[GitRepo, ScratchShelf] = weakref.WeakKeyDict
 _SHELVES_LOCK = threading.Lock()
 
 
-def shelf_of(repo: GitRepo) -> ScratchShelf:
+def shelf_of(repo: GitRepo, closers: list[Callable[[], Any]] | None = None) -> ScratchShelf:
     """The shelf of ``repo``'s scratch folders (one per repository object, made on first use).
 
-    Its folders are removed when the repository object goes, or when the process exits.
+    Its idle folders are removed by the first of: a call in ``closers`` (a Stageflow's, which
+    its ``close`` runs), the repository object going, the process exiting.
     """
     with _SHELVES_LOCK:
         found = _SHELVES.get(repo)
         if found is None:
             found = _SHELVES[repo] = ScratchShelf()
             weakref.finalize(repo, found.close)
+            if closers is not None:
+                closers.append(found.close)
         return found
+
+
+def close_shelves() -> None:
+    """Remove the idle folders of every shelf (for a process that ends without ``atexit``)."""
+    with _SHELVES_LOCK:
+        shelves = list(_SHELVES.values())
+    for shelf in shelves:
+        shelf.close()
