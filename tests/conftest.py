@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 
 from stageflow.adapters.git_repo import seed_bare_remote
 from stageflow.config import Settings
+from stageflow.services.scratch_folders import close_shelves
 from tests.pgserver import PostgresUnavailable, PrivatePostgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,13 @@ def git(*args: str, cwd: Path | str | None = None) -> str:
         ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
     )
     return done.stdout
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kept_scratch_folders() -> Iterator[None]:
+    """Remove the scratch folders kept between plays (xdist's workers end without ``atexit``)."""
+    yield
+    close_shelves()
 
 
 @pytest.fixture

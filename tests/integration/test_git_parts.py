@@ -21,6 +21,7 @@ from tests.builders import remote_head, remote_log, third_party_commit
 from tests.conftest import git
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+EXTRA = "apps/demo/overlays/staging/extra.yaml"  # a file a third party adds
 
 MakeClone = Callable[..., Clone]
 
@@ -287,6 +288,45 @@ def test_the_object_store_reads_blobs_trees_and_history(make_clone, gitops_remot
     with pytest.raises(NotFound) as raised:
         objects.blob_id(SHA, "stageflow.yaml")
     assert raised.value.code == "revision_not_found"
+
+
+def test_the_object_store_reads_each_tree_once_by_its_id(make_clone, gitops_remote: Path):
+    clone = make_clone()
+    objects = ObjectStore(clone, cache_size=64, blob_cache_bytes=2**20)
+    seed = remote_head(gitops_remote)
+    base = objects.tree_id(seed, "apps/demo/base")
+    deployment = objects.blob_id(seed, "apps/demo/base/deployment.yaml")
+    staging = objects.tree_entries(seed, "apps/demo/overlays/staging")
+    assert "extra.yaml" not in staging
+    third = third_party_commit(gitops_remote, EXTRA, "x: 1\n")
+    clone.fetch()
+    read = objects.trees.reads
+
+    # the changed folder is read anew at the new revision...
+    changed = objects.tree_entries(third, "apps/demo/overlays/staging")
+    assert changed == {**staging, "extra.yaml": objects.blob_id(third, EXTRA)}
+    # ...and the unchanged base is known by its id, without reading it again
+    assert objects.tree_id(third, "apps/demo/base") == base
+    assert objects.blob_id(third, "apps/demo/base/deployment.yaml") == deployment
+    assert objects.tree_entries(third, "apps/demo/base") == objects.tree_entries(
+        seed, "apps/demo/base"
+    )
+    # the root, apps, apps/demo, apps/demo/overlays and the staging overlay: the trees it changed
+    assert objects.trees.reads - read == 5
+
+    def rev_parse(path: str) -> str:
+        return git("--git-dir", str(gitops_remote), "rev-parse", f"{third}:{path}").strip()
+
+    assert objects.tree_id(third, "apps/demo/overlays/staging") == rev_parse(
+        "apps/demo/overlays/staging"
+    )
+    assert objects.blob_id(third, EXTRA) == rev_parse(EXTRA)
+    # the kinds are kept apart, and a path through a file or a missing name resolves to nothing
+    assert objects.blob_id(third, "apps/demo") is None
+    assert objects.tree_id(third, "stageflow.yaml") is None
+    assert objects.tree_id(third, "stageflow.yaml/x") is None
+    assert objects.tree_entries(third, "apps/demo/base/deployment.yaml") == {}
+    assert objects.tree_id(third, "apps//demo") is None and objects.blob_id(third, "") is None
 
 
 def test_the_object_store_finds_a_trailer_on_the_branch(make_clone, gitops_remote: Path):

@@ -19,6 +19,7 @@ from stageflow.services.context import Stageflow
 from stageflow.services.ports import Workspace
 from stageflow.services.promotion_plans import PromotionWrite, preview
 from stageflow.services.scratch import ScratchWorkspace
+from stageflow.services.scratch_folders import shelf_of
 from tests.builders import remote_head, third_party_commit
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -142,3 +143,28 @@ def test_the_scratch_workspace_keeps_writes_in_memory(sf: Stageflow):
         assert not (folder / "flags.json").exists()
     assert not folder.exists()  # the scratch folder goes with the workspace
     assert sf.repo.read(head, path) != "{}"
+
+
+def test_previews_in_the_kept_folder_follow_new_revisions_and_go_with_the_stageflow(
+    sf: Stageflow, gitops_remote: Path
+):
+    first = preview(sf, sf.repo.head(fresh=True), "demo", "staging", Selection())
+    assert first == in_the_clone(sf, "staging", Selection())
+    shelf = shelf_of(sf.repo)
+    assert shelf.made == 1
+    # the base changes under the kept copy: the next preview renders the new base
+    path = "apps/demo/base/kustomization.yaml"
+    text = sf.repo.read(sf.repo.head(fresh=True), path)
+    assert text is not None
+    third_party_commit(gitops_remote, path, text + "commonAnnotations:\n  team: payments\n")
+
+    plan, diff = preview(sf, sf.repo.head(fresh=True), "demo", "staging", Selection())
+
+    assert (plan, diff) == in_the_clone(sf, "staging", Selection())
+    assert shelf.made == 1  # one folder, brought up to date:
+    kept = [folder.root for folder in shelf._idle]
+    assert [(root / path).read_text() for root in kept] == [
+        sf.repo.read(remote_head(gitops_remote), path)
+    ]
+    sf.close()
+    assert not any(root.exists() for root in kept)

@@ -8,8 +8,13 @@ from typing import Any
 import pytest
 
 from stageflow.adapters.pipeline_file import load_pipeline
-from stageflow.adapters.policy_engine import KubernetesPolicyTools, compile_cel
-from stageflow.domain.errors import PipelineError
+from stageflow.adapters.policy_engine import (
+    KubernetesPolicyTools,
+    compile_cel,
+    parse_manifests,
+    split_documents,
+)
+from stageflow.domain.errors import Invalid, PipelineError
 from stageflow.domain.policies import PolicyError, PolicySpec, Violation
 from stageflow.domain.policies.admission import check_admission, read_policy, resource_of
 from stageflow.domain.policies.builtin import StageFacts, check_builtin, image_pin
@@ -278,6 +283,74 @@ def test_kubernetes_schema_catches_typos_and_types_and_lists_unknown_kinds():
         (1, "spec.replicas: '3' is not of type 'integer', 'null'"),
     ]
     assert unknown == ["Widget (example.com/v1)"]
+
+
+def test_kubernetes_schema_findings_are_held_by_each_objects_contents():
+    tools = KubernetesPolicyTools()
+    good, service = deployment(), {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+    good["spec"]["selector"] = {"matchLabels": {"app": "demo"}}
+    assert tools.schema_findings([good, service], "1.33", True) == ([], [])
+    assert tools.validated == 2
+
+    # the same contents (another dict) are not validated again, whatever their place
+    assert tools.schema_findings([copy.deepcopy(service), good], "1.33", True) == ([], [])
+    assert tools.validated == 2
+
+    # a changed object is validated again, and its findings are its own
+    changed = copy.deepcopy(good)
+    changed["spec"]["replicas"] = "3"  # the text of the number: not the same contents
+    found, _ = tools.schema_findings([service, changed], "1.33", True)
+    assert found == [(1, "spec.replicas: '3' is not of type 'integer', 'null'")]
+    assert tools.validated == 3
+    # another version or strictness is another check
+    tools.schema_findings([service], "1.32", True)
+    tools.schema_findings([service], "1.33", False)
+    assert tools.validated == 5
+
+
+STREAM = (
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  kept: |+\n    on\n\n"
+    "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: demo\nspec:\n"
+    "  template:\n    spec:\n      containers:\n      - image: ghcr.io/acme/demo:1.0.0\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: demo\n"
+)
+
+
+def test_rendered_documents_are_parsed_once_each_as_the_whole_stream_reads_them():
+    tools = KubernetesPolicyTools()
+    assert tools.parse_manifests(STREAM) == parse_manifests(STREAM)
+    assert tools.parse_manifests(STREAM)[0]["data"] == {"kept": "on\n\n"}  # "|+" keeps both
+    assert tools.parsed == 3
+
+    # a promotion's next render: only the changed document is parsed
+    promoted = STREAM.replace("demo:1.0.0", "demo:1.1.0")
+    objects = tools.parse_manifests(promoted)
+    assert objects == parse_manifests(promoted) and tools.parsed == 4
+    assert objects[1]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("1.1.0")
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        "--- !!map\nkind: A\n---\nkind: B\n",  # content on a marker's line
+        "kind: A\n...\n---\nkind: B\n",  # a document end
+        "%YAML 1.1\n---\nkind: A\n",  # a directive
+        "kind: A\n---",  # a last marker without a line break
+    ],
+)
+def test_a_stream_that_does_not_split_plainly_is_parsed_whole(stream: str):
+    tools = KubernetesPolicyTools()
+    assert split_documents(stream) is None
+    assert tools.parse_manifests(stream) == parse_manifests(stream)
+
+
+def test_a_broken_document_is_reported_as_in_the_whole_stream():
+    broken = STREAM.replace("name: demo\nspec:", "name: [demo\nspec:")
+    with pytest.raises(Invalid) as whole:
+        parse_manifests(broken)
+    with pytest.raises(Invalid) as split:
+        KubernetesPolicyTools().parse_manifests(broken)
+    assert split.value.message == whole.value.message
 
 
 # -- ValidatingAdmissionPolicy ------------------------------------------------------------------

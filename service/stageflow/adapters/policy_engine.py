@@ -23,7 +23,10 @@ built here once per (version, apiVersion, kind) and reused.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -49,6 +52,27 @@ def parse_manifests(text: str) -> list[dict[str, Any]]:
     return [doc for doc in documents if isinstance(doc, dict)]
 
 
+# A line YAML reads as a document marker or directive, which only a plain ``---`` may be here.
+_MARKER = re.compile(r"^(?:---|\.\.\.|%)", re.M)
+
+
+def split_documents(text: str) -> list[str] | None:
+    """The documents of a YAML stream, split at its ``---`` lines (None: not so plain a stream).
+
+    A ``---`` at the start of a line ends a document wherever it is (YAML forbids it inside a
+    scalar), so each part parses as it would in the whole stream; ``...``, directives and
+    ``--- <content>`` lines are left to the parser of the whole.
+    """
+    if text.startswith("---\n"):
+        text = text[4:]
+    parts = text.split("\n---\n")
+    # each document keeps the line break that ended its last line (a "|+" scalar keeps it)
+    parts = [part + "\n" for part in parts[:-1]] + parts[-1:]
+    if any(_MARKER.search(part) for part in parts):
+        return None
+    return parts
+
+
 class _CelProgram:
     """A compiled CEL expression, called with the activation (variables by name)."""
 
@@ -67,7 +91,10 @@ def compile_cel(expression: str) -> Program:
         raise ValueError(str(exc).strip()) from None
 
 
+@lru_cache(maxsize=64)
 def _schema_dir(version: str, strict: bool) -> str:
+    """The schema folder of ``version`` (once per version: listing the shipped versions reads
+    the package's folders, ~1 ms a check)."""
     wanted = kv.major_minor(version)
     if wanted > kv.latest_version():
         raise kv.VersionNotSupportedError(version=wanted)
@@ -100,10 +127,60 @@ def _where(path: Sequence[Any]) -> str:
 
 
 class KubernetesPolicyTools:
-    """The ``PolicyTools`` port: manifests, schemas and CEL for the policy step."""
+    """The ``PolicyTools`` port: manifests, schemas and CEL for the policy step.
 
-    parse_manifests = staticmethod(parse_manifests)
+    Schema findings are held per object, by its contents: a promotion changes one object of a
+    render (the Deployment's image), so the others (the flags' ConfigMap, Services, policies)
+    are not validated again; the changed one is, as any object no check has seen.
+    """
+
     compile_cel = staticmethod(compile_cel)
+
+    def __init__(self, held: int = 1024, held_text: int = 4 * 2**20) -> None:
+        self.held = held  # objects' findings, and documents
+        self.held_text = held_text  # characters of the documents held, together
+        self.validated = 0  # objects validated against a schema (tests see the reuse by it)
+        self.parsed = 0  # documents parsed (the same)
+        self._findings: OrderedDict[bytes, _Findings] = OrderedDict()
+        self._documents: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._text = 0
+        self._lock = threading.Lock()
+
+    def parse_manifests(self, text: str) -> list[dict[str, Any]]:
+        """Read a ``kustomize build`` output as a list of objects, each document parsed once.
+
+        A promotion's render differs from the last one in a document or two (the Deployment's
+        image); the others are the objects parsed before (shared, never changed by a check).
+        A stream that does not split plainly, or does not parse, is parsed whole.
+        """
+        parts = split_documents(text)
+        if parts is None:
+            return parse_manifests(text)
+        objects: list[dict[str, Any]] = []
+        for part in parts:
+            with self._lock:
+                held = self._documents.get(part)
+                if held is not None:
+                    self._documents.move_to_end(part)
+            if held is None:
+                try:
+                    held = parse_manifests(part)
+                except Invalid:
+                    return parse_manifests(text)  # says where, in the whole stream
+                self._hold(part, held)
+            objects += held
+        return objects
+
+    def _hold(self, part: str, objects: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.parsed += 1
+            if len(part) > self.held_text // 8 or part in self._documents:
+                return  # a very large document (a big flags ConfigMap) is not worth holding
+            self._documents[part] = objects
+            self._text += len(part)
+            while len(self._documents) > self.held or self._text > self.held_text:
+                gone, _ = self._documents.popitem(last=False)
+                self._text -= len(gone)
 
     def schema_findings(
         self, objects: Sequence[Mapping[str, Any]], version: str, strict: bool
@@ -120,11 +197,42 @@ class KubernetesPolicyTools:
                 code="invalid_policy",
             ) from None
         for index, obj in enumerate(objects):
-            api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
-            validator = _validator(version, strict, api_version, kind)
-            if validator is None:
-                unknown.append(f"{kind} ({api_version})")
-                continue
-            for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.path))[:5]:
-                found.append((index, f"{_where(error.path)}: {error.message}"))
+            problems, kind = self._object_findings(obj, version, strict)
+            found += [(index, problem) for problem in problems]
+            if kind is not None:
+                unknown.append(kind)
         return found, sorted(set(unknown))
+
+    def _object_findings(self, obj: Mapping[str, Any], version: str, strict: bool) -> _Findings:
+        """One object's findings, held by its contents, the version and the strictness.
+
+        Keyed by a digest of ``repr``: it tells ``1`` from ``"1"``, ``1.0`` and ``True`` (and a
+        date from its text), as the schemas do; the same mapping in another key order is only
+        validated again.
+        """
+        key = hashlib.blake2b(repr((version, strict, obj)).encode(), digest_size=20).digest()
+        with self._lock:
+            held = self._findings.get(key)
+            if held is not None:
+                self._findings.move_to_end(key)
+                return held
+        found = _validate(obj, version, strict)
+        with self._lock:
+            self.validated += 1
+            self._findings[key] = found
+            while len(self._findings) > self.held:
+                self._findings.popitem(last=False)
+        return found
+
+
+# An object's schema problems, and its kind when the schemas do not know it.
+_Findings = tuple[tuple[str, ...], str | None]
+
+
+def _validate(obj: Mapping[str, Any], version: str, strict: bool) -> _Findings:
+    api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+    validator = _validator(version, strict, api_version, kind)
+    if validator is None:
+        return (), f"{kind} ({api_version})"
+    errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))[:5]
+    return tuple(f"{_where(error.path)}: {error.message}" for error in errors), None

@@ -35,6 +35,7 @@ from stageflow.services.policy_memos import memo
 from stageflow.services.policy_renders import Recording, render_text
 from stageflow.services.ports import Change, KustomizationDoc, Workspace
 from stageflow.services.scratch import ScratchWorkspace
+from stageflow.services.scratch_folders import shelf_of
 from stageflow.services.state import (
     content_at,
     flags_in,
@@ -203,9 +204,10 @@ def played(
     gates: no write lock, no reset of the clone. ``inspect`` sees the workspace as the write
     left it (before the scratch folder goes), recorded so that its renders are keyed by
     content: the apply of the same promotion on the same revision renders the same inputs, and
-    finds them held (``policy_renders.render_text``).
+    finds them held (``policy_renders.render_text``). Its scratch folder is kept between plays
+    (``scratch_folders``): the next one copies only the files that changed since.
     """
-    with ScratchWorkspace(sf.repo, revision) as scratch:
+    with ScratchWorkspace(sf.repo, revision, shelf_of(sf.repo, sf.closers)) as scratch:
         ws = Recording(scratch)
         return inspect(ws, write.write(ws))
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import posixpath
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
 from stageflow.domain.errors import StageflowError
 from stageflow.services.ports import GitRepo
+from stageflow.services.scratch_folders import WRITTEN, ScratchFolder, ScratchShelf
 
 # The files kustomize reads as a folder's kustomization.
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
@@ -63,17 +62,28 @@ def _known_blob(object_id: str) -> None:
 
 
 class ScratchWorkspace:
-    """The `Workspace` port over a revision: reads from Git, writes kept in memory."""
+    """The `Workspace` port over a revision: reads from Git, writes kept in memory.
 
-    def __init__(self, repo: GitRepo, revision: str) -> None:
+    Renders happen in a ``ScratchFolder``: a fresh one removed on close, or, given a ``shelf``,
+    one kept between workspaces, which a render brings up to this revision by tree and blob id
+    (``scratch_folders``).
+    """
+
+    def __init__(self, repo: GitRepo, revision: str, shelf: ScratchShelf | None = None) -> None:
         self.repo = repo
         self.revision = revision
+        self.shelf = shelf
         self._written: dict[str, str | None] = {}  # path -> text (None: deleted)
-        self._copied: set[str] = set()  # folders copied whole into the scratch folder
-        self._root: Path | None = None
+        self._copied: set[str] = set()  # folders brought up to the revision by this workspace
+        self._folder: ScratchFolder | None = None
 
     def __enter__(self) -> ScratchWorkspace:
         return self
+
+    @property
+    def folder(self) -> ScratchFolder | None:
+        """The scratch folder this workspace renders in (None until a render asks for one)."""
+        return self._folder
 
     def __exit__(
         self,
@@ -84,11 +94,15 @@ class ScratchWorkspace:
         self.close()
 
     def close(self) -> None:
-        """Remove the scratch folder (if a render made one)."""
-        if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
-            self._root = None
-            self._copied.clear()
+        """Give the scratch folder back to the shelf, or remove it (if a render made one)."""
+        folder, self._folder = self._folder, None
+        self._copied.clear()
+        if folder is None:
+            return
+        if self.shelf is not None:
+            self.shelf.give(folder)
+        else:
+            folder.close()
 
     def read(self, path: str) -> str | None:
         path = _inside(path)
@@ -115,14 +129,21 @@ class ScratchWorkspace:
     def directory(self, path: str) -> Path:
         """The folder ``path`` on disk, as this workspace has it now (for a render)."""
         path = _inside(path)
-        self._copy_folder(path)
-        self._write_out()
-        return self._scratch() / path
+        folder = self._scratch()
+        try:
+            self._copy_folder(path)
+            self._write_out()
+        except BaseException:
+            # a kept folder is only trusted when its records were kept whole: make a new one
+            self._folder = None
+            folder.close()
+            raise
+        return folder.root / path
 
-    def _scratch(self) -> Path:
-        if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="stageflow-preview-"))
-        return self._root
+    def _scratch(self) -> ScratchFolder:
+        if self._folder is None:
+            self._folder = self.shelf.take() if self.shelf is not None else ScratchFolder.make()
+        return self._folder
 
     def _copy_folder(self, folder: str) -> None:
         """Copy ``folder`` at the revision, and whatever its kustomizations reach outside it."""
@@ -131,47 +152,70 @@ class ScratchWorkspace:
             current = pending.pop()
             if self._is_copied(current):
                 continue
-            entries = self.repo.tree_entries(self.revision, current)
-            if not entries:  # a file (Git stores no empty folders), or nothing at all
+            tree = self.repo.tree_id(self.revision, current)
+            if tree is None:  # a file (Git stores no empty folders), or nothing at all
                 self._copy_file(current)
                 continue
-            pending.extend(self._copy_tree(current, entries))
+            pending.extend(self._copy_tree(current, tree))
 
     def _is_copied(self, path: str) -> bool:
         return any(path == done or path.startswith(done + "/") for done in self._copied)
 
-    def _copy_tree(self, folder: str, entries: dict[str, str]) -> list[str]:
-        """Copy ``folder`` and its subfolders; return the paths their kustomizations reach."""
+    def _copy_tree(
+        self, folder: str, tree: str, entries: dict[str, str] | None = None
+    ) -> list[str]:
+        """Bring ``folder`` (``tree`` at the revision) and its subfolders up to the revision on
+        disk; return the paths their kustomizations reach.
+
+        A folder the scratch folder holds at this tree id already is neither listed nor copied.
+        """
+        disk = self._scratch()
         self._copied.add(folder)
+        held = disk.holds_tree(folder, tree)
+        if held is not None:
+            return list(held)
+        if entries is None:
+            entries = self.repo.tree_entries(self.revision, folder)
+        disk.remove_others(folder, set(entries))
         reached: list[str] = []
         for name, object_id in entries.items():
             path = f"{folder}/{name}"
+            if disk.holds_tree(path, object_id) is not None:
+                reached.extend(self._copy_tree(path, object_id))
+                continue
             inner = {} if object_id in _BLOBS else self.repo.tree_entries(self.revision, path)
             if inner:
-                reached.extend(self._copy_tree(path, inner))
+                reached.extend(self._copy_tree(path, object_id, inner))
                 continue
             _known_blob(object_id)
-            data = self.repo.read_blob(object_id)
-            self._put(path, data)
+            data = self._put(path, object_id)
             if name in KUSTOMIZATION_NAMES:
+                data = data if data is not None else self.repo.read_blob(object_id)
                 reached.extend(outward_references(folder, data.decode("utf-8", "replace")))
+        disk.trees[folder] = (tree, tuple(reached))
         return reached
 
     def _copy_file(self, path: str) -> None:
         blob = self.repo.blob_id(self.revision, path)
-        if blob is not None:
-            self._put(path, self.repo.read_blob(blob))
+        if blob is None:
+            self._scratch().remove(path)  # a kept folder may have it from an older revision
+        else:
+            self._put(path, blob)
 
-    def _put(self, path: str, data: bytes) -> None:
-        target = self._scratch() / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    def _put(self, path: str, blob: str) -> bytes | None:
+        """Put ``blob`` at ``path`` unless it is there already; return the data when read."""
+        disk = self._scratch()
+        if disk.files.get(path) == blob:
+            return None
+        data = self.repo.read_blob(blob)
+        disk.put(path, data, blob)
+        return data
 
     def _write_out(self) -> None:
         """Put this workspace's writes over the copied files."""
+        disk = self._scratch()
         for path, text in self._written.items():
-            target = self._scratch() / path
             if text is None:
-                target.unlink(missing_ok=True)
+                disk.remove(path)
             else:
-                self._put(path, text.encode("utf-8"))
+                disk.put(path, text.encode("utf-8"), WRITTEN)

@@ -6,9 +6,10 @@ import enum
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from typing import Any, Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 import git
+from git.objects.fun import tree_entries_from_data
 from gitdb.exc import ODBError
 
 from stageflow.adapters.git.clone import Clone
@@ -78,6 +79,39 @@ class BlobCache:
                 self.size -= len(dropped)
 
 
+# The kinds of tree entries, as a tree entry's mode says them (``mode >> 12``).
+_TREE = 0o04
+_BLOB = 0o10
+_SUBMODULE = 0o16
+
+
+def _kind(mode: int) -> int:
+    """A tree entry's kind: a tree, a submodule, or (files and symbolic links) a blob."""
+    kind = mode >> 12
+    return kind if kind in (_TREE, _SUBMODULE) else _BLOB
+
+
+class TreeCache:
+    """The entries of trees by id (an id names its entries forever), the first read dropped past
+    ``size``; a racing eviction at worst costs a read again."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.reads = 0  # trees read from Git (tests see the reuse by it)
+        self._trees: OrderedDict[str, dict[str, tuple[int, str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sha: str) -> dict[str, tuple[int, str]] | None:
+        return self._trees.get(sha)
+
+    def keep(self, sha: str, entries: dict[str, tuple[int, str]]) -> None:
+        with self._lock:
+            self.reads += 1
+            self._trees[sha] = entries
+            while len(self._trees) > self.size:
+                self._trees.popitem(last=False)
+
+
 class ObjectStore:
     """Blobs, trees and commits of the clone, for the read side of the `GitRepo` port.
 
@@ -93,6 +127,8 @@ class ObjectStore:
         self._tree_ids: Memo[str, str | None] = Memo(cache_size)
         self._tree_entries: Memo[str, tuple[tuple[str, str], ...]] = Memo(cache_size)
         self._last_change: Memo[tuple[str, ...], str | None] = Memo(cache_size)
+        self._roots: Memo[str, str] = Memo(cache_size)  # (commit, "") -> its tree
+        self.trees = TreeCache(cache_size)
 
     def blob_id(self, revision: str, path: str) -> str | None:
         """Return the blob SHA of ``path`` at ``revision`` (None when it does not exist)."""
@@ -100,9 +136,8 @@ class ObjectStore:
         cached = self._blob_ids.get(key, MISSING)  # one lookup: another thread may evict
         if cached is not MISSING:
             return cached
-        with self.lock:
-            found = self._entry(revision, path, "blob")
-            self._blob_ids.remember(key, found)
+        found = self._entry(revision, path, _BLOB)
+        self._blob_ids.remember(key, found)
         return found
 
     def tree_id(self, revision: str, path: str) -> str | None:
@@ -111,19 +146,14 @@ class ObjectStore:
         cached = self._tree_ids.get(key, MISSING)
         if cached is not MISSING:
             return cached
-        with self.lock:
-            found = self._entry(revision, path, "tree")
-            self._tree_ids.remember(key, found)
+        found = self._entry(revision, path, _TREE)
+        self._tree_ids.remember(key, found)
         return found
 
-    def _entry(self, revision: str, path: str, kind: str) -> str | None:
+    def _entry(self, revision: str, path: str, kind: int) -> str | None:
         """Return the SHA of ``path`` at ``revision`` when it is an object of ``kind``."""
-        try:
-            item: Any = self.commit_at(revision).tree / path
-        except KeyError:
-            return None
-        found: str | None = item.hexsha if item.type == kind else None
-        return found
+        found = self._lookup(revision, path)
+        return found[1] if found is not None and found[0] == kind else None
 
     def tree_entries(self, revision: str, path: str) -> dict[str, str]:
         """Return ``{name: object SHA}`` of the entries of directory ``path`` at ``revision``."""
@@ -131,14 +161,56 @@ class ObjectStore:
         cached = self._tree_entries.get(key)
         if cached is not None:
             return dict(cached)
+        found = self._lookup(revision, path)
+        entries = {}
+        if found is not None and found[0] == _TREE:
+            entries = {name: sha for name, (_, sha) in self._tree(found[1]).items()}
+        self._tree_entries.remember(key, tuple(entries.items()))
+        return entries
+
+    def _lookup(self, revision: str, path: str) -> tuple[int, str] | None:
+        """The (kind, SHA) of ``path`` at ``revision``, walked down from the commit's tree.
+
+        As GitPython's ``tree / path`` resolves it (each ``/``-separated name in turn, only
+        trees above the last), but over trees held by id: a new revision reads only the trees
+        its commit changed (the root and the folders above the written files), where a walk
+        from the commit reads every tree on the path from Git again (~0.1-1 ms each).
+        """
+        kind, sha = _TREE, self._root_tree(revision)
+        for name in path.split("/"):
+            if kind != _TREE:
+                return None
+            entry = self._tree(sha).get(name)
+            if entry is None:
+                return None
+            kind, sha = entry
+        return kind, sha
+
+    def _root_tree(self, revision: str) -> str:
+        key = (revision, "")
+        found = self._roots.get(key)
+        if found is not None:
+            return found
         with self.lock:
-            commit = self.commit_at(revision)
-            try:
-                tree: Any = commit.tree / path
-                found = {item.name: item.hexsha for item in tree} if tree.type == "tree" else {}
-            except KeyError:
-                found = {}
-            self._tree_entries.remember(key, tuple(found.items()))
+            found = str(self.commit_at(revision).tree.hexsha)
+        self._roots.remember(key, found)
+        return found
+
+    def _tree(self, sha: str) -> dict[str, tuple[int, str]]:
+        """The entries of tree ``sha``, ``{name: (kind, SHA)}`` (held by id: it never changes)."""
+        found = self.trees.get(sha)
+        if found is not None:
+            return found
+        try:
+            with self.lock:
+                data = self.clone.repo.odb.stream(bytes.fromhex(sha)).read()
+        except (ValueError, ODBError):
+            self.clone.status.objects_gone()
+            raise
+        found = {
+            name: (_kind(mode), binsha.hex()) for binsha, mode, name in tree_entries_from_data(data)
+        }
+        self.trees.keep(sha, found)
         return found
 
     def commit_at(self, revision: str) -> git.Commit:
