@@ -140,6 +140,7 @@ def build(settings: Settings, *, open_repo: bool = True) -> tuple[Stageflow, dic
         heartbeat_lease=max(15.0, 5 * settings.settle_interval),
         record_grace=settings.database_timeout + 1,
         event_streams=settings.stream_origin,
+        scratch_dir=settings.data_dir / "scratch",
     )
     stageflow.controller_hooks = _controller_hooks(stageflow, settings)
     stageflow.closers.append(stageflow.controller_hooks.close)

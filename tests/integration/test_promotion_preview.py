@@ -6,6 +6,8 @@ write path renders in the clone under the write locks. Both must answer the same
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from stageflow.services.context import Stageflow
 from stageflow.services.ports import Workspace
 from stageflow.services.promotion_plans import PromotionWrite, preview
 from stageflow.services.scratch import ScratchWorkspace
-from stageflow.services.scratch_folders import shelf_of
+from stageflow.services.scratch_folders import ScratchFolder, shelf_of
 from tests.builders import remote_head, third_party_commit
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -166,5 +168,38 @@ def test_previews_in_the_kept_folder_follow_new_revisions_and_go_with_the_stagef
     assert [(root / path).read_text() for root in kept] == [
         sf.repo.read(remote_head(gitops_remote), path)
     ]
+    assert all(root.parent == sf.scratch_dir for root in kept)  # the data dir's, not /tmp
     sf.close()
     assert not any(root.exists() for root in kept)
+
+
+def test_a_killed_process_s_kept_folders_go_when_the_next_one_starts(
+    settings: Settings, tmp_path: Path
+):
+    """A process that is killed removes nothing; the next shelf in the data dir does."""
+    bootstrap.prepare(settings)
+    scratch = settings.data_dir / "scratch"
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from stageflow.services.scratch_folders import ScratchFolder\n"
+        "folder = ScratchFolder.make(Path(sys.argv[1]))\n"
+        "(folder.root / 'rendered.yaml').write_text('kind: Deployment')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    scratch.mkdir(parents=True, exist_ok=True)
+    killed = subprocess.run([sys.executable, "-c", script, str(scratch)], check=False)
+    assert killed.returncode == -9
+    (left,) = scratch.iterdir()
+    mine = ScratchFolder.make(scratch)  # a live process's folder stays
+    other = scratch / "notes"  # and what is not a scratch folder
+    other.mkdir()
+
+    sf, _ = bootstrap.build(settings)
+    try:
+        preview(sf, sf.repo.head(fresh=True), "demo", "staging", Selection())
+        assert not left.exists()
+        assert mine.root.exists() and other.exists()
+    finally:
+        sf.close()
+        mine.close()

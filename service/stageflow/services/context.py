@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stageflow.domain.errors import Invalid
@@ -217,6 +218,9 @@ class Stageflow:
     # Where OFREP clients open event streams (the origin of the streams server); None: off,
     # and bulk answers carry no `eventStreams`.
     event_streams: str | None = None
+    # Where the promotion previews keep their scratch folders between plays (the data dir's
+    # `scratch/`, services.scratch_folders); None: the system's temporary folder.
+    scratch_dir: Path | None = None
     # Secrets every process shares, by name, as read from the ledger (``ServerKeys``): read
     # once per process (services.stream_tickets).
     server_keys: dict[str, str] = field(default_factory=dict)

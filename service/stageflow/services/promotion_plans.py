@@ -207,7 +207,9 @@ def played(
     finds them held (``policy_renders.render_text``). Its scratch folder is kept between plays
     (``scratch_folders``): the next one copies only the files that changed since.
     """
-    with ScratchWorkspace(sf.repo, revision, shelf_of(sf.repo, sf.closers)) as scratch:
+    with ScratchWorkspace(
+        sf.repo, revision, shelf_of(sf.repo, sf.closers, sf.scratch_dir)
+    ) as scratch:
         ws = Recording(scratch)
         return inspect(ws, write.write(ws))
 

@@ -31,6 +31,7 @@ from stageflow.services.ports import GitRepo
 WRITTEN = "written"
 # Idle folders a shelf keeps; a burst of concurrent plays beyond this leaves folders removed.
 KEEP_IDLE = 4
+PREFIX = "stageflow-preview-"  # then the pid of the process that made the folder, and a dash
 
 
 @dataclass
@@ -48,8 +49,10 @@ class ScratchFolder:
     removals: int = 0
 
     @classmethod
-    def make(cls) -> ScratchFolder:
-        return cls(Path(tempfile.mkdtemp(prefix="stageflow-preview-")))
+    def make(cls, base: Path | None = None) -> ScratchFolder:
+        """A new empty folder in ``base`` (None: the system's temporary folder), named for this
+        process so that ``sweep`` can tell a dead process's leftovers."""
+        return cls(Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base)))
 
     def put(self, path: str, data: bytes, blob: str) -> None:
         """Write ``data`` at ``path`` (a repo path), recorded as ``blob``'s contents."""
@@ -119,8 +122,9 @@ class ScratchShelf:
     write into the same files).
     """
 
-    def __init__(self, keep: int = KEEP_IDLE) -> None:
+    def __init__(self, keep: int = KEEP_IDLE, base: Path | None = None) -> None:
         self.keep = keep
+        self.base = base  # where its folders are made (None: the system's temporary folder)
         self.made = 0  # folders made (tests see the reuse by it)
         self._idle: list[ScratchFolder] = []
         self._pid = os.getpid()
@@ -134,7 +138,7 @@ class ScratchShelf:
             if self._idle:
                 return self._idle.pop()
             self.made += 1
-        return ScratchFolder.make()
+        return ScratchFolder.make(self.base)
 
     def give(self, folder: ScratchFolder) -> None:
         """Take ``folder`` back for the next play (removed when enough are idle already)."""
@@ -157,20 +161,48 @@ _SHELVES: weakref.WeakKeyDictionary[GitRepo, ScratchShelf] = weakref.WeakKeyDict
 _SHELVES_LOCK = threading.Lock()
 
 
-def shelf_of(repo: GitRepo, closers: list[Callable[[], Any]] | None = None) -> ScratchShelf:
+def shelf_of(
+    repo: GitRepo, closers: list[Callable[[], Any]] | None = None, base: Path | None = None
+) -> ScratchShelf:
     """The shelf of ``repo``'s scratch folders (one per repository object, made on first use).
 
     Its idle folders are removed by the first of: a call in ``closers`` (a Stageflow's, which
-    its ``close`` runs), the repository object going, the process exiting.
+    its ``close`` runs), the repository object going, the process exiting. A process that is
+    killed removes nothing: with a ``base`` of its own (the data dir's ``scratch/``), the folders
+    of processes that are gone are removed when the next shelf there is made (``sweep``).
     """
     with _SHELVES_LOCK:
         found = _SHELVES.get(repo)
         if found is None:
-            found = _SHELVES[repo] = ScratchShelf()
+            if base is not None:
+                base.mkdir(parents=True, exist_ok=True)
+                sweep(base)
+            found = _SHELVES[repo] = ScratchShelf(base=base)
             weakref.finalize(repo, found.close)
             if closers is not None:
                 closers.append(found.close)
         return found
+
+
+def sweep(base: Path) -> list[Path]:
+    """Remove the scratch folders in ``base`` whose process is gone; the removed ones."""
+    gone = []
+    for entry in base.glob(f"{PREFIX}*-*"):
+        pid = entry.name.removeprefix(PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            gone.append(entry)
+    return gone
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def close_shelves() -> None:
