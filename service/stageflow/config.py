@@ -166,8 +166,8 @@ class Settings:
     threads: int = setting(8, "Threads per gunicorn worker.", whole(1, 256))
     data_dir: Path = setting(
         Path("var"),
-        "Where the SQLite database, the embedded Git remote (`gitops.git`) and the working "
-        "clones live.",
+        "Where the SQLite database, the embedded Git remote (`gitops.git`), the working "
+        "clones and the promotion previews' scratch folders (`scratch/`) live.",
         path,
         shown="./var",
     )
