@@ -55,9 +55,14 @@ class Server:
     """One `stageflow serve` (gunicorn) in its own session, stopped by the fixture."""
 
     def __init__(
-        self, data_dir: Path, log: Path, program: Path = STAGEFLOW, **settings: str
+        self,
+        data_dir: Path,
+        log: Path,
+        program: Path = STAGEFLOW,
+        port: int | None = None,
+        **settings: str,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()  # a port given: the same server started again
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.env = clean_env(

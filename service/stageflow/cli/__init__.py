@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from stageflow.cli import evidence, local, promotions, setup, workflow
+from stageflow.cli import events, evidence, local, promotions, setup, workflow
 from stageflow.cli.connection import Connection
 from stageflow.cli.options import connection_options, output_option
 from stageflow.cli.output import Failure
@@ -47,6 +47,7 @@ for command in (
     *workflow.COMMANDS,
     *promotions.COMMANDS,
     *evidence.COMMANDS,
+    *events.COMMANDS,
 ):
     cli.add_command(command)
 # `stageflow token create` from before the client commands: the same group under its old name,

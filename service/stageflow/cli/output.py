@@ -101,6 +101,7 @@ def mark(status: str) -> Text:
     colour = {
         "passed": "green",
         "applied": "green",
+        "delivered": "green",
         "healthy": "green",
         "in_sync": "green",
         "failed": "red",
