@@ -178,6 +178,11 @@ def test_a_receiver_down_gets_everything_after_it_comes_back_even_across_a_resta
     assert [n["attempts"] for n in hook] == [3, 0, 0, 0]  # the rest wait behind the first
     assert hook[0]["last_error"] == "the receiver answered HTTP 503"
     assert receiver.received == []
+    # the shape API.md names: {id, event, target, status, attempts, last_error, next_attempt_at}
+    first = hook[0]
+    assert first["event"] == first["event_id"] and isinstance(first["event"], int)
+    assert first["next_attempt_at"] is not None and first["next_attempt_at"] == first["next_at"]
+    assert first["status"] == "pending" and first["target"] == "audit-hook"
 
     # Stageflow restarts (a new process: nothing in memory), then the receiver comes back
     restarted, _ = bootstrap.build(settings)

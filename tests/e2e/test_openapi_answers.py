@@ -110,7 +110,16 @@ def test_the_document_describes_what_the_answers_nest(spec):
         *("id", "promotion_id", "at", "record", "record_json", "digest", "previous_digest")
     }
     notifications = answer(spec, "get", "/api/v1/notifications", "200")
-    assert fields(spec, notifications, "items") >= {"status", "attempts", "next_at", "last_error"}
+    assert fields(spec, notifications, "items") >= {
+        "id",
+        "event",
+        "target",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "next_at",
+    }
 
 
 def documented(spec: dict[str, Any], body: Any, schema: dict[str, Any]) -> None:

@@ -431,11 +431,19 @@ class NotificationQuerySchema(StrictSchema):
     before = fields.Integer(**page_before)
 
 
+def _next_attempt(delivery: Any) -> str | None:
+    return delivery.next_at.isoformat() if delivery.status == PENDING else None
+
+
 class NotificationSchema(Schema):
     """Dumps a domain ``Delivery``; ``next_at`` only while it is pending."""
 
     id = fields.Integer()
-    event_id = fields.Integer()
+    event = fields.Function(
+        lambda delivery: delivery.event_id,
+        metadata={"type": "integer", "description": "the id of the event it tells of"},
+    )
+    event_id = fields.Integer(metadata={"description": "the same as `event`"})
     target = fields.String()
     kind = fields.String()
     app = fields.String(allow_none=True)
@@ -443,9 +451,17 @@ class NotificationSchema(Schema):
     status = fields.String(metadata={"description": "pending | delivered | failed"})
     attempts = fields.Integer()
     created_at = Timestamp()
-    next_at = fields.Function(
-        lambda delivery: delivery.next_at.isoformat() if delivery.status == PENDING else None,
+    next_attempt_at = fields.Function(
+        _next_attempt,
         metadata={"type": "string", "nullable": True, "description": "the next try (pending)"},
+    )
+    next_at = fields.Function(
+        _next_attempt,
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "description": "the same as `next_attempt_at`",
+        },
     )
     delivered_at = Timestamp(allow_none=True)
     last_error = fields.String(allow_none=True)
