@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from stageflow.config import Settings
 from stageflow.services.scratch_folders import close_shelves
 from tests.pgserver import PostgresUnavailable, PrivatePostgres

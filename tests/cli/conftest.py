@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from tests.conftest import SEED
 
 STAGEFLOW = Path(sys.executable).parent / "stageflow"

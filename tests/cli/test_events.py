@@ -18,7 +18,7 @@ from typing import IO
 
 import pytest
 
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from stageflow.cli.connection import Api
 from stageflow.cli.events import Poller
 from stageflow.cli.output import UNAVAILABLE, Failure

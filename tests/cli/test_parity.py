@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from tests.cli.conftest import Cli, Server
 from tests.conftest import SEED
 

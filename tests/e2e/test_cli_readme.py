@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from tests.cli.conftest import ADMIN, Server, clean_env
 from tests.conftest import ROOT, SEED
 

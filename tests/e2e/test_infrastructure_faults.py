@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from stageflow import bootstrap
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from stageflow.api import create_app
 from stageflow.config import Settings
 from tests.builders import remote_head, third_party_commit

@@ -16,7 +16,7 @@ import pytest
 from werkzeug.test import TestResponse
 
 from stageflow import bootstrap
-from stageflow.adapters.git_repo import redact_url
+from stageflow.adapters.git import redact_url
 from stageflow.api import create_app
 from stageflow.config import Settings
 from tests.builders import remote_head, third_party_commit

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stageflow import bootstrap
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from stageflow.api import create_app
 from stageflow.config import Settings
 from tests.conftest import SEED

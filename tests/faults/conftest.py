@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from stageflow import bootstrap
-from stageflow.adapters.git_repo import seed_bare_remote
+from stageflow.adapters.git import seed_bare_remote
 from stageflow.config import Settings
 from tests.conftest import SEED
 from tests.integration.conftest import free_port
