@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +23,6 @@ from stageflow.domain.errors import (
     StageflowError,
     TooManyRequests,
     Unauthenticated,
-    Unavailable,
 )
 from stageflow.domain.evaluation import EvaluationRequestError
 from stageflow.domain.events import Refetch, event_id
@@ -32,6 +30,7 @@ from stageflow.services import evaluation, stream_tickets, tokens
 from stageflow.services.context import Stageflow
 from stageflow.streams.dashboard import DashboardStream
 from stageflow.streams.hub import Channel, Hub, replay
+from stageflow.streams.recheck import TokenRecheck
 from stageflow.streams.sse import END, EventStream
 
 PATH = "/ofrep/v1/event-stream"
@@ -47,9 +46,8 @@ def create_streams_app(
 ) -> Starlette:
     """OFREP's streams and the dashboard's (``dashboard.py``), fed by one hub."""
     hub = Hub(sf, poll=poll)
-    dashboard = DashboardStream(
-        sf, hub, keepalive=keepalive, public_url=public_url, recheck=recheck
-    )
+    access = TokenRecheck(sf, every=recheck)  # one for both kinds of stream
+    dashboard = DashboardStream(sf, hub, access, keepalive=keepalive, public_url=public_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,8 +58,6 @@ def create_streams_app(
             hub.stop()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=5)  # cancels it past that
-
-    access = _Access(sf, recheck=recheck)
 
     async def stream(request: Request) -> Response:
         if request.method == "OPTIONS":  # a preflight: a fetch-based client sends a header
@@ -133,36 +129,6 @@ def _channel(sf: Stageflow, request: Request) -> tuple[str, Channel]:
         )
     chosen = evaluation.flag_set(sf, token, app=app, stage=stage)
     return token.id, (chosen.app, chosen.stage)
-
-
-class _Access:
-    """Whether the tokens of open streams are still active: asked of the ledger at most every
-    ``recheck`` seconds per token (one stream asks; the token's other streams go on meanwhile),
-    so a revoked or expired token's streams hear of nothing within two intervals."""
-
-    def __init__(self, sf: Stageflow, *, recheck: float) -> None:
-        self.sf = sf
-        self.recheck = recheck
-        self.checked: dict[str, float] = {}
-
-    def seen(self, token_id: str) -> None:
-        """The token was found active just now (its stream opened)."""
-        self.checked[token_id] = time.monotonic()
-
-    async def still_active(self, token_id: str) -> bool:
-        now = time.monotonic()
-        if now - self.checked.get(token_id, float("-inf")) < self.recheck:
-            return True
-        self.checked = {k: at for k, at in self.checked.items() if now - at < self.recheck}
-        self.checked[token_id] = now
-        try:
-            token = await run_in_threadpool(tokens.find_token, self.sf, token_id)
-        except Unavailable:  # the ledger is down: streams go on, as OFREP reads do meanwhile
-            return True
-        if token is None or not token.active(self.sf.clock()):
-            self.checked.pop(token_id, None)
-            return False
-        return True
 
 
 @functools.lru_cache(maxsize=256)

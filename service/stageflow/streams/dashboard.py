@@ -23,7 +23,6 @@ host name (such a page receives the cookie on every request anyway: cookies igno
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +39,7 @@ from stageflow.domain.identity import ApiToken
 from stageflow.services import tokens
 from stageflow.services.context import Stageflow
 from stageflow.streams.hub import Hub, replay_watch
+from stageflow.streams.recheck import TokenRecheck
 from stageflow.streams.sse import END, EventStream
 from stageflow.web.live import STREAM_PATH
 from stageflow.web.session import SESSION_COOKIE
@@ -55,21 +55,19 @@ class DashboardStream:
         self,
         sf: Stageflow,
         hub: Hub,
+        access: TokenRecheck,
         *,
         keepalive: float,
         public_url: str | None = None,
-        recheck: float = 10.0,
     ) -> None:
         self.sf = sf
         self.hub = hub
+        self.access = access  # whether a signed-in token is still active (shared with OFREP's)
         self.keepalive = keepalive
         self.public_origin = _origin(public_url) if public_url else None
-        self.recheck = recheck  # seconds a stream trusts its token before asking again
         # What every open page shares, so that an event costs little more per page than the
-        # write to its socket: each event's frame, encoded once; when each signed-in token
-        # was last found still active (by its secret; the pages of one session ask once).
+        # write to its socket: each event's frame, encoded once.
         self.frames: dict[int, bytes] = {}
-        self.verified: dict[str, float] = {}
 
     def frame(self, event: Event) -> bytes:
         """The SSE frame of ``event`` (the latest few hundred kept)."""
@@ -80,22 +78,6 @@ class DashboardStream:
             while len(self.frames) > _FRAMES:
                 del self.frames[next(iter(self.frames))]
         return found
-
-    async def still_signed_in(self, secret: str, client: str | None) -> bool:
-        """Whether the token is still active, asked at most every ``recheck`` seconds (by one
-        page of the session: the others go on meanwhile, so a revoked token's pages stop
-        within two intervals)."""
-        now = time.monotonic()
-        if now - self.verified.get(secret, float("-inf")) < self.recheck:
-            return True
-        self.verified = {k: at for k, at in self.verified.items() if now - at < self.recheck}
-        self.verified[secret] = now  # the session's other pages do not ask as well
-        try:
-            await run_in_threadpool(_signed_in, self.sf, secret, client)
-        except StageflowError:
-            self.verified.pop(secret, None)
-            return False
-        return True
 
     def route(self) -> Route:
         return Route(STREAM_PATH, self.stream, methods=["GET", "OPTIONS"])
@@ -125,9 +107,9 @@ class DashboardStream:
         except BaseException:
             self.hub.unwatch(queue)
             raise
-        self.verified[secret or ""] = time.monotonic()
+        self.access.seen(token.id)
         floor = max([after or 0, *(e.id or 0 for e in missed)])
-        follow = _Follow(self, secret or "", _address(request), floor)
+        follow = _Follow(self, token.id, floor)
         return EventStream(
             queue,
             follow.frame,
@@ -148,10 +130,9 @@ class DashboardStream:
 class _Follow:
     """One open page: the frame of each event of its queue, while its token stays signed in."""
 
-    def __init__(self, owner: DashboardStream, secret: str, client: str | None, floor: int) -> None:
+    def __init__(self, owner: DashboardStream, token_id: str, floor: int) -> None:
         self.owner = owner
-        self.secret = secret
-        self.client = client
+        self.token_id = token_id
         self.floor = floor  # events up to this id were replayed already
 
     async def frame(self, event: Event) -> bytes | None:
@@ -159,7 +140,7 @@ class _Follow:
             return None
         # A revoked or expired token hears of nothing after `recheck` seconds; the browser
         # reconnects and hears 401.
-        if not await self.owner.still_signed_in(self.secret, self.client):
+        if not await self.owner.access.still_active(self.token_id):
             return END
         return self.owner.frame(event)
 
