@@ -53,6 +53,20 @@ def deliveries(
     return items, (read[-1].id if len(read) == limit else None)
 
 
+def since(
+    sf: Stageflow,
+    after: int,
+    *,
+    limit: int = 1000,
+    kinds: Sequence[str] = (),
+    apps: Sequence[str] = (),
+) -> Sequence[Event]:
+    """Events with an id above ``after``, oldest first, whatever the scope (the event-stream
+    server's hub and replays: each connection's own rule decides what it hears)."""
+    with sf.uow() as uow:
+        return uow.events.after(after, limit=limit, kinds=kinds, apps=apps)
+
+
 def last_id(sf: Stageflow) -> int:
     """The newest event's id (0 without any): where a page that is being rendered now would
     resume following the log."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from starlette.concurrency import run_in_threadpool
 
 from stageflow.domain.events import DEPLOYED, STATE_CHANGED, Event, Refetch, Watch, refetches
+from stageflow.services import events as event_log
 from stageflow.services.context import Stageflow
 from stageflow.services.state import snapshot
 
@@ -38,16 +39,14 @@ def notices(sf: Stageflow, events: Sequence[Event]) -> list[Refetch]:
 
 def replay(sf: Stageflow, channel: Channel, after: int, *, limit: int = 1000) -> list[Refetch]:
     """The notices for ``channel`` after the event id ``after`` (a reconnect's Last-Event-ID)."""
-    with sf.uow() as uow:
-        events = uow.events.after(after, limit=limit, kinds=KINDS, apps=(channel[0],))
+    events = event_log.since(sf, after, limit=limit, kinds=KINDS, apps=(channel[0],))
     return [n for n in notices(sf, events) if (n.app, n.stage) == channel]
 
 
 def replay_watch(sf: Stageflow, watch: Watch, after: int, *, limit: int = 1000) -> list[Event]:
     """The events a dashboard page missed after the id ``after`` (Last-Event-ID, or the last
     event id the page was rendered with)."""
-    with sf.uow() as uow:
-        events = uow.events.after(after, limit=limit, apps=(watch.app,) if watch.app else ())
+    events = event_log.since(sf, after, limit=limit, apps=(watch.app,) if watch.app else ())
     return [event for event in events if watch.sees(event)]
 
 
@@ -107,7 +106,7 @@ class Hub:
 
     async def run(self) -> None:
         """Read the event log for ever (from its end when started), fanning notices out."""
-        self.last_id = self.floor = await run_in_threadpool(self._last_id)
+        self.last_id = self.floor = await run_in_threadpool(event_log.last_id, self.sf)
         while not self.stopped:
             try:
                 await self.step()
@@ -129,16 +128,11 @@ class Hub:
                     page.put_nowait(event)
         return len(found)
 
-    def _last_id(self) -> int:
-        with self.sf.uow() as uow:
-            return uow.events.last_id()
-
     def _read(self) -> tuple[list[Event], list[Refetch]]:
         # PostgreSQL may commit a lower id after a higher one was read: look back a little
         # and skip what was handled already. Every kind is read (the dashboard's pages follow
         # them all; OFREP streams two), so that ids seen stay one sequence whoever connects.
-        with self.sf.uow() as uow:
-            events = uow.events.after(max(0, self.last_id - _LOOK_BACK), limit=1000)
+        events = event_log.since(self.sf, max(0, self.last_id - _LOOK_BACK))
         new = [
             e for e in events if e.id is not None and e.id > self.floor and e.id not in self.seen
         ]
