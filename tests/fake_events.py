@@ -79,8 +79,10 @@ class FakeEvidence:
     def chain(self, after_id: int = 0, limit: int = 500) -> Sequence[Evidence]:
         return [e for e in self.ledger.evidence if (e.id or 0) > after_id][:limit]
 
-    def recorded(self, promotion_ids: Sequence[int]) -> set[int]:
-        return {e.promotion_id for e in self.ledger.evidence if e.promotion_id in promotion_ids}
+    def missing(self, statuses: Sequence[str], limit: int) -> Sequence[int]:
+        settled = sorted(i for i, p in self.ledger.promotions.items() if p.status in statuses)
+        have = {e.promotion_id for e in self.ledger.evidence}
+        return [i for i in settled[-limit:] if i not in have]
 
 
 class FakeNotifications:

@@ -13,6 +13,7 @@ from stageflow.adapters.database.records import (
     EvidenceRecord,
     NotificationRecord,
     OutboxCursorRecord,
+    PromotionRecord,
 )
 from stageflow.domain.events import Event
 from stageflow.domain.evidence import Evidence
@@ -150,14 +151,18 @@ class SqlEvidence:
         )
         return [_evidence(record) for record in self.session.scalars(query)]
 
-    def recorded(self, promotion_ids: Sequence[int]) -> set[int]:
-        """Which of ``promotion_ids`` have a record."""
-        if not promotion_ids:
-            return set()
-        query = select(EvidenceRecord.promotion_id).where(
-            EvidenceRecord.promotion_id.in_(promotion_ids)
+    def missing(self, statuses: Sequence[str], limit: int) -> Sequence[int]:
+        """One query of ids: the usual answer is none, and the settler asks every few seconds."""
+        newest = (
+            select(PromotionRecord.id)
+            .where(PromotionRecord.status.in_(statuses))
+            .order_by(PromotionRecord.id.desc())
+            .limit(limit)
+            .subquery()
         )
-        return set(self.session.scalars(query))
+        recorded = select(EvidenceRecord.id).where(EvidenceRecord.promotion_id == newest.c.id)
+        query = select(newest.c.id).where(~recorded.exists()).order_by(newest.c.id)
+        return list(self.session.scalars(query))
 
 
 def _delivery(record: NotificationRecord) -> Delivery:
