@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -14,21 +14,18 @@ from stageflow.adapters.database.records import (
     NotificationRecord,
     OutboxCursorRecord,
     PromotionRecord,
+    _aware,
+    _utc,
 )
 from stageflow.domain.events import Event
 from stageflow.domain.evidence import Evidence
 from stageflow.domain.notify import PENDING, Delivery
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time here is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _event(record: EventRecord) -> Event:
     return Event(
         kind=record.kind,
-        at=_utc(record.at),
+        at=_aware(record.at),
         actor=record.actor,
         app=record.app,
         stage=record.stage,
@@ -103,7 +100,7 @@ class SqlEvents:
             .where(EventRecord.kind == kind, EventRecord.revision.in_(revisions))
             .group_by(EventRecord.revision)
         )
-        return {revision: _utc(at) for revision, at in self.session.execute(query) if revision}
+        return {revision: _aware(at) for revision, at in self.session.execute(query) if revision}
 
 
 def _evidence(record: EvidenceRecord) -> Evidence:
@@ -112,7 +109,7 @@ def _evidence(record: EvidenceRecord) -> Evidence:
         record=record.record,
         digest=record.digest,
         previous_digest=record.previous_digest,
-        at=_utc(record.at),
+        at=_aware(record.at),
         id=record.id,
     )
 
@@ -174,9 +171,9 @@ def _delivery(record: NotificationRecord) -> Delivery:
         stage=record.stage,
         status=record.status,
         attempts=record.attempts,
-        created_at=_utc(record.created_at),
-        next_at=_utc(record.next_at),
-        delivered_at=_utc(record.delivered_at) if record.delivered_at else None,
+        created_at=_aware(record.created_at),
+        next_at=_aware(record.next_at),
+        delivered_at=_utc(record.delivered_at),
         last_error=record.last_error,
         id=record.id,
     )
@@ -241,8 +238,8 @@ class SqlNotifications:
         return [
             _delivery(record)
             for record in heads.values()
-            if _utc(record.next_at) <= now
-            and (record.claimed_until is None or _utc(record.claimed_until) < now)
+            if _aware(record.next_at) <= now
+            and (record.claimed_until is None or _aware(record.claimed_until) < now)
         ]
 
     def claim(self, delivery_id: int, holder: str, now: datetime, until: datetime) -> bool:
