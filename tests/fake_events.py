@@ -46,6 +46,9 @@ class FakeEvents:
     def last_id(self) -> int:
         return len(self.ledger.events)
 
+    def count_after(self, after_id: int) -> int:
+        return sum(1 for e in self.ledger.events if (e.id or 0) > after_id)
+
     def since(
         self, at: datetime, *, kinds: Sequence[str], app: str, stage: str | None = None
     ) -> Sequence[Event]:

@@ -80,6 +80,10 @@ class SqlEvents:
     def last_id(self) -> int:
         return int(self.session.scalar(select(func.max(EventRecord.id))) or 0)
 
+    def count_after(self, after_id: int) -> int:
+        query = select(func.count()).select_from(EventRecord).where(EventRecord.id > after_id)
+        return int(self.session.scalar(query) or 0)
+
     def since(
         self, at: datetime, *, kinds: Sequence[str], app: str, stage: str | None = None
     ) -> Sequence[Event]:

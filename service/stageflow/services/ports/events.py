@@ -28,6 +28,10 @@ class EventLog(Protocol):
 
     def last_id(self) -> int: ...
 
+    def count_after(self, after_id: int) -> int:
+        """How many events have an id above ``after_id`` (the notifier's cheap "anything new?")."""
+        ...
+
     def get_many(self, ids: Sequence[int]) -> Sequence[Event]: ...
 
     def since(
