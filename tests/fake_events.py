@@ -46,6 +46,9 @@ class FakeEvents:
     def last_id(self) -> int:
         return len(self.ledger.events)
 
+    def count_after(self, after_id: int) -> int:
+        return sum(1 for e in self.ledger.events if (e.id or 0) > after_id)
+
     def since(
         self, at: datetime, *, kinds: Sequence[str], app: str, stage: str | None = None
     ) -> Sequence[Event]:
@@ -79,8 +82,10 @@ class FakeEvidence:
     def chain(self, after_id: int = 0, limit: int = 500) -> Sequence[Evidence]:
         return [e for e in self.ledger.evidence if (e.id or 0) > after_id][:limit]
 
-    def recorded(self, promotion_ids: Sequence[int]) -> set[int]:
-        return {e.promotion_id for e in self.ledger.evidence if e.promotion_id in promotion_ids}
+    def missing(self, statuses: Sequence[str], limit: int) -> Sequence[int]:
+        settled = sorted(i for i, p in self.ledger.promotions.items() if p.status in statuses)
+        have = {e.promotion_id for e in self.ledger.evidence}
+        return [i for i in settled[-limit:] if i not in have]
 
 
 class FakeNotifications:

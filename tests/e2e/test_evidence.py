@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 
 from stageflow.cli import cli
 from stageflow.domain.evidence import GENESIS
+from stageflow.services import evidence
 from tests.builders import bearer, make_token, remote_head
 from tests.e2e.conftest import ADMIN
 from tests.e2e.test_promotions import Clock, report
@@ -169,3 +170,23 @@ def test_no_evidence_before_a_promotion_settles(client):
     assert missing.status_code == 404
     assert missing.get_json()["error"]["code"] == "evidence_not_found"
     assert client.get("/api/v1/promotions/999999/evidence").status_code == 404
+
+
+def test_the_settler_records_what_a_crash_left_out_oldest_first_and_only_once(
+    client, anonymous, clock, settings, stageflow
+):
+    sf, _ = stageflow
+    staging, production = _to_production(client, anonymous, clock)
+    assert evidence.record_missing(sf) == []  # both were recorded when they settled
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:  # a crash between settling and recording, twice
+        connection.execute(text("DELETE FROM evidence"))
+    engine.dispose()
+
+    assert evidence.record_missing(sf, limit=1) == [production["id"]]  # the newest settled only
+    assert evidence.record_missing(sf) == [staging["id"]]
+    assert evidence.record_missing(sf) == []
+    read, broken = evidence.verify(sf)
+    assert (read, broken) == (2, None)
+    chained = [e.promotion_id for e in evidence.page(sf)]
+    assert chained == [production["id"], staging["id"]]  # in the order they were recorded

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stageflow.domain.events import CHECK_FAILED, ROLLBACK, Event
 from stageflow.domain.notify import DeliveryFailed, NotifyTarget
 from stageflow.services.notifier import Notifier, Options
+from tests.fake_events import FakeEvents
 from tests.fakes import FakeWorld, fake_stageflow, seed_files
 
 
@@ -97,3 +100,42 @@ def test_after_the_last_attempt_it_is_failed_and_the_next_goes_out(world: FakeWo
     _event(world, ROLLBACK)
     notifier.round()
     assert sender.sent == [2]
+
+
+def test_a_round_after_a_quiet_one_reads_no_events_until_one_is_added(
+    world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+):
+    sender = Sender()
+    notifier = Notifier(world.sf, sender, Options(backoff=0.01))
+    _event(world, CHECK_FAILED)
+    _event(world, ROLLBACK)
+    late = world.ledger.events.pop(0)
+    notifier.round()  # sends 2, and the next round finds nothing: quiet from there on
+    notifier.round()
+    reads: list[int] = []
+    real_after = FakeEvents.after
+
+    def after(self: FakeEvents, after_id: int = 0, **query: Any) -> Sequence[Event]:
+        reads.append(after_id)
+        return real_after(self, after_id, **query)
+
+    monkeypatch.setattr(FakeEvents, "after", after)
+    notifier.round()
+    notifier.round()
+    assert reads == []
+    world.ledger.events.insert(0, late)  # a lower id committed late: read again, sent once
+    notifier.round()
+    assert reads and sender.sent == [2, 1]
+    reads.clear()
+    notifier.round()
+    assert reads == [0]  # the round that finds nothing new, then quiet again
+    notifier.round()
+    assert reads == [0]
+    reads.clear()
+    _event(world, "promotion_applied")  # not asked for, but new: the cursor moves past it
+    notifier.round()
+    assert len(reads) == 2  # the look without the lock, then the one holding it
+    notifier.round()
+    notifier.round()
+    assert len(reads) == 3 and sender.sent == [2, 1]  # one round finds nothing, then quiet
+    assert world.ledger.cursors["notify"] == 3

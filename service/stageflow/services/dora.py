@@ -75,6 +75,8 @@ def _summary(samples: Sequence[float]) -> dict[str, Any]:
 def _lead_times(
     sf: Stageflow, pipeline: Pipeline, app: str, applied: Sequence[Event]
 ) -> list[float]:
+    if not applied:  # no deployment in the window: no promotion history to read
+        return []
     with sf.uow() as uow:
         earlier = uow.promotions.list(app=app, statuses=("applied", "rolled_back"), limit=500)
         starts: dict[int, str] = {}
@@ -96,8 +98,7 @@ def _first_promotion(
 ) -> Promotion | None:
     """Follow the promotion ``promotion_id`` back to the one that took the change out of the
     first stage."""
-    by_id = {str(p.id): p for p in promotions}
-    current = by_id.get(promotion_id or "")
+    current = next((p for p in promotions if str(p.id) == promotion_id), None)
     first = pipeline.stages[0].name
     while current is not None and current.source != first:
         before = [

@@ -52,18 +52,22 @@ def record_settled(sf: Stageflow, promotion: Promotion) -> None:
 
 
 def record_missing(sf: Stageflow, *, limit: int = 100) -> list[int]:
-    """Record settled promotions that lack evidence (a crash between settling and recording)."""
+    """Record settled promotions that lack evidence (a crash between settling and recording).
+
+    The settler calls this every few seconds in every process and the usual answer is none:
+    one query of ids, and only a promotion that lacks its record is read.
+    """
     with sf.uow() as uow:
-        settled = uow.promotions.list(statuses=SETTLED, limit=limit)
-        have = uow.evidence.recorded([p.id for p in settled if p.id is not None])
+        missing = uow.evidence.missing(SETTLED, limit)  # oldest first: the chain keeps the order
     done = []
-    for promotion in reversed(settled):  # oldest first: the chain keeps their order
-        if promotion.id is not None and promotion.id not in have:
-            try:
-                if record(sf, promotion) is not None:
-                    done.append(promotion.id)
-            except StageflowError as exc:
-                log.warning("evidence of promotion %s: %s", promotion.id, exc.message)
+    for promotion_id in missing:
+        try:
+            with sf.uow() as uow:
+                promotion = uow.promotions.get(promotion_id)
+            if promotion is not None and record(sf, promotion) is not None:
+                done.append(promotion_id)
+        except StageflowError as exc:
+            log.warning("evidence of promotion %s: %s", promotion_id, exc.message)
     return done
 
 

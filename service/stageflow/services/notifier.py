@@ -67,6 +67,8 @@ class Notifier:
         self.sf = sf
         self.sender = sender
         self.options = options or Options()
+        # (cursor, events in the look-back window, targets) of the last round with nothing new
+        self._quiet: tuple[int, int, tuple[NotifyTarget, ...]] | None = None
 
     def round(self) -> Round:
         done = Round()
@@ -83,9 +85,8 @@ class Notifier:
 
         Read first, without the lock: the usual round finds nothing new and writes nothing.
         """
-        with self.sf.uow() as uow:
-            if not self._unsent(uow, targets)[1]:
-                return 0
+        if self._quiet_since_last_round(targets):
+            return 0
         with self.sf.uow() as uow:
             uow.serialize(_LOCK)
             pairs, cursor = self._unsent(uow, targets)
@@ -97,6 +98,22 @@ class Notifier:
             uow.commit()
         return len(pairs)
 
+    def _quiet_since_last_round(self, targets: list[NotifyTarget]) -> bool:
+        """Whether there is nothing to enqueue, read with two numbers when nothing happened.
+
+        Events are only ever added and deliveries never removed: with the same cursor, the
+        same number of events in the look-back window and the same targets as a round that
+        found nothing, there is still nothing (a late lower id raises the number).
+        """
+        with self.sf.uow() as uow:
+            cursor = uow.notifications.cursor(CURSOR)
+            seen = (cursor, uow.events.count_after(_window(cursor)), tuple(targets))
+            if seen == self._quiet:
+                return True
+            quiet = not self._unsent(uow, targets)[1]
+        self._quiet = seen if quiet else None
+        return quiet
+
     def _unsent(
         self, uow: UnitOfWork, targets: list[NotifyTarget]
     ) -> tuple[list[tuple[Event, NotifyTarget]], int]:
@@ -107,7 +124,7 @@ class Notifier:
         ``LOOK_BACK`` ids are read again each round, and the deliveries made say what is new.
         """
         cursor = uow.notifications.cursor(CURSOR)
-        events = uow.events.after(max(0, cursor - LOOK_BACK), limit=self.options.batch)
+        events = uow.events.after(_window(cursor), limit=self.options.batch)
         made = uow.notifications.made([e.id for e in events if e.id is not None])
         pairs = [
             (event, target)
@@ -179,6 +196,11 @@ class Notifier:
                 error=error,
             )
             uow.commit()
+
+
+def _window(cursor: int) -> int:
+    """The event id after which a round reads (see ``Notifier._unsent``)."""
+    return max(0, cursor - LOOK_BACK)
 
 
 def _pending(event: Event, target: NotifyTarget, now: datetime) -> Delivery:

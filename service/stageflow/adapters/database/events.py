@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -13,21 +13,19 @@ from stageflow.adapters.database.records import (
     EvidenceRecord,
     NotificationRecord,
     OutboxCursorRecord,
+    PromotionRecord,
+    _aware,
+    _utc,
 )
 from stageflow.domain.events import Event
 from stageflow.domain.evidence import Evidence
 from stageflow.domain.notify import PENDING, Delivery
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time here is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _event(record: EventRecord) -> Event:
     return Event(
         kind=record.kind,
-        at=_utc(record.at),
+        at=_aware(record.at),
         actor=record.actor,
         app=record.app,
         stage=record.stage,
@@ -82,6 +80,10 @@ class SqlEvents:
     def last_id(self) -> int:
         return int(self.session.scalar(select(func.max(EventRecord.id))) or 0)
 
+    def count_after(self, after_id: int) -> int:
+        query = select(func.count()).select_from(EventRecord).where(EventRecord.id > after_id)
+        return int(self.session.scalar(query) or 0)
+
     def since(
         self, at: datetime, *, kinds: Sequence[str], app: str, stage: str | None = None
     ) -> Sequence[Event]:
@@ -102,7 +104,7 @@ class SqlEvents:
             .where(EventRecord.kind == kind, EventRecord.revision.in_(revisions))
             .group_by(EventRecord.revision)
         )
-        return {revision: _utc(at) for revision, at in self.session.execute(query) if revision}
+        return {revision: _aware(at) for revision, at in self.session.execute(query) if revision}
 
 
 def _evidence(record: EvidenceRecord) -> Evidence:
@@ -111,7 +113,7 @@ def _evidence(record: EvidenceRecord) -> Evidence:
         record=record.record,
         digest=record.digest,
         previous_digest=record.previous_digest,
-        at=_utc(record.at),
+        at=_aware(record.at),
         id=record.id,
     )
 
@@ -150,14 +152,18 @@ class SqlEvidence:
         )
         return [_evidence(record) for record in self.session.scalars(query)]
 
-    def recorded(self, promotion_ids: Sequence[int]) -> set[int]:
-        """Which of ``promotion_ids`` have a record."""
-        if not promotion_ids:
-            return set()
-        query = select(EvidenceRecord.promotion_id).where(
-            EvidenceRecord.promotion_id.in_(promotion_ids)
+    def missing(self, statuses: Sequence[str], limit: int) -> Sequence[int]:
+        """One query of ids: the usual answer is none, and the settler asks every few seconds."""
+        newest = (
+            select(PromotionRecord.id)
+            .where(PromotionRecord.status.in_(statuses))
+            .order_by(PromotionRecord.id.desc())
+            .limit(limit)
+            .subquery()
         )
-        return set(self.session.scalars(query))
+        recorded = select(EvidenceRecord.id).where(EvidenceRecord.promotion_id == newest.c.id)
+        query = select(newest.c.id).where(~recorded.exists()).order_by(newest.c.id)
+        return list(self.session.scalars(query))
 
 
 def _delivery(record: NotificationRecord) -> Delivery:
@@ -169,9 +175,9 @@ def _delivery(record: NotificationRecord) -> Delivery:
         stage=record.stage,
         status=record.status,
         attempts=record.attempts,
-        created_at=_utc(record.created_at),
-        next_at=_utc(record.next_at),
-        delivered_at=_utc(record.delivered_at) if record.delivered_at else None,
+        created_at=_aware(record.created_at),
+        next_at=_aware(record.next_at),
+        delivered_at=_utc(record.delivered_at),
         last_error=record.last_error,
         id=record.id,
     )
@@ -236,8 +242,8 @@ class SqlNotifications:
         return [
             _delivery(record)
             for record in heads.values()
-            if _utc(record.next_at) <= now
-            and (record.claimed_until is None or _utc(record.claimed_until) < now)
+            if _aware(record.next_at) <= now
+            and (record.claimed_until is None or _aware(record.claimed_until) < now)
         ]
 
     def claim(self, delivery_id: int, holder: str, now: datetime, until: datetime) -> bool:

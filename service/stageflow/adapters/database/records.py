@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +18,21 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes even for timezone=True columns; all ours are UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    """``_utc`` of a column that is never null."""
+    result = _utc(value)
+    assert result is not None
+    return result
+
 
 # A naming convention makes constraint names stable across SQLite and PostgreSQL, so Alembic
 # migrations can refer to them by name (warehouse does the same).

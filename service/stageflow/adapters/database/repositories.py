@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Unpack
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -17,18 +17,13 @@ from stageflow.adapters.database.records import (
     ReplicaRecord,
     ServerKeyRecord,
     TokenRecord,
+    _aware,
+    _utc,
 )
 from stageflow.domain.events import events_of
 from stageflow.domain.identity import ApiToken, Scope
 from stageflow.domain.ledger import AuditEntry, IdempotentAnswer
 from stageflow.services.ports import AuditFilter
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns; all ours are UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class SqlAuditLog:
@@ -72,7 +67,7 @@ class SqlAuditLog:
         return [
             AuditEntry(
                 id=row.id,
-                at=_utc(row.at) or row.at,
+                at=_aware(row.at),
                 actor=row.actor,
                 action=row.action,
                 app=row.app,
@@ -193,7 +188,7 @@ def _answer(row: IdempotencyRecord) -> IdempotentAnswer:
         fingerprint=row.fingerprint,
         status=row.status,
         body=row.body,
-        created_at=_utc(row.created_at) or row.created_at,
+        created_at=_aware(row.created_at),
         owner=row.owner,
         key=row.key,
         claimed_by=row.claimed_by,

@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Index, Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from stageflow.adapters.database.records import Base
-from stageflow.adapters.database.repositories import _utc
+from stageflow.adapters.database.records import Base, _utc
 from stageflow.domain.hooks import Restore
 
 

@@ -19,8 +19,9 @@ from stageflow.adapters.database.records import (
     LedgerVersionRecord,
     PromotionRecord,
     RejectionRecord,
+    _aware,
+    _utc,
 )
-from stageflow.adapters.database.repositories import _utc
 from stageflow.domain.gates import CheckResult, CheckStatus, Deployment, Freeze, GateResult, Hold
 from stageflow.domain.promotions import (
     Approval,
@@ -30,13 +31,6 @@ from stageflow.domain.promotions import (
     Selection,
 )
 from stageflow.services.ports import PromotionQuery
-
-
-def _aware(value: datetime) -> datetime:
-    result = _utc(value)
-    assert result is not None
-    return result
-
 
 # The LedgerVersionRecord row the app-state view compares (see SqlUnitOfWork.state_version).
 APP_STATE_VERSION = "app_state"

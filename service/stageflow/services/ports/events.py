@@ -28,6 +28,10 @@ class EventLog(Protocol):
 
     def last_id(self) -> int: ...
 
+    def count_after(self, after_id: int) -> int:
+        """How many events have an id above ``after_id`` (the notifier's cheap "anything new?")."""
+        ...
+
     def get_many(self, ids: Sequence[int]) -> Sequence[Event]: ...
 
     def since(
@@ -46,7 +50,10 @@ class EvidenceChain(Protocol):
 
     def chain(self, after_id: int = 0, limit: int = 500) -> Sequence[Evidence]: ...
 
-    def recorded(self, promotion_ids: Sequence[int]) -> set[int]: ...
+    def missing(self, statuses: Sequence[str], limit: int) -> Sequence[int]:
+        """The ids, oldest first, of those of the newest ``limit`` promotions in ``statuses``
+        that have no record (ids only: the settler asks every few seconds)."""
+        ...
 
 
 class Notifications(Protocol):
