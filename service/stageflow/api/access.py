@@ -249,14 +249,18 @@ def new_token(sf: Stageflow, asked: Asked) -> Iterable[Target]:
     body = body if isinstance(body, dict) else {}
     scope = body.get("scope") if isinstance(body.get("scope"), dict) else {}
     apps, stages = scope.get("apps") or [], scope.get("stages") or []
-    if not all(isinstance(x, str) for x in [*apps, *stages]) or not isinstance(
-        body.get("roles", []), list
-    ):
-        return []  # the schema refuses it
-    for role in body.get("roles", []):
-        if isinstance(role, str):
-            asked.token.require(role)
+    roles = body.get("roles", [])
+    if not all(_names(value) for value in (apps, stages, roles)):
+        return []  # the schema refuses it (a number or a string is no list of names)
+    for role in roles:
+        asked.token.require(role)
     return scope_targets(Scope(tuple(apps), tuple(stages)))
+
+
+def _names(value: Any) -> bool:
+    """Whether a body field is a list of strings, the only shape a resolver reads names from;
+    anything else is left to the schema's 422 (a resolver runs before it, on raw JSON)."""
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
 def existing_token(sf: Stageflow, asked: Asked) -> Iterable[Target]:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stageflow.cli.connection import Api
-from stageflow.cli.options import Duration, client_command, gathered
+from stageflow.cli.options import MIN_INTERVAL, Duration, client_command, gathered
 from stageflow.cli.output import (
     OK,
     UNAVAILABLE,
@@ -217,7 +217,7 @@ def follow(poller: Poller, show: Printer, following: Following) -> int:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
 @click.option(
     "--interval",
-    type=Duration(),
+    type=Duration(minimum=MIN_INTERVAL),
     default="1s",
     show_default=True,
     help="How often --follow asks the server.",

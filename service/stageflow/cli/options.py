@@ -129,20 +129,42 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[found.group(2)]
 
 
+# The longest wait or follow a duration option takes (30 days): well inside what time.sleep
+# and monotonic deadlines hold, and beyond any wait a person or a script means.
+MAX_DURATION = 30 * 86400
+# The shortest poll period (--interval): shorter only asks the server again for nothing.
+MIN_INTERVAL = 0.1
+
+
 # ParamType is generic from click 8.2 on only; 8.1 (the lowest we allow) cannot subscript it
 class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration option within bounds: a wait longer than ``maximum`` overflows ``time.sleep``
+    (a traceback, not an answer), and a poll period under ``minimum`` asks the server in a busy
+    loop; both are refused as a usage error that names the range."""
+
     name = "DURATION"
 
+    def __init__(self, minimum: float = 0.0, maximum: float = MAX_DURATION) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int | float):
-            return float(value)
         try:
-            return parse_duration(str(value))
+            seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
         except click.BadParameter as exc:
             self.fail(str(exc.message), param, ctx)
+        if not self.minimum <= seconds <= self.maximum:
+            self.fail(
+                f"{value!r} is outside {self.minimum:g}s to {self.maximum / 86400:g} days",
+                param,
+                ctx,
+            )
+        return seconds
 
 
 __all__ = [
+    "MAX_DURATION",
+    "MIN_INTERVAL",
     "Api",
     "Duration",
     "client_command",

@@ -13,7 +13,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from stageflow.cli.connection import Api
-from stageflow.cli.options import Duration, client_command, gathered
+from stageflow.cli.options import MIN_INTERVAL, Duration, client_command, gathered
 from stageflow.cli.output import (
     OK,
     REFUSED,
@@ -221,7 +221,7 @@ def wait_options(f: Any) -> Any:
     f = gathered("waiting", Waiting)(f)
     f = click.option(
         "--interval",
-        type=Duration(),
+        type=Duration(minimum=MIN_INTERVAL),
         default="2s",
         show_default=True,
         help="How often --wait asks the server.",
@@ -379,7 +379,7 @@ def get_promotion(api: Api, fmt: str, promotion_id: int, diff: bool) -> int:
 @promotions.command("wait")
 @click.argument("promotion_id", type=int, metavar="ID")
 @click.option("--timeout", type=Duration(), default="10m", show_default=True)
-@click.option("--interval", type=Duration(), default="2s", show_default=True)
+@click.option("--interval", type=Duration(minimum=MIN_INTERVAL), default="2s", show_default=True)
 @client_command
 def wait_promotion(api: Api, fmt: str, promotion_id: int, timeout: float, interval: float) -> int:
     """Follow a promotion until it settles; exit 0 only when it is applied.
