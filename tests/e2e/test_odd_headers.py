@@ -39,14 +39,14 @@ GARBAGE = {
 
 
 @pytest.mark.parametrize(("method", "url"), URLS)
-@pytest.mark.parametrize("name", GARBAGE)
 def test_garbage_headers_are_answered_below_500(
-    anonymous: FlaskClient, method: str, url: str, name: str
+    anonymous: FlaskClient, method: str, url: str
 ) -> None:
-    headers = {"Authorization": f"Bearer {ADMIN}", **GARBAGE[name]}
-    answer = getattr(anonymous, method)(url, headers=headers, json={"context": {}})
-    assert answer.status_code < 500, (name, answer.get_data(as_text=True)[:400])
-    if answer.status_code >= 400:
-        body = answer.get_json(silent=True) or {}
-        message = (body.get("error") or {}).get("message") or body.get("errorDetails")
-        assert message, (name, answer.get_data(as_text=True)[:400])
+    for name, garbage in GARBAGE.items():
+        headers = {"Authorization": f"Bearer {ADMIN}", **garbage}
+        answer = getattr(anonymous, method)(url, headers=headers, json={"context": {}})
+        assert answer.status_code < 500, (name, answer.get_data(as_text=True)[:400])
+        if answer.status_code >= 400:
+            body = answer.get_json(silent=True) or {}
+            message = (body.get("error") or {}).get("message") or body.get("errorDetails")
+            assert message, (name, answer.get_data(as_text=True)[:400])
